@@ -1,0 +1,151 @@
+// The record engine: collections of records in one LMDB environment, with
+// secondary indexes maintained in the same transaction as their records, a
+// change log, and group commit. No networking: the server sits on top.
+//
+// An Engine is safe to share between threads. Read transactions run
+// concurrently from any number of threads; write transactions are serialized
+// (LMDB has one writer) and are fastest submitted in batches (ExecuteBatch),
+// which share one LMDB commit and one fsync.
+//
+// On-disk layout and formats: docs/storage.md.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cairn/engine/options.h"
+#include "cairn/engine/status.h"
+#include "cairn/engine/types.h"
+
+struct MDB_txn;
+
+namespace cairn {
+
+namespace internal {
+struct Catalog;
+}
+
+class ReadTxn;
+struct VerifyReport;
+
+class Engine {
+ public:
+  // Opens the database in folder `dir`, creating the folder and the database if missing.
+  // Refuses (kBadRequest) a folder that holds other files but no cairn database, a database
+  // of an incompatible format, and (kUnavailable) a database another Engine, in this or
+  // another process, has open.
+  static Result<std::unique_ptr<Engine>> Open(const std::string& dir, const Options& options);
+
+  // Waits for background work to reach a safe point, flushes (kNoSync), closes LMDB.
+  // REQUIRES: no ReadTxn of this engine is alive, no call is running.
+  ~Engine();
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // --- Catalog. Each call is one commit of its own (and one change-log entry).
+  Status CreateCollection(std::string_view name);
+  // Removes the collection at once; its records are reclaimed in the background.
+  Status DropCollection(std::string_view name);
+  std::vector<CollectionInfo> ListCollections() const;
+  Result<CollectionInfo> DescribeCollection(std::string_view name) const;
+  // On an empty collection the index is ready at once; otherwise it is kBuilding and the
+  // background thread fills it in batches (writes continue meanwhile), then marks it ready.
+  // A build interrupted by a restart resumes where it stopped.
+  Status CreateIndex(std::string_view collection, const IndexSpec& spec);
+  Status DropIndex(std::string_view collection, std::string_view index);
+
+  // --- Transactions.
+  // Runs one transaction. Read-only transactions run in an LMDB read transaction,
+  // concurrently with everything; others as a batch of one.
+  TxnResult Execute(const Transaction& txn);
+
+  // Group commit: runs each transaction in its own nested LMDB transaction inside one
+  // write transaction and commits once. A transaction that fails aborts alone; the others
+  // commit, each with its own commit number, in the order given.
+  std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
+
+  // Starts a read transaction (a consistent snapshot). Its views stay valid until it ends.
+  Result<ReadTxn> BeginRead() const;
+
+  // --- Change log.
+  // Appends to `out` the entries for commits >= `from`, in order, stopping after
+  // `max_entries` entries or once `max_bytes` of changes have been read (at least one entry
+  // is returned if any exists). kLogTruncated if `from` is older than the oldest entry kept.
+  Status ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                 std::vector<LogEntry>* out) const;
+
+  // The number of the last commit (0 for a new database).
+  uint64_t LastCommit() const;
+
+  EngineStats Stats() const;
+
+  // Flushes to disk now (useful with kNoSync).
+  Status Sync();
+
+  // Blocks until no index is building and no dropped data awaits cleanup.
+  void WaitForBackgroundWork();
+
+  // Checks every index entry against its record and back, unique indexes for
+  // duplicates, every document's encoding, and the change log's order and checksums.
+  VerifyReport Verify() const;
+
+  const Options& options() const;
+  const std::string& dir() const;
+
+  class Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct VerifyReport {
+  bool ok() const { return problems.empty(); }
+  std::vector<std::string> problems;  // human-readable, at most a few hundred
+  uint64_t records = 0;
+  uint64_t index_entries = 0;
+  uint64_t log_entries = 0;
+};
+
+// A consistent read-only snapshot. Move-only; not safe to share between threads
+// (use one per thread). Views it returns die with it.
+class ReadTxn {
+ public:
+  ReadTxn(ReadTxn&&) noexcept;
+  ReadTxn& operator=(ReadTxn&&) noexcept;
+  ~ReadTxn();
+
+  // Sets *found and, when found, *out. kNotFound if the collection does not exist.
+  Status Get(std::string_view collection, std::string_view key, RecordView* out, bool* found);
+
+  // Calls `visit` for each record in range, in order. Sets *continuation to a token for
+  // the next page when a limit or byte budget stopped the scan early, else clears it.
+  using Visitor = std::function<void(const RecordView&)>;
+  Status Scan(const ScanSpec& spec, const Visitor& visit, std::string* continuation);
+  Status Query(const QuerySpec& spec, const Visitor& visit, std::string* continuation);
+  Result<uint64_t> Count(const std::variant<ScanSpec, QuerySpec>& range);
+
+  // Runs a read-only transaction (conditions and reads) on this snapshot.
+  // REQUIRES: txn.read_only()
+  TxnResult Execute(const Transaction& txn);
+
+  // The last commit visible in this snapshot.
+  uint64_t commit() const;
+
+ private:
+  friend class Engine;
+  ReadTxn(const Engine::Impl* engine, MDB_txn* txn,
+          std::shared_ptr<const internal::Catalog> catalog);
+  void Release();
+
+  const Engine::Impl* engine_ = nullptr;
+  MDB_txn* txn_ = nullptr;  // owned: returned to the engine's pool when this ends
+  std::shared_ptr<const internal::Catalog> catalog_;
+};
+
+}  // namespace cairn

@@ -1,0 +1,52 @@
+// Options for opening an Engine.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace cairn {
+
+// When a commit reaches the disk. Never renumber (stored in configs and stats).
+enum class Durability : uint8_t {
+  kSync = 0,        // fsync data and meta page at every commit: an acknowledged commit survives
+                    // power loss. One fsync per group commit, however many transactions it holds.
+  kNoMetaSync = 1,  // fsync data, not the meta page: a power loss may undo the last commits but
+                    // never corrupts (LMDB's MDB_NOMETASYNC).
+  kNoSync = 2,      // no fsync at commit; a background flush every flush_interval. A process crash
+                    // loses nothing (the OS has the pages); a power loss loses up to one interval.
+};
+
+struct Options {
+  // Cap on the database size. The LMDB map is reserved at this size (address space, not disk):
+  // the data file grows with the data, and a write past the cap fails with kDatabaseFull,
+  // leaving the database intact. Raising it takes effect at the next open.
+  uint64_t max_size = uint64_t{64} << 30;
+
+  Durability durability = Durability::kSync;
+  // kNoSync only: how often the background thread flushes to disk.
+  std::chrono::milliseconds flush_interval{1000};
+
+  // The change log keeps at least the most recent `log_retention` commits; older entries are
+  // trimmed a few at a time by later commits. Replicas further behind must bootstrap again.
+  uint64_t log_retention = 1'000'000;
+
+  // Largest value (document or raw bytes) accepted by a write.
+  size_t max_value_size = size_t{16} << 20;
+
+  // Concurrent read transactions (LMDB reader slots); more readers get kUnavailable.
+  uint32_t max_readers = 1024;
+
+  // Building an index over existing records, and cleaning up after a drop, run in the
+  // background in write transactions of this many records, so that other writes proceed
+  // between batches.
+  uint32_t background_batch = 1000;
+
+  // How often stale reader slots (left by dead processes) are cleared.
+  std::chrono::milliseconds reader_check_interval{10'000};
+
+  // Open the database without writing to it: every write gets kReadOnly.
+  bool read_only = false;
+};
+
+}  // namespace cairn

@@ -1,0 +1,83 @@
+// Status and Result: how every fallible engine call reports its outcome.
+//
+// The engine never throws for expected outcomes (a missing record, a failed
+// condition, a full database). It throws only std::bad_alloc. A Status is
+// cheap to copy when ok (no allocation).
+#pragma once
+
+#include <cassert>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace cairn {
+
+// Outcome codes shared by every layer; the protocol maps them one to one onto
+// its wire codes (docs/protocol.md). Never renumber.
+enum class Code : uint8_t {
+  kOk = 0,
+  kNotFound = 1,          // a collection, index or (where it is an error) record is missing
+  kAlreadyExists = 2,     // create of something that exists; insert of a present key
+  kConditionFailed = 3,   // a transaction's condition did not hold
+  kUniqueViolation = 4,   // a write would give two records one value of a unique index
+  kBadRequest = 5,        // malformed input: bad name, bad document, bad bounds...
+  kTooLarge = 6,          // a key, value or transaction over a limit
+  kDatabaseFull = 7,      // the database reached its size cap; deletes still work
+  kReadOnly = 8,          // a write sent to a read-only database
+  kUnavailable = 9,       // busy or not ready (index still building, too many readers)
+  kInternal = 10,         // a bug or storage failure (corruption, I/O error)
+  kLogTruncated = 11,     // the change log no longer holds the requested commit
+};
+
+std::string_view CodeName(Code code);
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status Ok() { return Status(); }
+
+  bool ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& message() const { return message_; }
+  // "unique violation: ..." for logs and tests.
+  std::string ToString() const;
+
+  // Prefixes the message with context ("operation 2: ...").
+  Status WithContext(std::string_view context) const;
+
+ private:
+  Code code_ = Code::kOk;
+  std::string message_;
+};
+
+// A value or a non-ok Status.
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit on purpose
+  Result(Status status) : v_(std::move(status)) {  // NOLINT
+    assert(!std::get<Status>(v_).ok());
+  }
+
+  bool ok() const { return v_.index() == 0; }
+  // REQUIRES: ok()
+  T& value() & { assert(ok()); return std::get<0>(v_); }
+  const T& value() const& { assert(ok()); return std::get<0>(v_); }
+  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+  // The error; an ok Status when there is a value.
+  Status status() const { return ok() ? Status() : std::get<1>(v_); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace cairn

@@ -1,0 +1,233 @@
+// The vocabulary of the engine: records, index values, operations, transactions
+// and their results. Plain structs; see engine.h for what runs them.
+//
+// Fields of type std::string_view in requests (Op, Condition, ScanSpec...) point
+// into memory the caller owns and must keep alive for the duration of the call.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "cairn/engine/status.h"
+
+namespace cairn {
+
+// Largest primary key, in bytes (LMDB's 511-byte key cap minus the 4-byte collection prefix).
+inline constexpr size_t kMaxKeySize = 507;
+
+// What a record's value is. Stored on disk: never renumber.
+enum class ValueKind : uint8_t {
+  kDocument = 0,  // a FlexBuffers map; indexable
+  kRaw = 1,       // opaque bytes; never indexed
+};
+
+// A record read inside a transaction. The views point into the database and are
+// valid only until the transaction that produced them ends.
+struct RecordView {
+  std::string_view key{};
+  uint64_t version = 0;  // commit number of the last write to this record
+  ValueKind kind = ValueKind::kDocument;
+  std::string_view value{};
+};
+
+// An owned copy of a record.
+struct Record {
+  std::string key{};
+  uint64_t version = 0;
+  ValueKind kind = ValueKind::kDocument;
+  std::string value{};
+
+  static Record From(const RecordView& v) {
+    return Record{std::string(v.key), v.version, v.kind, std::string(v.value)};
+  }
+  bool operator==(const Record&) const = default;
+};
+
+// A value as secondary indexes see it. Integers and floats compare numerically with
+// each other (1 == 1.0; -0.0 == 0.0; NaN sorts above +infinity). Across types:
+// null < false < true < numbers < strings < blobs.
+struct Blob {
+  std::string bytes{};
+  bool operator==(const Blob&) const = default;
+};
+using IndexValue = std::variant<std::monostate, bool, int64_t, uint64_t, double, std::string, Blob>;
+
+// A primary-key bound.
+struct KeyBound {
+  std::string_view key{};
+  bool inclusive = true;
+};
+
+// A scan of a collection by primary key, in key order (bytewise).
+struct ScanSpec {
+  std::string_view collection{};
+  std::optional<KeyBound> lower{};  // the low end, whatever the direction
+  std::optional<KeyBound> upper{};  // the high end
+  uint32_t limit = 0;             // at most this many records; 0: no limit
+  bool reverse = false;           // from high to low
+  std::string_view continuation{};  // from a previous page's result; empty: start
+  size_t max_bytes = 0;           // stop once keys + values exceed this; 0: no budget
+};
+
+// An index-value bound.
+struct ValueBound {
+  IndexValue value{};
+  bool inclusive = true;
+};
+
+// A query of a secondary index: the first `equal.size()` fields of the index equal the
+// given values; optionally the next field lies between `lower` and `upper`. Results come
+// in index order, then primary-key order.
+struct QuerySpec {
+  std::string_view collection{};
+  std::string_view index{};
+  std::vector<IndexValue> equal{};
+  std::optional<ValueBound> lower{};
+  std::optional<ValueBound> upper{};
+  uint32_t limit = 0;
+  bool reverse = false;
+  std::string_view continuation{};
+  size_t max_bytes = 0;
+};
+
+// Operations of a transaction.
+struct GetOp {
+  std::string_view collection{};
+  std::string_view key{};
+};
+enum class PutMode : uint8_t {
+  kUpsert = 0,   // put: write whether present or not
+  kInsert = 1,   // fails with kAlreadyExists if present
+  kReplace = 2,  // fails with kNotFound if absent
+};
+struct PutOp {
+  std::string_view collection{};
+  std::string_view key{};
+  std::string_view value{};
+  ValueKind kind = ValueKind::kDocument;
+  PutMode mode = PutMode::kUpsert;
+};
+struct DeleteOp {
+  std::string_view collection{};
+  std::string_view key{};
+};
+struct ScanOp {
+  ScanSpec spec{};
+};
+struct QueryOp {
+  QuerySpec spec{};
+};
+// Counts the records a scan or a query would return (limit and max_bytes ignored).
+struct CountOp {
+  std::variant<ScanSpec, QuerySpec> range{};
+};
+using Op = std::variant<GetOp, PutOp, DeleteOp, ScanOp, QueryOp, CountOp>;
+
+bool IsWrite(const Op& op);
+
+struct Condition {
+  enum Kind : uint8_t { kAbsent = 0, kPresent = 1, kVersionEquals = 2 };  // never renumber
+  Kind kind = kPresent;
+  std::string_view collection{};
+  std::string_view key{};
+  uint64_t version = 0;  // kVersionEquals only
+};
+
+// A transaction: every condition is checked, then the operations run in order, all or
+// nothing. Reads see the transaction's own earlier writes.
+struct Transaction {
+  std::vector<Condition> conditions{};
+  std::vector<Op> ops{};
+
+  bool read_only() const;
+};
+
+struct OpResult {
+  // get: the record exists; delete: it existed; put: it existed before.
+  bool found = false;
+  // get: the record's version; put/delete: the commit number of this transaction.
+  uint64_t version = 0;
+  // get (at most one), scan, query.
+  std::vector<Record> records{};
+  // count.
+  uint64_t count = 0;
+  // scan, query: non-empty when more results may follow; pass it back to continue.
+  std::string continuation{};
+};
+
+struct TxnResult {
+  Status status{};
+  // The commit number given to this transaction; 0 if it wrote nothing or failed.
+  uint64_t commit = 0;
+  // One per operation when status is ok; empty otherwise.
+  std::vector<OpResult> results{};
+};
+
+// Catalog descriptions.
+struct IndexSpec {
+  std::string name{};
+  std::vector<std::string> fields{};  // dotted paths into the document: "address.city"
+  bool unique = false;
+};
+
+enum class IndexState : uint8_t {
+  kBuilding = 0,  // being filled from existing records; not queryable yet
+  kReady = 1,
+  kFailed = 2,  // the build met a unique violation; see `error`; drop it
+};
+std::string_view IndexStateName(IndexState s);
+
+struct IndexInfo {
+  IndexSpec spec{};
+  IndexState state = IndexState::kReady;
+  std::string error{};
+};
+
+struct CollectionInfo {
+  std::string name{};
+  uint64_t created = 0;  // commit number of its creation
+  std::vector<IndexInfo> indexes{};
+};
+
+// The change log: one entry per commit.
+struct Change {
+  enum Kind : uint8_t {  // stored in the log: never renumber
+    kPut = 0,
+    kDelete = 1,
+    kCreateCollection = 2,
+    kDropCollection = 3,
+    kCreateIndex = 4,
+    kDropIndex = 5,
+  };
+  Kind kind = kPut;
+  std::string collection{};
+  std::string key{};  // kPut, kDelete: the record's key
+  ValueKind value_kind = ValueKind::kDocument;
+  std::string value{};            // kPut: the new value
+  std::optional<IndexSpec> index;  // kCreateIndex (whole spec), kDropIndex (name only)
+
+  bool operator==(const Change&) const;
+};
+
+struct LogEntry {
+  uint64_t commit = 0;
+  std::vector<Change> changes{};
+};
+
+struct EngineStats {
+  uint64_t last_commit = 0;
+  uint64_t map_size = 0;         // the size cap (bytes)
+  uint64_t used_bytes = 0;       // pages in use (bytes)
+  uint64_t file_bytes = 0;       // size of the data file
+  uint64_t log_first = 0;        // oldest commit still in the change log (0: empty)
+  uint32_t readers_used = 0;     // reader slots in use
+  uint32_t max_readers = 0;
+  uint64_t commits = 0;          // since open
+  uint64_t group_commits = 0;    // LMDB write transactions that held >= 1 commit, since open
+};
+
+}  // namespace cairn

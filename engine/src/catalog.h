@@ -1,0 +1,77 @@
+// The catalog: collections and their indexes, as stored in the meta database and
+// as cached in memory (an immutable snapshot shared by readers).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cairn/engine/types.h"
+#include "document.h"
+
+namespace cairn::internal {
+
+struct IndexDesc {
+  uint32_t id = 0;  // prefix of its entries in the index database; never reused
+  IndexSpec spec;
+  std::vector<FieldPath> paths;  // spec.fields, split
+  IndexState state = IndexState::kReady;
+  std::string error;  // kFailed: why
+  // kBuilding: records with keys <= cursor are indexed (empty: none yet).
+  std::string cursor;
+  bool cursor_set = false;
+
+  // Whether writes maintain its entries (building and ready indexes).
+  bool maintained() const { return state != IndexState::kFailed; }
+};
+
+struct CollectionDesc {
+  uint32_t id = 0;  // prefix of its records in the records database; never reused
+  std::string name;
+  uint64_t created = 0;
+  std::vector<IndexDesc> indexes;
+
+  const IndexDesc* FindIndex(std::string_view name) const;
+};
+
+struct Catalog {
+  std::map<std::string, CollectionDesc, std::less<>> collections;
+
+  const CollectionDesc* Find(std::string_view name) const;
+};
+
+// Meta database keys (docs/storage.md).
+inline constexpr std::string_view kMetaMagic = "#magic";
+inline constexpr std::string_view kMetaFormat = "#format";
+inline constexpr std::string_view kMetaSeq = "#seq";
+inline constexpr std::string_view kMetaNextId = "#next_id";
+inline constexpr std::string_view kMagicValue = "cairn";
+inline constexpr uint32_t kFormatVersion = 1;
+
+std::string CollectionMetaKey(std::string_view name);
+std::string IndexMetaKey(uint32_t collection_id, std::string_view name);
+std::string CleanupMetaKey(uint32_t id);
+inline constexpr std::string_view kCollectionPrefix = "c/";
+inline constexpr std::string_view kIndexPrefix = "i/";
+inline constexpr std::string_view kCleanupPrefix = "d/";
+
+std::string EncodeCollection(const CollectionDesc& c);
+bool DecodeCollection(std::string_view name, std::string_view value, CollectionDesc* c);
+std::string EncodeIndex(const IndexDesc& ix);
+bool DecodeIndex(std::string_view name, std::string_view value, IndexDesc* ix);
+std::string EncodeIndexSpec(const IndexSpec& spec);
+bool DecodeIndexSpec(std::string_view value, IndexSpec* spec);
+
+// What a cleanup entry asks the background thread to delete.
+enum class CleanupKind : uint8_t { kRecords = 0, kIndexEntries = 1 };  // never renumber
+
+// Names of collections and indexes: 1 to 128 characters from [A-Za-z0-9_.-].
+Status CheckName(std::string_view what, std::string_view name);
+// Index specs: a valid name, 1 to 16 fields, each a dotted path of non-empty parts.
+Status CheckIndexSpec(const IndexSpec& spec);
+
+}  // namespace cairn::internal

@@ -1,0 +1,123 @@
+#include "changelog.h"
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "catalog.h"
+#include "coding.h"
+
+namespace cairn::internal {
+namespace {
+
+constexpr uint8_t kLogFormat = 1;
+
+uint64_t Checksum(uint64_t commit, std::string_view body) {
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  char c[8];
+  StoreU64BE(c, commit);
+  XXH3_64bits_update(&state, c, sizeof c);
+  XXH3_64bits_update(&state, body.data(), body.size());
+  return XXH3_64bits_digest(&state);
+}
+
+}  // namespace
+
+void LogEntryBuilder::Put(std::string_view collection, std::string_view key, ValueKind kind,
+                          std::string_view value) {
+  body_.push_back(char(Change::kPut));
+  PutBytes(&body_, collection);
+  PutBytes(&body_, key);
+  body_.push_back(char(kind));
+  PutBytes(&body_, value);
+  count_++;
+}
+
+void LogEntryBuilder::Delete(std::string_view collection, std::string_view key) {
+  body_.push_back(char(Change::kDelete));
+  PutBytes(&body_, collection);
+  PutBytes(&body_, key);
+  count_++;
+}
+
+void LogEntryBuilder::CreateCollection(std::string_view collection) {
+  body_.push_back(char(Change::kCreateCollection));
+  PutBytes(&body_, collection);
+  count_++;
+}
+
+void LogEntryBuilder::DropCollection(std::string_view collection) {
+  body_.push_back(char(Change::kDropCollection));
+  PutBytes(&body_, collection);
+  count_++;
+}
+
+void LogEntryBuilder::CreateIndex(std::string_view collection, const IndexSpec& spec) {
+  body_.push_back(char(Change::kCreateIndex));
+  PutBytes(&body_, collection);
+  PutBytes(&body_, EncodeIndexSpec(spec));
+  count_++;
+}
+
+void LogEntryBuilder::DropIndex(std::string_view collection, std::string_view index) {
+  body_.push_back(char(Change::kDropIndex));
+  PutBytes(&body_, collection);
+  PutBytes(&body_, index);
+  count_++;
+}
+
+std::string LogEntryBuilder::Finish(uint64_t commit) const {
+  std::string out;
+  out.reserve(body_.size() + 9);
+  out.push_back(char(kLogFormat));
+  out += body_;
+  PutU64LE(&out, Checksum(commit, out));
+  return out;
+}
+
+bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out) {
+  if (stored.size() < 9) return false;
+  std::string_view body = stored.substr(0, stored.size() - 8);
+  if (LoadU64LE(stored.data() + body.size()) != Checksum(commit, body)) return false;
+  ByteReader r(body);
+  uint8_t format;
+  if (!r.U8(&format) || format != kLogFormat) return false;
+  out->commit = commit;
+  out->changes.clear();
+  while (!r.empty()) {
+    Change c;
+    uint8_t kind;
+    if (!r.U8(&kind) || !r.Bytes(&c.collection)) return false;
+    c.kind = Change::Kind(kind);
+    switch (c.kind) {
+      case Change::kPut: {
+        uint8_t vk;
+        if (!r.Bytes(&c.key) || !r.U8(&vk) || vk > 1 || !r.Bytes(&c.value)) return false;
+        c.value_kind = ValueKind(vk);
+        break;
+      }
+      case Change::kDelete:
+        if (!r.Bytes(&c.key)) return false;
+        break;
+      case Change::kCreateCollection:
+      case Change::kDropCollection:
+        break;
+      case Change::kCreateIndex: {
+        std::string_view spec;
+        c.index.emplace();
+        if (!r.Bytes(&spec) || !DecodeIndexSpec(spec, &*c.index)) return false;
+        break;
+      }
+      case Change::kDropIndex:
+        c.index.emplace();
+        if (!r.Bytes(&c.index->name)) return false;
+        break;
+      default:
+        return false;
+    }
+    out->changes.push_back(std::move(c));
+  }
+  return true;
+}
+
+}  // namespace cairn::internal

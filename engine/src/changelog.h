@@ -1,0 +1,44 @@
+// Encoding of change-log entries (docs/storage.md, "Change log").
+//
+// An entry is the list of changes one commit made, built up as the transaction runs and
+// stored under the commit number in the same LMDB transaction. Each entry carries an
+// XXH3 checksum of its commit number and contents, since entries travel to replicas.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cairn/engine/types.h"
+
+namespace cairn::internal {
+
+class LogEntryBuilder {
+ public:
+  void Clear() {
+    body_.clear();
+    count_ = 0;
+  }
+  bool empty() const { return count_ == 0; }
+  size_t count() const { return count_; }
+
+  void Put(std::string_view collection, std::string_view key, ValueKind kind,
+           std::string_view value);
+  void Delete(std::string_view collection, std::string_view key);
+  void CreateCollection(std::string_view collection);
+  void DropCollection(std::string_view collection);
+  void CreateIndex(std::string_view collection, const IndexSpec& spec);
+  void DropIndex(std::string_view collection, std::string_view index);
+
+  // The stored form of the entry for commit `commit`.
+  std::string Finish(uint64_t commit) const;
+
+ private:
+  std::string body_;
+  size_t count_ = 0;
+};
+
+// Decodes a stored entry; false if it is malformed or its checksum does not match.
+bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out);
+
+}  // namespace cairn::internal

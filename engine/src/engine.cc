@@ -1,0 +1,766 @@
+// Engine: opening and closing, the catalog, the write path (group commit),
+// read transactions and the change log reader.
+#include "cairn/engine/engine.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <unordered_map>
+
+#include "coding.h"
+#include "engine_impl.h"
+
+namespace fs = std::filesystem;
+
+namespace cairn {
+
+using internal::Catalog;
+using internal::CollectionDesc;
+using internal::IndexDesc;
+using internal::LogEntryBuilder;
+using internal::MdbStatus;
+using internal::Val;
+using internal::View;
+
+namespace {
+
+constexpr const char* kLockFile = "cairn.lock";
+
+Status PutMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key, std::string_view value) {
+  MDB_val k = Val(key), v = Val(value);
+  return MdbStatus(mdb_put(txn, meta, &k, &v, 0), "meta put");
+}
+
+Status PutMetaU64(MDB_txn* txn, MDB_dbi meta, std::string_view key, uint64_t value) {
+  char b[8];
+  internal::StoreU64BE(b, value);
+  return PutMeta(txn, meta, key, std::string_view(b, 8));
+}
+
+Status DelMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key) {
+  MDB_val k = Val(key);
+  int rc = mdb_del(txn, meta, &k, nullptr);
+  return rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "meta delete");
+}
+
+// Aborts an LMDB write transaction unless committed.
+class WriteTxn {
+ public:
+  ~WriteTxn() {
+    if (txn_) mdb_txn_abort(txn_);
+  }
+  int Begin(MDB_env* env, MDB_txn* parent = nullptr) {
+    return mdb_txn_begin(env, parent, 0, &txn_);
+  }
+  int Commit() {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;
+    return rc;
+  }
+  void Abort() {
+    mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
+Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, const LogEntryBuilder& b) {
+  char key[8];
+  internal::StoreU64BE(key, commit);
+  std::string entry = b.Finish(commit);
+  MDB_val k{8, key}, v = Val(entry);
+  return MdbStatus(mdb_put(txn, log, &k, &v, MDB_APPEND), "change log");
+}
+
+// Deletes up to `budget` change-log entries older than the retention window.
+// Returns the new oldest commit in *first.
+Status TrimLog(MDB_txn* txn, MDB_dbi log, uint64_t last, uint64_t retention, size_t budget,
+               uint64_t* first) {
+  retention = std::max<uint64_t>(retention, 1);
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(txn, log, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
+    if (last < retention || commit > last - retention || budget == 0) break;
+    if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+    budget--;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  }
+  *first = rc == 0 ? internal::LoadU64BE(static_cast<const char*>(k.mv_data)) : 0;
+  mdb_cursor_close(cur);
+  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "change log trim");
+}
+
+}  // namespace
+
+namespace internal {
+
+Status LoadCatalog(MDB_txn* txn, MDB_dbi meta, Catalog* catalog) {
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(txn, meta, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  std::unordered_map<uint32_t, CollectionDesc*> by_id;
+  Status status;
+  MDB_val k = Val(kCollectionPrefix), v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string_view key = View(k);
+    if (!key.starts_with(kCollectionPrefix)) break;
+    std::string_view name = key.substr(kCollectionPrefix.size());
+    CollectionDesc c;
+    if (!DecodeCollection(name, View(v), &c)) {
+      status = Status(Code::kInternal, "corrupt catalog entry for collection " + std::string(name));
+      break;
+    }
+    auto& slot = catalog->collections[c.name];
+    slot = std::move(c);
+    by_id[slot.id] = &slot;
+  }
+  k = Val(kIndexPrefix);
+  rc = status.ok() ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+  for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string_view key = View(k);
+    if (!key.starts_with(kIndexPrefix)) break;
+    key.remove_prefix(kIndexPrefix.size());
+    IndexDesc ix;
+    auto owner = key.size() > 4 ? by_id.find(LoadU32BE(key.data())) : by_id.end();
+    if (owner == by_id.end() || !DecodeIndex(key.substr(4), View(v), &ix)) {
+      status = Status(Code::kInternal, "corrupt catalog entry for an index");
+      break;
+    }
+    owner->second->indexes.push_back(std::move(ix));
+  }
+  mdb_cursor_close(cur);
+  return status;
+}
+
+}  // namespace internal
+
+// --- Opening and closing.
+
+Status Engine::Impl::Open() {
+  std::error_code ec;
+  if (!fs::exists(dir_, ec)) {
+    if (options_.read_only) return Status(Code::kNotFound, "no database in " + dir_);
+    fs::create_directories(dir_, ec);
+    if (ec) return Status(Code::kInternal, "cannot create " + dir_ + ": " + ec.message());
+  } else if (!fs::is_directory(dir_, ec)) {
+    return Status(Code::kBadRequest, dir_ + " is not a folder");
+  }
+
+  // One Engine per database: two writers would corrupt the commit numbering.
+  std::string lock_path = (fs::path(dir_) / kLockFile).string();
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) {
+    return Status(Code::kInternal, "cannot open " + lock_path + ": " + std::strerror(errno));
+  }
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = ::pread(lock_fd_, pid, sizeof pid - 1, 0);
+    std::string holder = n > 0 ? std::string(pid, size_t(n)) : "unknown";
+    while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+    return Status(Code::kUnavailable,
+                  "database " + dir_ + " is in use by another process (pid " + holder + ")");
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) < 0) {
+    return Status(Code::kInternal, "cannot write " + lock_path + ": " + std::strerror(errno));
+  }
+
+  if (!fs::exists(fs::path(dir_) / "data.mdb", ec)) {
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      std::string name = entry.path().filename().string();
+      if (name != kLockFile && name != "lock.mdb") {
+        return Status(Code::kBadRequest, "folder " + dir_ + " holds other files (" + name +
+                                             ") and no cairn database; refusing to use it");
+      }
+    }
+    if (options_.read_only) return Status(Code::kNotFound, "no database in " + dir_);
+  }
+
+  if (int rc = mdb_env_create(&env_); rc != 0) return MdbStatus(rc, "env create");
+  mdb_env_set_maxdbs(env_, 4);
+  mdb_env_set_maxreaders(env_, options_.max_readers);
+  uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  uint64_t map_size = std::max<uint64_t>(options_.max_size, 64 * page);
+  mdb_env_set_mapsize(env_, (map_size + page - 1) / page * page);
+  unsigned flags = MDB_NOTLS;
+  if (options_.durability == Durability::kNoMetaSync) flags |= MDB_NOMETASYNC;
+  if (options_.durability == Durability::kNoSync) flags |= MDB_NOSYNC;
+  if (options_.read_only) flags |= MDB_RDONLY;
+  int rc = mdb_env_open(env_, dir_.c_str(), flags, 0644);
+  if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) {
+    return Status(Code::kBadRequest, dir_ + "/data.mdb is not a database this build can read (" +
+                                         mdb_strerror(rc) + ")");
+  }
+  if (rc != 0) return MdbStatus(rc, "open " + dir_);
+  int dead;
+  mdb_reader_check(env_, &dead);
+
+  MDB_txn* txn;
+  if ((rc = mdb_txn_begin(env_, nullptr, options_.read_only ? MDB_RDONLY : 0, &txn)) != 0) {
+    return MdbStatus(rc, "begin");
+  }
+  auto fail = [&](Status s) {
+    mdb_txn_abort(txn);
+    return s;
+  };
+  MDB_dbi main;
+  MDB_stat st;
+  if ((rc = mdb_dbi_open(txn, nullptr, 0, &main)) != 0 || (rc = mdb_stat(txn, main, &st)) != 0) {
+    return fail(MdbStatus(rc, "open"));
+  }
+  const bool fresh = st.ms_entries == 0;
+  if (fresh && options_.read_only) return fail(Status(Code::kNotFound, "no database in " + dir_));
+  const unsigned create = fresh ? MDB_CREATE : 0;
+  if ((rc = mdb_dbi_open(txn, "meta", create, &dbs_.meta)) != 0) {
+    return fail(rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE
+                    ? Status(Code::kBadRequest, dir_ + " holds an LMDB database that is not cairn's")
+                    : MdbStatus(rc, "open meta"));
+  }
+  if (fresh) {
+    Status s = PutMeta(txn, dbs_.meta, internal::kMetaMagic, internal::kMagicValue);
+    if (s.ok()) s = PutMetaU64(txn, dbs_.meta, internal::kMetaFormat, internal::kFormatVersion);
+    if (s.ok()) s = PutMetaU64(txn, dbs_.meta, internal::kMetaNextId, 1);
+    if (!s.ok()) return fail(s);
+  } else {
+    MDB_val k = Val(internal::kMetaMagic), v;
+    if (mdb_get(txn, dbs_.meta, &k, &v) != 0 || View(v) != internal::kMagicValue) {
+      return fail(Status(Code::kBadRequest, dir_ + " holds an LMDB database that is not cairn's"));
+    }
+    uint64_t format = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaFormat);
+    if (format != internal::kFormatVersion) {
+      return fail(Status(Code::kBadRequest,
+                         dir_ + " holds a cairn database of format " + std::to_string(format) +
+                             "; this build reads format " +
+                             std::to_string(internal::kFormatVersion)));
+    }
+  }
+  if ((rc = mdb_dbi_open(txn, "records", create, &dbs_.records)) != 0 ||
+      (rc = mdb_dbi_open(txn, "index", create | MDB_DUPSORT, &dbs_.index)) != 0 ||
+      (rc = mdb_dbi_open(txn, "log", create, &dbs_.log)) != 0) {
+    return fail(MdbStatus(rc, "open databases"));
+  }
+  last_commit_ = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaSeq);
+  next_id_ = uint32_t(internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaNextId));
+  auto catalog = std::make_shared<Catalog>();
+  if (Status s = internal::LoadCatalog(txn, dbs_.meta, catalog.get()); !s.ok()) return fail(s);
+  catalog_ = std::move(catalog);
+  {
+    MDB_cursor* cur;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_open(txn, dbs_.log, &cur)) != 0) return fail(MdbStatus(rc, "cursor"));
+    if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0) {
+      log_first_ = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
+    }
+    mdb_cursor_close(cur);
+  }
+  if ((rc = mdb_txn_commit(txn)) != 0) return MdbStatus(rc, "open commit");
+  return Status::Ok();
+}
+
+Engine::Impl::~Impl() {
+  StopBackground();
+  {
+    std::lock_guard lock(pool_mu_);
+    for (MDB_txn* t : read_pool_) mdb_txn_abort(t);
+    read_pool_.clear();
+  }
+  if (env_) {
+    if (options_.durability != Durability::kSync && !options_.read_only) mdb_env_sync(env_, 1);
+    mdb_env_close(env_);
+  }
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+void Engine::Impl::LatchIfFatal(int rc) {
+  if (rc == MDB_PANIC || rc == MDB_CORRUPTED || rc == EIO) {
+    int expected = 0;
+    fatal_rc_.compare_exchange_strong(expected, rc);
+  }
+}
+
+Status FatalStatus(int rc) {
+  return Status(Code::kInternal, std::string("the database hit a fatal storage error (") +
+                                     mdb_strerror(rc) + "); restart after checking the disk");
+}
+
+// --- Catalog.
+
+Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
+  if (options_.read_only) return Status(Code::kReadOnly, "the database is open read-only");
+  std::lock_guard lock(write_mu_);
+  if (int f = fatal_rc_.load()) return FatalStatus(f);
+  WriteTxn txn;
+  if (int rc = txn.Begin(env_); rc != 0) return MdbStatus(rc, "begin");
+  auto next = std::make_shared<Catalog>(*catalog());
+  uint32_t saved_next_id = next_id_;
+  log_builder_.Clear();
+  Status s = fn(txn.get(), *next, log_builder_);
+  uint64_t commit = last_commit_ + 1;
+  uint64_t first = log_first_;
+  if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_);
+  if (s.ok()) s = PutMetaU64(txn.get(), dbs_.meta, internal::kMetaSeq, commit);
+  if (s.ok()) s = TrimLog(txn.get(), dbs_.log, commit, options_.log_retention, 8, &first);
+  if (s.ok()) {
+    int rc = txn.Commit();
+    LatchIfFatal(rc);
+    s = MdbStatus(rc, "commit");
+  }
+  if (!s.ok()) {
+    next_id_ = saved_next_id;
+    return s;
+  }
+  log_first_ = first;
+  last_commit_ = commit;
+  commits_++;
+  group_commits_++;
+  PublishCatalog(std::move(next));
+  return Status::Ok();
+}
+
+uint32_t Engine::Impl::AllocateId(MDB_txn* txn) {
+  uint32_t id = next_id_++;
+  (void)PutMetaU64(txn, dbs_.meta, internal::kMetaNextId, next_id_);  // same txn; checked at commit
+  return id;
+}
+
+Status Engine::CreateCollection(std::string_view name) {
+  if (Status s = internal::CheckName("collection", name); !s.ok()) return s;
+  return impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
+    if (next.Find(name)) {
+      return Status(Code::kAlreadyExists, "collection '" + std::string(name) + "' already exists");
+    }
+    CollectionDesc c;
+    c.id = impl_->AllocateId(txn);
+    c.name.assign(name);
+    c.created = impl_->last_commit_ + 1;
+    if (Status s = PutMeta(txn, impl_->dbs_.meta, internal::CollectionMetaKey(name),
+                           internal::EncodeCollection(c));
+        !s.ok()) {
+      return s;
+    }
+    log.CreateCollection(name);
+    next.collections.emplace(c.name, std::move(c));
+    return Status::Ok();
+  });
+}
+
+namespace {
+Status ScheduleCleanup(MDB_txn* txn, MDB_dbi meta, uint32_t id, internal::CleanupKind kind) {
+  char v = char(kind);
+  return PutMeta(txn, meta, internal::CleanupMetaKey(id), std::string_view(&v, 1));
+}
+}  // namespace
+
+Status Engine::DropCollection(std::string_view name) {
+  Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
+    auto it = next.collections.find(name);
+    if (it == next.collections.end()) {
+      return Status(Code::kNotFound, "collection '" + std::string(name) + "' does not exist");
+    }
+    MDB_dbi meta = impl_->dbs_.meta;
+    const CollectionDesc& c = it->second;
+    Status s = DelMeta(txn, meta, internal::CollectionMetaKey(name));
+    if (s.ok()) s = ScheduleCleanup(txn, meta, c.id, internal::CleanupKind::kRecords);
+    for (const IndexDesc& ix : c.indexes) {
+      if (s.ok()) s = DelMeta(txn, meta, internal::IndexMetaKey(c.id, ix.spec.name));
+      if (s.ok()) s = ScheduleCleanup(txn, meta, ix.id, internal::CleanupKind::kIndexEntries);
+    }
+    if (!s.ok()) return s;
+    log.DropCollection(name);
+    next.collections.erase(it);
+    return Status::Ok();
+  });
+  if (s.ok()) impl_->WakeBackground();
+  return s;
+}
+
+Status Engine::CreateIndex(std::string_view collection, const IndexSpec& spec) {
+  if (Status s = internal::CheckIndexSpec(spec); !s.ok()) return s;
+  Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
+    auto it = next.collections.find(collection);
+    if (it == next.collections.end()) {
+      return Status(Code::kNotFound,
+                    "collection '" + std::string(collection) + "' does not exist");
+    }
+    CollectionDesc& c = it->second;
+    if (c.FindIndex(spec.name)) {
+      return Status(Code::kAlreadyExists, "index '" + spec.name + "' already exists on '" +
+                                              c.name + "'");
+    }
+    IndexDesc ix;
+    ix.id = impl_->AllocateId(txn);
+    ix.spec = spec;
+    for (const std::string& f : spec.fields) ix.paths.push_back(internal::ParsePath(f));
+    // An empty collection needs no build.
+    std::string prefix;
+    internal::PutU32BE(&prefix, c.id);
+    MDB_cursor* cur;
+    if (int rc = mdb_cursor_open(txn, impl_->dbs_.records, &cur); rc != 0) {
+      return MdbStatus(rc, "cursor");
+    }
+    MDB_val k = Val(prefix), v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    bool empty = rc != 0 || !View(k).starts_with(prefix);
+    mdb_cursor_close(cur);
+    ix.state = empty ? IndexState::kReady : IndexState::kBuilding;
+    if (Status s = PutMeta(txn, impl_->dbs_.meta, internal::IndexMetaKey(c.id, spec.name),
+                           internal::EncodeIndex(ix));
+        !s.ok()) {
+      return s;
+    }
+    log.CreateIndex(c.name, spec);
+    c.indexes.push_back(std::move(ix));
+    return Status::Ok();
+  });
+  if (s.ok()) impl_->WakeBackground();
+  return s;
+}
+
+Status Engine::DropIndex(std::string_view collection, std::string_view index) {
+  Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
+    auto it = next.collections.find(collection);
+    if (it == next.collections.end()) {
+      return Status(Code::kNotFound,
+                    "collection '" + std::string(collection) + "' does not exist");
+    }
+    CollectionDesc& c = it->second;
+    auto ix = std::find_if(c.indexes.begin(), c.indexes.end(),
+                           [&](const IndexDesc& d) { return d.spec.name == index; });
+    if (ix == c.indexes.end()) {
+      return Status(Code::kNotFound, "index '" + std::string(index) + "' does not exist on '" +
+                                         c.name + "'");
+    }
+    MDB_dbi meta = impl_->dbs_.meta;
+    Status s = DelMeta(txn, meta, internal::IndexMetaKey(c.id, index));
+    if (s.ok()) s = ScheduleCleanup(txn, meta, ix->id, internal::CleanupKind::kIndexEntries);
+    if (!s.ok()) return s;
+    log.DropIndex(c.name, index);
+    c.indexes.erase(ix);
+    return Status::Ok();
+  });
+  if (s.ok()) impl_->WakeBackground();
+  return s;
+}
+
+namespace {
+CollectionInfo Describe(const CollectionDesc& c) {
+  CollectionInfo info{c.name, c.created, {}};
+  for (const IndexDesc& ix : c.indexes) info.indexes.push_back({ix.spec, ix.state, ix.error});
+  return info;
+}
+}  // namespace
+
+std::vector<CollectionInfo> Engine::ListCollections() const {
+  auto catalog = impl_->catalog();
+  std::vector<CollectionInfo> out;
+  for (const auto& [name, c] : catalog->collections) out.push_back(Describe(c));
+  return out;
+}
+
+Result<CollectionInfo> Engine::DescribeCollection(std::string_view name) const {
+  auto catalog = impl_->catalog();
+  const CollectionDesc* c = catalog->Find(name);
+  if (!c) return Status(Code::kNotFound, "collection '" + std::string(name) + "' does not exist");
+  return Describe(*c);
+}
+
+// --- The write path.
+
+std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* const> txns) {
+  std::vector<TxnResult> results(txns.size());
+  auto fail_all = [&](const Status& s) {
+    for (TxnResult& r : results) {
+      if (r.status.ok()) r = TxnResult{s, 0, {}};
+    }
+    return std::move(results);
+  };
+  if (txns.empty()) return results;
+  if (options_.read_only) {
+    for (size_t i = 0; i < txns.size(); i++) {
+      results[i].status = Status(Code::kReadOnly, "the database is open read-only");
+    }
+    return results;
+  }
+
+  std::lock_guard lock(write_mu_);
+  if (int f = fatal_rc_.load()) return fail_all(FatalStatus(f));
+  auto catalog = this->catalog();
+  WriteTxn parent;
+  if (int rc = parent.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
+
+  // A batch of one runs directly in the top transaction; larger batches nest each one, so
+  // that a failure aborts only its own changes.
+  const bool nested = txns.size() > 1;
+  uint64_t commit = last_commit_;
+  for (size_t i = 0; i < txns.size(); i++) {
+    TxnResult& r = results[i];
+    WriteTxn child;
+    MDB_txn* txn = parent.get();
+    if (nested) {
+      if (int rc = child.Begin(env_, parent.get()); rc != 0) {
+        r.status = MdbStatus(rc, "nested begin");
+        continue;
+      }
+      txn = child.get();
+    }
+    log_builder_.Clear();
+    internal::Ctx ctx = ReadCtx(txn, catalog.get());
+    ctx.commit = commit + 1;
+    ctx.log = &log_builder_;
+    ctx.scratch = &scratch_;
+    r.status = internal::RunTransaction(ctx, *txns[i], &r);
+    bool wrote = r.status.ok() && !log_builder_.empty();
+    if (wrote) r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_);
+    if (nested && r.status.ok()) {
+      int rc = child.Commit();
+      LatchIfFatal(rc);
+      r.status = MdbStatus(rc, "nested commit");
+    }
+    if (!r.status.ok()) {
+      r.results.clear();
+      if (!nested) return results;  // the top transaction aborts as `parent` goes
+      continue;
+    }
+    if (wrote) r.commit = ++commit;
+  }
+
+  if (commit == last_commit_) return results;  // nothing written: no commit, no fsync
+  uint64_t first = log_first_;
+  Status s = PutMetaU64(parent.get(), dbs_.meta, internal::kMetaSeq, commit);
+  size_t written = commit - last_commit_;
+  if (s.ok()) {
+    s = TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
+  }
+  if (s.ok()) {
+    int rc = parent.Commit();
+    LatchIfFatal(rc);
+    s = MdbStatus(rc, "commit");
+  }
+  if (!s.ok()) {
+    for (TxnResult& r : results) {
+      if (r.status.ok() && r.commit) r = TxnResult{s, 0, {}};
+    }
+    return results;
+  }
+  log_first_ = first;
+  last_commit_ = commit;
+  commits_ += written;
+  group_commits_++;
+  return results;
+}
+
+TxnResult Engine::Execute(const Transaction& txn) {
+  if (txn.read_only()) {
+    auto read = BeginRead();
+    if (!read.ok()) return TxnResult{read.status(), 0, {}};
+    return read->Execute(txn);
+  }
+  const Transaction* one = &txn;
+  return std::move(impl_->ExecuteBatch(std::span(&one, 1))[0]);
+}
+
+std::vector<TxnResult> Engine::ExecuteBatch(std::span<const Transaction* const> txns) {
+  return impl_->ExecuteBatch(txns);
+}
+
+// --- Read transactions.
+
+Status Engine::Impl::AcquireReadTxn(MDB_txn** txn) const {
+  {
+    std::lock_guard lock(pool_mu_);
+    if (!read_pool_.empty()) {
+      *txn = read_pool_.back();
+      read_pool_.pop_back();
+    } else {
+      *txn = nullptr;
+    }
+  }
+  int rc;
+  if (*txn) {
+    rc = mdb_txn_renew(*txn);
+    if (rc != 0) {
+      mdb_txn_abort(*txn);
+      *txn = nullptr;
+    }
+  } else {
+    rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, txn);
+  }
+  return MdbStatus(rc, "read begin");
+}
+
+void Engine::Impl::ReleaseReadTxn(MDB_txn* txn) const {
+  mdb_txn_reset(txn);
+  std::lock_guard lock(pool_mu_);
+  if (read_pool_.size() < 64) {
+    read_pool_.push_back(txn);
+  } else {
+    mdb_txn_abort(txn);
+  }
+}
+
+Result<ReadTxn> Engine::BeginRead() const {
+  // The catalog is taken before the snapshot, so the snapshot is at least as new as the
+  // catalog: an index the catalog calls ready is complete in the snapshot.
+  auto catalog = impl_->catalog();
+  MDB_txn* txn;
+  if (Status s = impl_->AcquireReadTxn(&txn); !s.ok()) return s;
+  return ReadTxn(impl_.get(), txn, std::move(catalog));
+}
+
+ReadTxn::ReadTxn(const Engine::Impl* engine, MDB_txn* txn,
+                 std::shared_ptr<const internal::Catalog> catalog)
+    : engine_(engine), txn_(txn), catalog_(std::move(catalog)) {}
+
+ReadTxn::ReadTxn(ReadTxn&& o) noexcept
+    : engine_(o.engine_), txn_(std::exchange(o.txn_, nullptr)), catalog_(std::move(o.catalog_)) {}
+
+ReadTxn& ReadTxn::operator=(ReadTxn&& o) noexcept {
+  if (this != &o) {
+    Release();
+    engine_ = o.engine_;
+    txn_ = std::exchange(o.txn_, nullptr);
+    catalog_ = std::move(o.catalog_);
+  }
+  return *this;
+}
+
+ReadTxn::~ReadTxn() { Release(); }
+
+void ReadTxn::Release() {
+  if (txn_) engine_->ReleaseReadTxn(txn_);
+  txn_ = nullptr;
+}
+
+Status ReadTxn::Get(std::string_view collection, std::string_view key, RecordView* out,
+                    bool* found) {
+  internal::Ctx ctx = engine_->ReadCtx(txn_, catalog_.get());
+  const CollectionDesc* c;
+  if (Status s = internal::FindCollection(ctx, collection, &c); !s.ok()) return s;
+  return internal::GetRecord(ctx, *c, key, out, found);
+}
+
+Status ReadTxn::Scan(const ScanSpec& spec, const Visitor& visit, std::string* continuation) {
+  return internal::ScanRecords(engine_->ReadCtx(txn_, catalog_.get()), spec, visit, continuation,
+                               nullptr);
+}
+
+Status ReadTxn::Query(const QuerySpec& spec, const Visitor& visit, std::string* continuation) {
+  return internal::QueryIndex(engine_->ReadCtx(txn_, catalog_.get()), spec, visit, continuation,
+                              nullptr);
+}
+
+Result<uint64_t> ReadTxn::Count(const std::variant<ScanSpec, QuerySpec>& range) {
+  Transaction t;
+  t.ops.push_back(CountOp{range});
+  TxnResult r = Execute(t);
+  if (!r.status.ok()) return r.status;
+  return r.results[0].count;
+}
+
+TxnResult ReadTxn::Execute(const Transaction& txn) {
+  assert(txn.read_only());
+  TxnResult r;
+  r.status = internal::RunTransaction(engine_->ReadCtx(txn_, catalog_.get()), txn, &r);
+  return r;
+}
+
+uint64_t ReadTxn::commit() const {
+  return internal::ReadMetaU64(txn_, engine_->dbs_.meta, internal::kMetaSeq);
+}
+
+// --- Change log, stats, misc.
+
+Status Engine::Impl::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                             std::vector<LogEntry>* out) const {
+  MDB_txn* txn;
+  if (Status s = AcquireReadTxn(&txn); !s.ok()) return s;
+  struct Release {
+    const Impl* impl;
+    MDB_txn* txn;
+    ~Release() { impl->ReleaseReadTxn(txn); }
+  } release{this, txn};
+  from = std::max<uint64_t>(from, 1);
+  uint64_t last = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaSeq);
+  if (from > last) return Status::Ok();
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(txn, dbs_.log, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  char key[8];
+  internal::StoreU64BE(key, from);
+  MDB_val k{8, key}, v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  Status status;
+  if (rc != 0 || internal::LoadU64BE(static_cast<const char*>(k.mv_data)) != from) {
+    mdb_cursor_close(cur);
+    return Status(Code::kLogTruncated, "commit " + std::to_string(from) +
+                                           " is no longer in the change log");
+  }
+  size_t bytes = 0;
+  for (size_t n = 0; rc == 0 && n < max_entries && (n == 0 || bytes < max_bytes); n++) {
+    uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
+    LogEntry e;
+    if (!internal::DecodeLogEntry(commit, View(v), &e)) {
+      status = Status(Code::kInternal, "change-log entry " + std::to_string(commit) + " is corrupt");
+      break;
+    }
+    bytes += v.mv_size;
+    out->push_back(std::move(e));
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(cur);
+  if (status.ok() && rc != 0 && rc != MDB_NOTFOUND) status = MdbStatus(rc, "change log");
+  return status;
+}
+
+EngineStats Engine::Impl::Stats() const {
+  EngineStats s;
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &st);
+  s.last_commit = last_commit_;
+  s.map_size = info.me_mapsize;
+  s.used_bytes = uint64_t(info.me_last_pgno + 1) * st.ms_psize;
+  std::error_code ec;
+  s.file_bytes = fs::file_size(fs::path(dir_) / "data.mdb", ec);
+  s.log_first = log_first_;
+  s.readers_used = info.me_numreaders;
+  s.max_readers = info.me_maxreaders;
+  s.commits = commits_;
+  s.group_commits = group_commits_;
+  return s;
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::Open(const std::string& dir, const Options& options) {
+  auto impl = std::make_unique<Impl>(dir, options);
+  if (Status s = impl->Open(); !s.ok()) return s;
+  if (!options.read_only) impl->StartBackground();
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Status Engine::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                       std::vector<LogEntry>* out) const {
+  return impl_->ReadLog(from, max_entries, max_bytes, out);
+}
+
+uint64_t Engine::LastCommit() const { return impl_->last_commit_; }
+EngineStats Engine::Stats() const { return impl_->Stats(); }
+Status Engine::Sync() { return MdbStatus(mdb_env_sync(impl_->env_, 1), "sync"); }
+void Engine::WaitForBackgroundWork() { impl_->WaitForBackgroundWork(); }
+VerifyReport Engine::Verify() const { return impl_->Verify(); }
+const Options& Engine::options() const { return impl_->options_; }
+const std::string& Engine::dir() const { return impl_->dir_; }
+
+}  // namespace cairn

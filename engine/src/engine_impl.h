@@ -1,0 +1,192 @@
+// Internals of the engine shared by its source files.
+#pragma once
+
+#include <lmdb.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "cairn/engine/engine.h"
+#include "catalog.h"
+#include "changelog.h"
+
+namespace cairn::internal {
+
+// --- LMDB glue. LMDB return codes become Status in exactly one place: MdbStatus.
+inline MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+inline std::string_view View(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+Status MdbStatus(int rc, std::string_view what);
+
+// The four LMDB databases of an environment (docs/storage.md).
+struct Dbs {
+  MDB_dbi meta = 0;     // catalog and counters
+  MDB_dbi records = 0;  // [collection id: u32 BE][primary key] -> record value
+  MDB_dbi index = 0;    // DUPSORT: [index id: u32 BE][encoded values] -> primary key
+  MDB_dbi log = 0;      // [commit: u64 BE] -> change-log entry
+};
+
+// --- Records. The stored value: [version: u64 LE][kind: u8][payload].
+inline constexpr size_t kRecordHeader = 9;
+
+// A record's key in the records database, built on the stack.
+class RecordKey {
+ public:
+  RecordKey(uint32_t collection_id, std::string_view key);
+  MDB_val val() { return MDB_val{size_, buf_}; }
+  std::string_view view() const { return std::string_view(buf_, size_); }
+
+ private:
+  char buf_[4 + kMaxKeySize];
+  size_t size_;
+};
+
+// Parses a stored record value; false if it is malformed.
+bool DecodeRecord(std::string_view key, std::string_view stored, RecordView* out);
+
+// --- Index entries. An entry's key is [index id][encoded values], or when that would pass
+// LMDB's key cap, [index id][first kIndexPrefixKept bytes of the encoding][XXH3 of the whole
+// encoding], exactly kMaxIndexKey bytes long. Such truncated entries are checked against
+// their record wherever the full value matters.
+inline constexpr size_t kMaxIndexKey = 511;
+inline constexpr size_t kIndexPrefixKept = kMaxIndexKey - 4 - 8;  // of the encoding
+inline constexpr size_t kIndexComparable = 4 + kIndexPrefixKept;  // leading bytes that order
+void MakeIndexKey(uint32_t index_id, std::string_view encoded, std::string* out);
+inline bool IsTruncatedIndexKey(std::string_view key) { return key.size() == kMaxIndexKey; }
+
+// Everything an operation needs to run inside one LMDB transaction.
+struct Ctx {
+  MDB_txn* txn = nullptr;
+  const Dbs* dbs = nullptr;
+  const Catalog* catalog = nullptr;
+  const Options* options = nullptr;
+  // Write transactions only:
+  uint64_t commit = 0;               // the number this transaction commits as
+  LogEntryBuilder* log = nullptr;    // its change-log entry
+  std::string* scratch = nullptr;    // reusable buffer
+};
+
+Status FindCollection(const Ctx& ctx, std::string_view name, const CollectionDesc** out);
+Status GetRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key, RecordView* out,
+                 bool* found);
+Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor& visit,
+                   std::string* continuation, uint64_t* count_only);
+Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor& visit,
+                  std::string* continuation, uint64_t* count_only);
+// Runs a transaction's conditions and operations; fills `result->results` on success.
+Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result);
+
+// Index maintenance for one record write: old and new values (nullptr if absent).
+Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view key,
+                     const RecordView* old_record, ValueKind new_kind, std::string_view new_value);
+// Whether another record than `key` holds `encoded` in unique index `ix`; sets *holder.
+Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc& ix,
+                        std::string_view index_key, std::string_view encoded,
+                        std::string_view key, std::string* holder);
+
+// Reads the catalog as stored in the meta database.
+Status LoadCatalog(MDB_txn* txn, MDB_dbi meta, Catalog* catalog);
+
+// Reads a key from the meta database as a u64; 0 if absent.
+uint64_t ReadMetaU64(MDB_txn* txn, MDB_dbi meta, std::string_view key);
+
+}  // namespace cairn::internal
+
+namespace cairn {
+
+class Engine::Impl {
+ public:
+  Impl(std::string dir, Options options) : dir_(std::move(dir)), options_(std::move(options)) {}
+  ~Impl();
+
+  Status Open();
+
+  // Catalog changes: `fn` edits `next` (a copy of the catalog) and writes meta records in
+  // `txn`, logging into `log`. Committed as one commit; `next` published on success.
+  using CatalogEdit = std::function<Status(MDB_txn* txn, internal::Catalog& next,
+                                           internal::LogEntryBuilder& log)>;
+  Status CommitCatalogChange(const CatalogEdit& fn);
+  uint32_t AllocateId(MDB_txn* txn);
+
+  std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
+
+  std::shared_ptr<const internal::Catalog> catalog() const {
+    std::lock_guard lock(catalog_mu_);
+    return catalog_;
+  }
+  void PublishCatalog(std::shared_ptr<const internal::Catalog> c) {
+    std::lock_guard lock(catalog_mu_);
+    catalog_ = std::move(c);
+  }
+
+  // Read transactions, pooled: reset when released, renewed when taken again.
+  Status AcquireReadTxn(MDB_txn** txn) const;
+  void ReleaseReadTxn(MDB_txn* txn) const;
+
+  internal::Ctx ReadCtx(MDB_txn* txn, const internal::Catalog* catalog) const {
+    internal::Ctx ctx;
+    ctx.txn = txn;
+    ctx.dbs = &dbs_;
+    ctx.catalog = catalog;
+    ctx.options = &options_;
+    return ctx;
+  }
+
+  Status ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                 std::vector<LogEntry>* out) const;
+  EngineStats Stats() const;
+  VerifyReport Verify() const;
+
+  // Background work (background.cc).
+  void StartBackground();
+  void StopBackground();
+  void WakeBackground();
+  void WaitForBackgroundWork();
+  bool BuildIndexBatch();  // true if it did work
+  bool CleanupBatch();     // true if it did work
+
+  // Latches a fatal storage error: every later write reports it.
+  void LatchIfFatal(int rc);
+
+  const std::string dir_;
+  const Options options_;
+  MDB_env* env_ = nullptr;
+  internal::Dbs dbs_;
+  int lock_fd_ = -1;
+
+  // Guarded by write_mu_: the write path (one writer at a time).
+  std::mutex write_mu_;
+  uint32_t next_id_ = 1;
+  internal::LogEntryBuilder log_builder_;
+  std::string scratch_;
+
+  std::atomic<uint64_t> log_first_{0};  // oldest commit in the log, 0 if empty; written under write_mu_
+  std::atomic<uint64_t> last_commit_{0};
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> group_commits_{0};
+  std::atomic<int> fatal_rc_{0};
+
+  mutable std::mutex catalog_mu_;
+  std::shared_ptr<const internal::Catalog> catalog_;
+
+  mutable std::mutex pool_mu_;
+  mutable std::vector<MDB_txn*> read_pool_;
+
+  // Background thread state, guarded by bg_mu_.
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;    // wakes the background thread
+  std::condition_variable idle_cv_;  // signalled when background work may have finished
+  bool bg_stop_ = false;
+  bool bg_wake_ = false;
+  bool bg_idle_ = true;
+  std::thread bg_thread_;
+};
+
+}  // namespace cairn

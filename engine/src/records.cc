@@ -1,0 +1,656 @@
+// Record and index operations inside one LMDB transaction: reads (get, scan,
+// query, count), writes (put, delete) with index maintenance, conditions, and
+// running a whole transaction.
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "coding.h"
+#include "document.h"
+#include "engine_impl.h"
+#include "key_codec.h"
+
+namespace cairn::internal {
+
+RecordKey::RecordKey(uint32_t collection_id, std::string_view key) : size_(4 + key.size()) {
+  assert(key.size() <= kMaxKeySize);
+  StoreU32BE(buf_, collection_id);
+  std::memcpy(buf_ + 4, key.data(), key.size());
+}
+
+bool DecodeRecord(std::string_view key, std::string_view stored, RecordView* out) {
+  if (stored.size() < kRecordHeader) return false;
+  uint8_t kind = uint8_t(stored[8]);
+  if (kind > 1) return false;
+  out->key = key;
+  out->version = LoadU64LE(stored.data());
+  out->kind = ValueKind(kind);
+  out->value = stored.substr(kRecordHeader);
+  return true;
+}
+
+void MakeIndexKey(uint32_t index_id, std::string_view encoded, std::string* out) {
+  out->clear();
+  PutU32BE(out, index_id);
+  if (4 + encoded.size() < kMaxIndexKey) {
+    out->append(encoded);
+  } else {
+    out->append(encoded.substr(0, kIndexPrefixKept));
+    PutU64BE(out, XXH3_64bits(encoded.data(), encoded.size()));
+  }
+}
+
+uint64_t ReadMetaU64(MDB_txn* txn, MDB_dbi meta, std::string_view key) {
+  MDB_val k = Val(key), v;
+  if (mdb_get(txn, meta, &k, &v) != 0 || v.mv_size != 8) return 0;
+  return LoadU64BE(static_cast<const char*>(v.mv_data));
+}
+
+namespace {
+
+Status CheckKey(std::string_view key) {
+  if (key.empty()) return Status(Code::kBadRequest, "empty primary key");
+  if (key.size() > kMaxKeySize) {
+    return Status(Code::kTooLarge, "primary key of " + std::to_string(key.size()) +
+                                       " bytes; the limit is " + std::to_string(kMaxKeySize));
+  }
+  return Status::Ok();
+}
+
+// A short, printable rendering of a key for error messages.
+std::string Printable(std::string_view key) {
+  std::string out;
+  for (unsigned char ch : key.substr(0, 64)) {
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+      out.push_back(char(ch));
+    } else {
+      char b[5];
+      snprintf(b, sizeof b, "\\x%02x", ch);
+      out += b;
+    }
+  }
+  if (key.size() > 64) out += "...";
+  return out;
+}
+
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
+  ~Cursor() {
+    if (c_) mdb_cursor_close(c_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  int open_rc() const { return rc_; }
+  // Positions with `op`; returns LMDB's code (0, MDB_NOTFOUND or an error).
+  int Get(MDB_cursor_op op) { return mdb_cursor_get(c_, &k_, &v_, op); }
+  int Seek(MDB_cursor_op op, std::string_view key) {
+    k_ = Val(key);
+    return mdb_cursor_get(c_, &k_, &v_, op);
+  }
+  int SeekBoth(MDB_cursor_op op, std::string_view key, std::string_view data) {
+    k_ = Val(key);
+    v_ = Val(data);
+    return mdb_cursor_get(c_, &k_, &v_, op);
+  }
+  std::string_view key() const { return View(k_); }
+  std::string_view value() const { return View(v_); }
+  MDB_cursor* get() { return c_; }
+
+ private:
+  MDB_cursor* c_ = nullptr;
+  MDB_val k_{}, v_{};
+  int rc_ = 0;
+};
+
+// Continuation tokens (opaque to clients): [kind][u32 id][position]. The id ties a token
+// to the collection or index it came from.
+constexpr char kScanToken = 'S';
+constexpr char kQueryToken = 'Q';
+
+std::string ScanToken(uint32_t collection_id, std::string_view key) {
+  std::string t(1, kScanToken);
+  PutU32BE(&t, collection_id);
+  t.append(key);
+  return t;
+}
+
+std::string QueryToken(uint32_t index_id, std::string_view index_key, std::string_view pk) {
+  std::string t(1, kQueryToken);
+  PutU32BE(&t, index_id);
+  PutBytes(&t, index_key);
+  t.append(pk);
+  return t;
+}
+
+Status BadToken() {
+  return Status(Code::kBadRequest, "continuation token does not belong to this scan or query");
+}
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace
+
+Status FindCollection(const Ctx& ctx, std::string_view name, const CollectionDesc** out) {
+  *out = ctx.catalog->Find(name);
+  if (*out == nullptr) {
+    return Status(Code::kNotFound, "collection '" + Printable(name) + "' does not exist");
+  }
+  return Status::Ok();
+}
+
+Status GetRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key, RecordView* out,
+                 bool* found) {
+  if (Status s = CheckKey(key); !s.ok()) return s;
+  RecordKey rk(c.id, key);
+  MDB_val k = rk.val(), v;
+  int rc = mdb_get(ctx.txn, ctx.dbs->records, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    *found = false;
+    return Status::Ok();
+  }
+  if (rc != 0) return MdbStatus(rc, "get");
+  *found = true;
+  if (!DecodeRecord(key, View(v), out)) {
+    return Status(Code::kInternal, "corrupt record '" + Printable(key) + "'");
+  }
+  return Status::Ok();
+}
+
+// --- Scans by primary key.
+
+Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor& visit,
+                   std::string* continuation, uint64_t* count_only) {
+  const CollectionDesc* c;
+  if (Status s = FindCollection(ctx, spec.collection, &c); !s.ok()) return s;
+  if (continuation) continuation->clear();
+
+  // Bounds in the records database's key space: [prefix][pk].
+  std::string prefix;
+  PutU32BE(&prefix, c->id);
+  std::string lo = prefix, hi;
+  bool lo_inclusive = true, hi_inclusive = false;
+  if (spec.lower) {
+    lo.append(spec.lower->key);
+    lo_inclusive = spec.lower->inclusive;
+  }
+  if (spec.upper) {
+    hi = prefix;
+    hi.append(spec.upper->key);
+    hi_inclusive = spec.upper->inclusive;
+  } else {
+    hi = prefix;
+    PrefixSuccessor(&hi);  // ids are small: always exists
+  }
+  if (!spec.continuation.empty()) {
+    ByteReader r(spec.continuation);
+    uint8_t kind;
+    uint32_t id;
+    if (!r.U8(&kind) || kind != kScanToken || !r.U32BE(&id) || id != c->id) return BadToken();
+    std::string at = prefix;
+    at.append(r.rest());
+    if (!spec.reverse && at >= lo) {
+      lo = std::move(at);
+      lo_inclusive = false;
+    } else if (spec.reverse && at <= hi) {
+      hi = std::move(at);
+      hi_inclusive = false;
+    }
+  }
+  auto above_lo = [&](std::string_view k) { return lo_inclusive ? k >= lo : k > lo; };
+  auto below_hi = [&](std::string_view k) { return hi_inclusive ? k <= hi : k < hi; };
+
+  Cursor cur(ctx.txn, ctx.dbs->records);
+  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
+  int rc;
+  if (!spec.reverse) {
+    rc = cur.Seek(MDB_SET_RANGE, lo);
+    if (rc == 0 && !above_lo(cur.key())) rc = cur.Get(MDB_NEXT);
+  } else {
+    rc = cur.Seek(MDB_SET_RANGE, hi);
+    if (rc == MDB_NOTFOUND) {
+      rc = cur.Get(MDB_LAST);
+    } else if (rc == 0 && !below_hi(cur.key())) {
+      rc = cur.Get(MDB_PREV);
+    }
+  }
+
+  uint64_t n = 0;
+  size_t bytes = 0;
+  std::string_view last;
+  for (; rc == 0; rc = cur.Get(spec.reverse ? MDB_PREV : MDB_NEXT)) {
+    std::string_view k = cur.key();
+    if (spec.reverse ? !above_lo(k) : !below_hi(k)) break;
+    if (count_only) {
+      n++;
+      continue;
+    }
+    if ((spec.limit && n == spec.limit) || (spec.max_bytes && bytes >= spec.max_bytes)) {
+      *continuation = ScanToken(c->id, last.substr(4));
+      break;
+    }
+    RecordView rv;
+    if (!DecodeRecord(k.substr(4), cur.value(), &rv)) {
+      return Status(Code::kInternal, "corrupt record '" + Printable(k.substr(4)) + "'");
+    }
+    visit(rv);
+    n++;
+    bytes += k.size() - 4 + rv.value.size();
+    last = k;
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "scan");
+  if (count_only) *count_only = n;
+  return Status::Ok();
+}
+
+// --- Index queries.
+
+namespace {
+
+Status FindReadyIndex(const CollectionDesc& c, std::string_view name, const IndexDesc** out) {
+  *out = c.FindIndex(name);
+  if (*out == nullptr) {
+    return Status(Code::kNotFound,
+                  "index '" + Printable(name) + "' does not exist on '" + c.name + "'");
+  }
+  if ((*out)->state == IndexState::kBuilding) {
+    return Status(Code::kUnavailable, "index '" + (*out)->spec.name + "' is still building");
+  }
+  if ((*out)->state == IndexState::kFailed) {
+    return Status(Code::kUnavailable,
+                  "index '" + (*out)->spec.name + "' failed to build: " + (*out)->error);
+  }
+  return Status::Ok();
+}
+
+// The full (untruncated) key of the index entry for the record at `pk`, from its document.
+Status FullIndexKey(const Ctx& ctx, const CollectionDesc& c, const IndexDesc& ix,
+                    std::string_view pk, std::string* out, bool* present) {
+  RecordView rv;
+  bool found;
+  if (Status s = GetRecord(ctx, c, pk, &rv, &found); !s.ok()) return s;
+  out->clear();
+  PutU32BE(out, ix.id);
+  *present = found && rv.kind == ValueKind::kDocument && EncodeIndexFields(rv.value, ix.paths, out);
+  return Status::Ok();
+}
+
+int Compare(std::string_view a, std::string_view b) { return a.compare(b); }
+
+}  // namespace
+
+Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor& visit,
+                  std::string* continuation, uint64_t* count_only) {
+  const CollectionDesc* c;
+  if (Status s = FindCollection(ctx, spec.collection, &c); !s.ok()) return s;
+  const IndexDesc* ix;
+  if (Status s = FindReadyIndex(*c, spec.index, &ix); !s.ok()) return s;
+  if (continuation) continuation->clear();
+  size_t nfields = ix->paths.size();
+  if (spec.equal.size() > nfields) {
+    return Status(Code::kBadRequest, "query gives " + std::to_string(spec.equal.size()) +
+                                         " values for an index of " + std::to_string(nfields) +
+                                         " fields");
+  }
+  if ((spec.lower || spec.upper) && spec.equal.size() == nfields) {
+    return Status(Code::kBadRequest, "a range needs a field after the equal ones");
+  }
+
+  // The range [lo, hi) of full entry keys ([id][encoded values]) that match.
+  std::string prefix;
+  PutU32BE(&prefix, ix->id);
+  for (const IndexValue& v : spec.equal) AppendIndexValue(v, &prefix);
+  std::string lo = prefix, hi = prefix;
+  bool has_hi = true;
+  if (spec.lower) {
+    AppendIndexValue(spec.lower->value, &lo);
+    if (!spec.lower->inclusive) PrefixSuccessor(&lo);
+  }
+  if (spec.upper) {
+    AppendIndexValue(spec.upper->value, &hi);
+    if (spec.upper->inclusive) has_hi = PrefixSuccessor(&hi);
+  } else {
+    has_hi = PrefixSuccessor(&hi);
+  }
+  if (has_hi && hi <= lo) return Status::Ok();  // empty range
+
+  // Entries order by their stored key, whose first kIndexComparable bytes equal those of the
+  // full key. Bounds no longer than that are exact on stored keys; longer ones are applied
+  // to the stored prefix, and entries near them checked against the full key.
+  const bool lo_exact = lo.size() <= kIndexComparable;
+  const bool hi_exact = hi.size() <= kIndexComparable;
+  std::string_view lo_cmp = std::string_view(lo).substr(0, kIndexComparable);
+  std::string_view hi_cmp = std::string_view(hi).substr(0, kIndexComparable);
+  auto past_hi = [&](std::string_view k) {  // no entry at or after k matches
+    if (!has_hi) return false;
+    return hi_exact ? Compare(k, hi) >= 0 : Compare(k.substr(0, kIndexComparable), hi_cmp) > 0;
+  };
+  auto before_lo = [&](std::string_view k) {  // no entry at or before k matches
+    return lo_exact ? Compare(k, lo) < 0 : Compare(k.substr(0, kIndexComparable), lo_cmp) < 0;
+  };
+
+  Cursor cur(ctx.txn, ctx.dbs->index);
+  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
+  int rc;
+  if (!spec.continuation.empty()) {
+    ByteReader r(spec.continuation);
+    uint8_t kind;
+    uint32_t id;
+    std::string_view at_key;
+    if (!r.U8(&kind) || kind != kQueryToken || !r.U32BE(&id) || id != ix->id ||
+        !r.Bytes(&at_key) || !StartsWith(at_key, std::string_view(prefix).substr(0, 4))) {
+      return BadToken();
+    }
+    std::string at_pk(r.rest());
+    std::string at(at_key);
+    // Position just after (forward) or before (reverse) the entry (at, at_pk).
+    rc = cur.SeekBoth(MDB_GET_BOTH_RANGE, at, at_pk);
+    if (rc == 0) {
+      if (spec.reverse) {
+        rc = cur.Get(MDB_PREV);
+      } else if (cur.value() == at_pk) {
+        rc = cur.Get(MDB_NEXT);
+      }
+    } else if (rc == MDB_NOTFOUND) {
+      rc = cur.Seek(MDB_SET_RANGE, at);
+      if (rc == 0 && cur.key() == at) {
+        rc = cur.Get(spec.reverse ? MDB_LAST_DUP : MDB_NEXT_NODUP);
+      } else if (spec.reverse) {
+        rc = rc == MDB_NOTFOUND ? cur.Get(MDB_LAST) : cur.Get(MDB_PREV);
+      }
+    }
+  } else if (!spec.reverse) {
+    rc = cur.Seek(MDB_SET_RANGE, lo_exact ? std::string_view(lo) : lo_cmp);
+  } else {
+    std::string start;
+    bool bounded = has_hi;
+    if (has_hi) {
+      start = hi_exact ? hi : std::string(hi_cmp);
+      if (!hi_exact) bounded = PrefixSuccessor(&start);
+    }
+    rc = bounded ? cur.Seek(MDB_SET_RANGE, start) : MDB_NOTFOUND;
+    rc = rc == MDB_NOTFOUND ? cur.Get(MDB_LAST) : rc == 0 ? cur.Get(MDB_PREV) : rc;
+  }
+
+  uint64_t n = 0;
+  size_t bytes = 0;
+  std::string_view last_key, last_pk;
+  std::string full;
+  for (; rc == 0; rc = cur.Get(spec.reverse ? MDB_PREV : MDB_NEXT)) {
+    std::string_view k = cur.key(), pk = cur.value();
+    if (spec.reverse ? before_lo(k) : past_hi(k)) break;
+    // Exact membership: needed only for entries near an inexact bound.
+    if (!lo_exact || !hi_exact) {
+      std::string_view f = k;
+      if (IsTruncatedIndexKey(k)) {
+        bool present;
+        if (Status s = FullIndexKey(ctx, *c, *ix, pk, &full, &present); !s.ok()) return s;
+        if (!present) return Status(Code::kInternal, "index entry without a matching record");
+        f = full;
+      }
+      if (Compare(f, lo) < 0 || (has_hi && Compare(f, hi) >= 0)) continue;
+    }
+    if (count_only) {
+      n++;
+      continue;
+    }
+    if ((spec.limit && n == spec.limit) || (spec.max_bytes && bytes >= spec.max_bytes)) {
+      *continuation = QueryToken(ix->id, last_key, last_pk);
+      break;
+    }
+    RecordView rv;
+    bool found;
+    if (Status s = GetRecord(ctx, *c, pk, &rv, &found); !s.ok()) return s;
+    if (!found) {
+      return Status(Code::kInternal, "index '" + ix->spec.name + "' has an entry for missing record '" +
+                                         Printable(pk) + "'");
+    }
+    visit(rv);
+    n++;
+    bytes += pk.size() + rv.value.size();
+    last_key = k;
+    last_pk = pk;
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "query");
+  if (count_only) *count_only = n;
+  return Status::Ok();
+}
+
+// --- Index maintenance.
+
+Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc& ix,
+                        std::string_view index_key, std::string_view encoded,
+                        std::string_view key, std::string* holder) {
+  holder->clear();
+  Cursor cur(ctx.txn, ctx.dbs->index);
+  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
+  int rc = cur.Seek(MDB_SET, index_key);
+  std::string full;
+  for (; rc == 0; rc = cur.Get(MDB_NEXT_DUP)) {
+    std::string_view pk = cur.value();
+    if (pk == key) continue;
+    if (!IsTruncatedIndexKey(index_key)) {
+      holder->assign(pk);
+      return Status::Ok();
+    }
+    // A truncated key: the same stored key may hide different values.
+    bool present;
+    if (Status s = FullIndexKey(ctx, c, ix, pk, &full, &present); !s.ok()) return s;
+    if (present && std::string_view(full).substr(4) == encoded) {
+      holder->assign(pk);
+      return Status::Ok();
+    }
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "unique check");
+  return Status::Ok();
+}
+
+Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view key,
+                     const RecordView* old_record, ValueKind new_kind, std::string_view new_value) {
+  std::string old_enc, new_enc, old_ik, new_ik;
+  for (const IndexDesc& ix : c.indexes) {
+    if (!ix.maintained()) continue;
+    old_enc.clear();
+    new_enc.clear();
+    bool had = old_record && old_record->kind == ValueKind::kDocument &&
+               EncodeIndexFields(old_record->value, ix.paths, &old_enc);
+    bool has = new_kind == ValueKind::kDocument && !new_value.empty() &&
+               EncodeIndexFields(new_value, ix.paths, &new_enc);
+    if (had && has && old_enc == new_enc) continue;
+    if (had) {
+      MakeIndexKey(ix.id, old_enc, &old_ik);
+      MDB_val k = Val(old_ik), v = Val(key);
+      int rc = mdb_del(ctx.txn, ctx.dbs->index, &k, &v);
+      if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "index delete");
+    }
+    if (has) {
+      MakeIndexKey(ix.id, new_enc, &new_ik);
+      if (ix.spec.unique) {
+        std::string holder;
+        if (Status s = FindUniqueHolder(ctx, c, ix, new_ik, new_enc, key, &holder); !s.ok()) {
+          return s;
+        }
+        if (!holder.empty()) {
+          return Status(Code::kUniqueViolation, "unique index '" + ix.spec.name + "' of '" +
+                                                    c.name + "' already holds this value, for '" +
+                                                    Printable(holder) + "'");
+        }
+      }
+      MDB_val k = Val(new_ik), v = Val(key);
+      int rc = mdb_put(ctx.txn, ctx.dbs->index, &k, &v, MDB_NODUPDATA);
+      if (rc != 0 && rc != MDB_KEYEXIST) return MdbStatus(rc, "index put");
+    }
+  }
+  return Status::Ok();
+}
+
+// --- Writes.
+
+namespace {
+
+Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
+  const CollectionDesc* c;
+  if (Status s = FindCollection(ctx, op.collection, &c); !s.ok()) return s;
+  if (Status s = CheckKey(op.key); !s.ok()) return s;
+  if (op.value.size() > ctx.options->max_value_size) {
+    return Status(Code::kTooLarge, "value of " + std::to_string(op.value.size()) +
+                                       " bytes; the limit is " +
+                                       std::to_string(ctx.options->max_value_size));
+  }
+  if (op.kind == ValueKind::kDocument) {
+    if (Status s = CheckDocument(op.value); !s.ok()) return s;
+  } else if (op.kind != ValueKind::kRaw) {
+    return Status(Code::kBadRequest, "unknown value kind");
+  }
+
+  RecordView old;
+  bool found;
+  if (Status s = GetRecord(ctx, *c, op.key, &old, &found); !s.ok()) return s;
+  if (found && op.mode == PutMode::kInsert) {
+    return Status(Code::kAlreadyExists,
+                  "record '" + Printable(op.key) + "' already exists in '" + c->name + "'");
+  }
+  if (!found && op.mode == PutMode::kReplace) {
+    return Status(Code::kNotFound,
+                  "record '" + Printable(op.key) + "' does not exist in '" + c->name + "'");
+  }
+  if (!c->indexes.empty()) {
+    if (Status s = UpdateIndexes(ctx, *c, op.key, found ? &old : nullptr, op.kind, op.value);
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  RecordKey rk(c->id, op.key);
+  MDB_val k = rk.val(), v{kRecordHeader + op.value.size(), nullptr};
+  int rc = mdb_put(ctx.txn, ctx.dbs->records, &k, &v, MDB_RESERVE);
+  if (rc != 0) return MdbStatus(rc, "put");
+  char* p = static_cast<char*>(v.mv_data);
+  StoreU64LE(p, ctx.commit);
+  p[8] = char(op.kind);
+  std::memcpy(p + kRecordHeader, op.value.data(), op.value.size());
+
+  ctx.log->Put(c->name, op.key, op.kind, op.value);
+  r->found = found;
+  r->version = ctx.commit;
+  return Status::Ok();
+}
+
+Status Delete(const Ctx& ctx, const DeleteOp& op, OpResult* r) {
+  const CollectionDesc* c;
+  if (Status s = FindCollection(ctx, op.collection, &c); !s.ok()) return s;
+  RecordView old;
+  bool found;
+  if (Status s = GetRecord(ctx, *c, op.key, &old, &found); !s.ok()) return s;
+  r->found = found;
+  if (!found) return Status::Ok();
+  if (!c->indexes.empty()) {
+    if (Status s = UpdateIndexes(ctx, *c, op.key, &old, ValueKind::kDocument, {}); !s.ok()) {
+      return s;
+    }
+  }
+  RecordKey rk(c->id, op.key);
+  MDB_val k = rk.val();
+  int rc = mdb_del(ctx.txn, ctx.dbs->records, &k, nullptr);
+  if (rc != 0) return MdbStatus(rc, "delete");
+  ctx.log->Delete(c->name, op.key);
+  r->version = ctx.commit;
+  return Status::Ok();
+}
+
+Status CheckCondition(const Ctx& ctx, const Condition& cond) {
+  const CollectionDesc* c;
+  if (Status s = FindCollection(ctx, cond.collection, &c); !s.ok()) return s;
+  RecordView rv;
+  bool found;
+  if (Status s = GetRecord(ctx, *c, cond.key, &rv, &found); !s.ok()) return s;
+  std::string what = "record '" + Printable(cond.key) + "' in '" + c->name + "'";
+  switch (cond.kind) {
+    case Condition::kAbsent:
+      if (found) {
+        return Status(Code::kConditionFailed,
+                      what + " is present (version " + std::to_string(rv.version) + ")");
+      }
+      return Status::Ok();
+    case Condition::kPresent:
+      if (!found) return Status(Code::kConditionFailed, what + " is absent");
+      return Status::Ok();
+    case Condition::kVersionEquals:
+      if (!found) {
+        return Status(Code::kConditionFailed,
+                      what + " is absent, not at version " + std::to_string(cond.version));
+      }
+      if (rv.version != cond.version) {
+        return Status(Code::kConditionFailed, what + " is at version " +
+                                                  std::to_string(rv.version) + ", not " +
+                                                  std::to_string(cond.version));
+      }
+      return Status::Ok();
+  }
+  return Status(Code::kBadRequest, "unknown condition kind");
+}
+
+Status RunOp(const Ctx& ctx, const Op& op, OpResult* r) {
+  auto copy_into = [r](const RecordView& rv) { r->records.push_back(Record::From(rv)); };
+  switch (op.index()) {
+    case 0: {
+      const auto& get = std::get<GetOp>(op);
+      const CollectionDesc* c;
+      if (Status s = FindCollection(ctx, get.collection, &c); !s.ok()) return s;
+      RecordView rv;
+      if (Status s = GetRecord(ctx, *c, get.key, &rv, &r->found); !s.ok()) return s;
+      if (r->found) {
+        r->version = rv.version;
+        r->records.push_back(Record::From(rv));
+      }
+      return Status::Ok();
+    }
+    case 1:
+      if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
+      return Put(ctx, std::get<PutOp>(op), r);
+    case 2:
+      if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
+      return Delete(ctx, std::get<DeleteOp>(op), r);
+    case 3:
+      return ScanRecords(ctx, std::get<ScanOp>(op).spec, copy_into, &r->continuation, nullptr);
+    case 4:
+      return QueryIndex(ctx, std::get<QueryOp>(op).spec, copy_into, &r->continuation, nullptr);
+    case 5: {
+      const auto& range = std::get<CountOp>(op).range;
+      if (range.index() == 0) {
+        return ScanRecords(ctx, std::get<ScanSpec>(range), copy_into, nullptr, &r->count);
+      }
+      return QueryIndex(ctx, std::get<QuerySpec>(range), copy_into, nullptr, &r->count);
+    }
+  }
+  return Status(Code::kBadRequest, "unknown operation");
+}
+
+std::string_view OpName(const Op& op) {
+  static constexpr std::string_view kNames[] = {"get", "put", "delete", "scan", "query", "count"};
+  return kNames[op.index()];
+}
+
+}  // namespace
+
+Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result) {
+  for (size_t i = 0; i < txn.conditions.size(); i++) {
+    if (Status s = CheckCondition(ctx, txn.conditions[i]); !s.ok()) {
+      return s.WithContext("condition " + std::to_string(i));
+    }
+  }
+  result->results.resize(txn.ops.size());
+  for (size_t i = 0; i < txn.ops.size(); i++) {
+    if (Status s = RunOp(ctx, txn.ops[i], &result->results[i]); !s.ok()) {
+      result->results.clear();
+      return s.WithContext("operation " + std::to_string(i) + " (" +
+                           std::string(OpName(txn.ops[i])) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace cairn::internal

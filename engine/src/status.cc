@@ -1,0 +1,94 @@
+#include "cairn/engine/status.h"
+
+#include <lmdb.h>
+
+#include "cairn/engine/types.h"
+#include "engine_impl.h"
+
+namespace cairn {
+
+std::string_view CodeName(Code code) {
+  switch (code) {
+    case Code::kOk: return "ok";
+    case Code::kNotFound: return "not found";
+    case Code::kAlreadyExists: return "already exists";
+    case Code::kConditionFailed: return "condition failed";
+    case Code::kUniqueViolation: return "unique violation";
+    case Code::kBadRequest: return "bad request";
+    case Code::kTooLarge: return "too large";
+    case Code::kDatabaseFull: return "database full";
+    case Code::kReadOnly: return "read-only";
+    case Code::kUnavailable: return "unavailable";
+    case Code::kInternal: return "internal";
+    case Code::kLogTruncated: return "log truncated";
+  }
+  return "unknown";
+}
+
+std::string Status::ToString() const {
+  if (ok()) return "ok";
+  std::string s(CodeName(code_));
+  s += ": ";
+  s += message_;
+  return s;
+}
+
+Status Status::WithContext(std::string_view context) const {
+  if (ok()) return *this;
+  return Status(code_, std::string(context) + ": " + message_);
+}
+
+std::string_view IndexStateName(IndexState s) {
+  switch (s) {
+    case IndexState::kBuilding: return "building";
+    case IndexState::kReady: return "ready";
+    case IndexState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+bool IsWrite(const Op& op) {
+  return std::holds_alternative<PutOp>(op) || std::holds_alternative<DeleteOp>(op);
+}
+
+bool Transaction::read_only() const {
+  for (const Op& op : ops) {
+    if (IsWrite(op)) return false;
+  }
+  return true;
+}
+
+bool Change::operator==(const Change& o) const {
+  auto same_index = [](const std::optional<IndexSpec>& a, const std::optional<IndexSpec>& b) {
+    if (a.has_value() != b.has_value()) return false;
+    return !a || (a->name == b->name && a->fields == b->fields && a->unique == b->unique);
+  };
+  return kind == o.kind && collection == o.collection && key == o.key &&
+         value_kind == o.value_kind && value == o.value && same_index(index, o.index);
+}
+
+namespace internal {
+
+Status MdbStatus(int rc, std::string_view what) {
+  std::string where(what);
+  switch (rc) {
+    case 0:
+      return Status::Ok();
+    case MDB_MAP_FULL:
+      return Status(Code::kDatabaseFull,
+                    "the database reached its size cap (max_size); delete data or raise the cap");
+    case MDB_TXN_FULL:
+      return Status(Code::kTooLarge, "transaction too large: it touches too many pages");
+    case MDB_READERS_FULL:
+      return Status(Code::kUnavailable, "too many concurrent readers");
+    case MDB_BAD_VALSIZE:
+      return Status(Code::kTooLarge, where + ": key or value size out of range");
+    case EACCES:
+      return Status(Code::kReadOnly, where + ": database is read-only");
+    default:
+      return Status(Code::kInternal, where + ": " + mdb_strerror(rc));
+  }
+}
+
+}  // namespace internal
+}  // namespace cairn

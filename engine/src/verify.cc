@@ -1,0 +1,210 @@
+// Engine::Verify: a consistency check of everything the engine stores, on one
+// read snapshot. Used by tests after every batch and by operators (cairn verify).
+#include <set>
+#include <unordered_map>
+
+#include "coding.h"
+#include "document.h"
+#include "engine_impl.h"
+
+namespace cairn {
+
+using internal::Catalog;
+using internal::CollectionDesc;
+using internal::IndexDesc;
+using internal::View;
+
+namespace {
+
+constexpr size_t kMaxProblems = 200;
+
+class Checker {
+ public:
+  Checker(MDB_txn* txn, const internal::Dbs& dbs, VerifyReport* report)
+      : txn_(txn), dbs_(dbs), report_(report) {}
+
+  void Problem(std::string p) {
+    if (report_->problems.size() < kMaxProblems) report_->problems.push_back(std::move(p));
+  }
+
+  void Run() {
+    Catalog catalog;
+    if (Status s = internal::LoadCatalog(txn_, dbs_.meta, &catalog); !s.ok()) {
+      Problem("catalog: " + s.ToString());
+      return;
+    }
+    seq_ = internal::ReadMetaU64(txn_, dbs_.meta, internal::kMetaSeq);
+    LoadCleanups();
+    for (const auto& [name, c] : catalog.collections) {
+      live_collections_[c.id] = &c;
+      for (const IndexDesc& ix : c.indexes) live_indexes_[ix.id] = {&c, &ix};
+    }
+    CheckRecords();
+    CheckIndexEntries();
+    CheckLog();
+  }
+
+ private:
+  void LoadCleanups() {
+    Scan(dbs_.meta, internal::kCleanupPrefix, [&](std::string_view k, std::string_view) {
+      if (k.size() == 6) pending_cleanup_.insert(internal::LoadU32BE(k.data() + 2));
+    });
+  }
+
+  template <typename Fn>
+  void Scan(MDB_dbi dbi, std::string_view prefix, Fn fn) {
+    MDB_cursor* cur;
+    if (mdb_cursor_open(txn_, dbi, &cur) != 0) return Problem("cannot open a cursor");
+    MDB_val k = internal::Val(prefix), v;
+    int rc = mdb_cursor_get(cur, &k, &v, prefix.empty() ? MDB_FIRST : MDB_SET_RANGE);
+    for (; rc == 0 && View(k).starts_with(prefix); rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      fn(View(k), View(v));
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) Problem(std::string("cursor: ") + mdb_strerror(rc));
+    mdb_cursor_close(cur);
+  }
+
+  bool HasEntry(std::string_view ik, std::string_view pk) {
+    MDB_cursor* cur;
+    if (mdb_cursor_open(txn_, dbs_.index, &cur) != 0) return false;
+    MDB_val k = internal::Val(ik), v = internal::Val(pk);
+    bool found = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH) == 0;
+    mdb_cursor_close(cur);
+    return found;
+  }
+
+  // Every record decodes, has a sane version and a valid document, and has the index entries
+  // its indexes need.
+  void CheckRecords() {
+    std::string enc, ik;
+    Scan(dbs_.records, "", [&](std::string_view k, std::string_view v) {
+      report_->records++;
+      if (k.size() < 5) return Problem("record key too short");
+      uint32_t cid = internal::LoadU32BE(k.data());
+      std::string_view pk = k.substr(4);
+      auto live = live_collections_.find(cid);
+      if (live == live_collections_.end()) {
+        if (!pending_cleanup_.count(cid)) {
+          Problem("record of unknown collection " + std::to_string(cid));
+        }
+        return;
+      }
+      RecordView rv;
+      if (!internal::DecodeRecord(pk, v, &rv)) return Problem("undecodable record");
+      if (rv.version == 0 || rv.version > seq_) {
+        Problem("record version " + std::to_string(rv.version) + " outside [1, " +
+                std::to_string(seq_) + "]");
+      }
+      if (rv.kind == ValueKind::kDocument && !internal::CheckDocument(rv.value).ok()) {
+        return Problem("record with an invalid document in " + live->second->name);
+      }
+      for (const IndexDesc& ix : live->second->indexes) {
+        if (ix.state == IndexState::kFailed) continue;
+        // A building index covers the records up to its cursor (and maybe more).
+        if (ix.state == IndexState::kBuilding && (!ix.cursor_set || pk > ix.cursor)) continue;
+        enc.clear();
+        if (rv.kind != ValueKind::kDocument || !internal::EncodeIndexFields(rv.value, ix.paths, &enc)) {
+          continue;
+        }
+        internal::MakeIndexKey(ix.id, enc, &ik);
+        if (!HasEntry(ik, pk)) {
+          Problem("record '" + std::string(pk) + "' of " + live->second->name +
+                  " misses its entry in index " + ix.spec.name);
+        }
+      }
+    });
+  }
+
+  // Every index entry points at a record whose document gives exactly that entry; unique
+  // indexes hold each value once.
+  void CheckIndexEntries() {
+    std::string enc, ik;
+    std::string prev_key, prev_full;
+    uint32_t prev_id = 0;
+    Scan(dbs_.index, "", [&](std::string_view k, std::string_view pk) {
+      report_->index_entries++;
+      if (k.size() < 5) return Problem("index key too short");
+      uint32_t iid = internal::LoadU32BE(k.data());
+      auto live = live_indexes_.find(iid);
+      if (live == live_indexes_.end()) {
+        if (!pending_cleanup_.count(iid)) Problem("entry of unknown index " + std::to_string(iid));
+        return;
+      }
+      const auto& [c, ix] = live->second;
+      if (ix->state == IndexState::kFailed) return;
+      std::string rk;
+      internal::PutU32BE(&rk, c->id);
+      rk.append(pk);
+      MDB_val rkv = internal::Val(rk), rv_raw;
+      if (mdb_get(txn_, dbs_.records, &rkv, &rv_raw) != 0) {
+        return Problem("index " + ix->spec.name + " has an entry for missing record '" +
+                       std::string(pk) + "'");
+      }
+      RecordView rv;
+      enc.clear();
+      if (!internal::DecodeRecord(pk, View(rv_raw), &rv) || rv.kind != ValueKind::kDocument ||
+          !internal::EncodeIndexFields(rv.value, ix->paths, &enc)) {
+        return Problem("index " + ix->spec.name + " has an entry for record '" + std::string(pk) +
+                       "', which has no value for it");
+      }
+      internal::MakeIndexKey(ix->id, enc, &ik);
+      if (ik != k) {
+        return Problem("index " + ix->spec.name + " entry for '" + std::string(pk) +
+                       "' does not match the record's value");
+      }
+      if (ix->spec.unique && ix->state == IndexState::kReady && iid == prev_id &&
+          prev_full == enc) {
+        Problem("unique index " + ix->spec.name + " holds one value twice (record '" +
+                std::string(pk) + "')");
+      }
+      prev_id = iid;
+      prev_full = enc;
+    });
+  }
+
+  // The log holds consecutive commits, each with a valid checksum, ending at the last commit.
+  void CheckLog() {
+    uint64_t prev = 0;
+    Scan(dbs_.log, "", [&](std::string_view k, std::string_view v) {
+      report_->log_entries++;
+      if (k.size() != 8) return Problem("change-log key of the wrong size");
+      uint64_t commit = internal::LoadU64BE(k.data());
+      if (prev && commit != prev + 1) {
+        Problem("change log jumps from " + std::to_string(prev) + " to " + std::to_string(commit));
+      }
+      LogEntry e;
+      if (!internal::DecodeLogEntry(commit, v, &e)) {
+        Problem("change-log entry " + std::to_string(commit) + " is corrupt");
+      }
+      prev = commit;
+    });
+    if (prev != 0 && prev != seq_) {
+      Problem("change log ends at " + std::to_string(prev) + ", last commit is " +
+              std::to_string(seq_));
+    }
+  }
+
+  MDB_txn* txn_;
+  const internal::Dbs& dbs_;
+  VerifyReport* report_;
+  uint64_t seq_ = 0;
+  std::set<uint32_t> pending_cleanup_;
+  std::unordered_map<uint32_t, const CollectionDesc*> live_collections_;
+  std::unordered_map<uint32_t, std::pair<const CollectionDesc*, const IndexDesc*>> live_indexes_;
+};
+
+}  // namespace
+
+VerifyReport Engine::Impl::Verify() const {
+  VerifyReport report;
+  MDB_txn* txn;
+  if (Status s = AcquireReadTxn(&txn); !s.ok()) {
+    report.problems.push_back("cannot begin a read transaction: " + s.ToString());
+    return report;
+  }
+  Checker(txn, dbs_, &report).Run();
+  ReleaseReadTxn(txn);
+  return report;
+}
+
+}  // namespace cairn
