@@ -3,7 +3,9 @@
 // running a whole transaction.
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "coding.h"
 #include "document.h"
@@ -593,8 +595,28 @@ Status CheckCondition(const Ctx& ctx, const Condition& cond) {
   return Status(Code::kBadRequest, "unknown condition kind");
 }
 
-Status RunOp(const Ctx& ctx, const Op& op, OpResult* r) {
-  auto copy_into = [r](const RecordView& rv) { r->records.push_back(Record::From(rv)); };
+Status ResponseTooLarge() {
+  return Status(Code::kTooLarge,
+                "the results exceed the response limit; split the transaction or page the scan");
+}
+
+// Runs one operation. `budget` is what is left of the transaction's result bytes.
+Status RunOp(const Ctx& ctx, const Op& op, OpResult* r, size_t* budget) {
+  size_t used = 0;
+  auto copy_into = [r, &used](const RecordView& rv) {
+    r->records.push_back(Record::From(rv));
+    used += rv.key.size() + rv.value.size();
+  };
+  // Scans and queries stop at the budget (and return a continuation); they always
+  // return at least one record, so they may pass it by one.
+  auto budgeted = [&](auto spec) {
+    if (*budget == 0) return std::optional<decltype(spec)>();
+    if (*budget != SIZE_MAX) {
+      spec.max_bytes = spec.max_bytes ? std::min(spec.max_bytes, *budget) : *budget;
+    }
+    return std::optional<decltype(spec)>(spec);
+  };
+  auto charge = [&] { *budget -= std::min(*budget, used); };
   switch (op.index()) {
     case 0: {
       const auto& get = std::get<GetOp>(op);
@@ -603,8 +625,10 @@ Status RunOp(const Ctx& ctx, const Op& op, OpResult* r) {
       RecordView rv;
       if (Status s = GetRecord(ctx, *c, get.key, &rv, &r->found); !s.ok()) return s;
       if (r->found) {
+        if (rv.key.size() + rv.value.size() > *budget) return ResponseTooLarge();
         r->version = rv.version;
-        r->records.push_back(Record::From(rv));
+        copy_into(rv);
+        charge();
       }
       return Status::Ok();
     }
@@ -614,10 +638,20 @@ Status RunOp(const Ctx& ctx, const Op& op, OpResult* r) {
     case 2:
       if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
       return Delete(ctx, std::get<DeleteOp>(op), r);
-    case 3:
-      return ScanRecords(ctx, std::get<ScanOp>(op).spec, copy_into, &r->continuation, nullptr);
-    case 4:
-      return QueryIndex(ctx, std::get<QueryOp>(op).spec, copy_into, &r->continuation, nullptr);
+    case 3: {
+      auto spec = budgeted(std::get<ScanOp>(op).spec);
+      if (!spec) return ResponseTooLarge();
+      Status s = ScanRecords(ctx, *spec, copy_into, &r->continuation, nullptr);
+      charge();
+      return s;
+    }
+    case 4: {
+      auto spec = budgeted(std::get<QueryOp>(op).spec);
+      if (!spec) return ResponseTooLarge();
+      Status s = QueryIndex(ctx, *spec, copy_into, &r->continuation, nullptr);
+      charge();
+      return s;
+    }
     case 5: {
       const auto& range = std::get<CountOp>(op).range;
       if (range.index() == 0) {
@@ -643,8 +677,9 @@ Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result)
     }
   }
   result->results.resize(txn.ops.size());
+  size_t budget = txn.max_result_bytes ? txn.max_result_bytes : SIZE_MAX;
   for (size_t i = 0; i < txn.ops.size(); i++) {
-    if (Status s = RunOp(ctx, txn.ops[i], &result->results[i]); !s.ok()) {
+    if (Status s = RunOp(ctx, txn.ops[i], &result->results[i], &budget); !s.ok()) {
       result->results.clear();
       return s.WithContext("operation " + std::to_string(i) + " (" +
                            std::string(OpName(txn.ops[i])) + ")");

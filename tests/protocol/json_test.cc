@@ -44,5 +44,46 @@ TEST(JsonTest, NonObjectsAreNotDocuments) {
   EXPECT_EQ(FlexToJson(doc), "[1,2]");
 }
 
+TEST(JsonTest, IntegersBeyondInt64BecomeUintsOrDoubles) {
+  EXPECT_EQ(RoundTrip(R"({"u": 18446744073709551615, "i": -9223372036854775808})"),
+            R"({"i":-9223372036854775808,"u":18446744073709551615})");
+  // Past uint64 a number can only be a double.
+  EXPECT_EQ(RoundTrip(R"({"d": 18446744073709551616})"), R"({"d":18446744073709551616.0})");
+  std::string doc, err;
+  EXPECT_FALSE(JsonToDocument(R"({"d": 1e999})", &doc, &err));
+  EXPECT_NE(err.find("out of range"), std::string::npos) << err;
+}
+
+TEST(JsonTest, StrictJsonOnly) {
+  std::string doc, err;
+  for (std::string_view bad :
+       {"{'a': 1}", "{\"a\": 01}", "{\"a\": 1,}", "[1,]", "{\"a\": .5}", "{\"a\": +1}",
+        "{\"a\": \"tab\there\"}", "{\"a\": NaN}", "{\"a\": 1} x", "{\"a\": \"\\x\"}"}) {
+    EXPECT_FALSE(JsonToDocument(bad, &doc, &err)) << bad;
+  }
+}
+
+TEST(JsonTest, DuplicateKeysAreRefused) {
+  std::string doc, err;
+  EXPECT_FALSE(JsonToDocument(R"({"a": 1, "b": 2, "a": 3})", &doc, &err));
+  EXPECT_NE(err.find("duplicate"), std::string::npos) << err;
+}
+
+TEST(JsonTest, UnicodeEscapesBecomeUtf8) {
+  EXPECT_EQ(RoundTrip(R"({"s": "\u00e9\u20ac\ud83d\ude00\/"})"), "{\"s\":\"é€😀/\"}");
+  std::string doc, err;
+  EXPECT_FALSE(JsonToDocument(R"({"s": "\ud83d"})", &doc, &err)) << "lone surrogate";
+}
+
+TEST(JsonTest, NestingIsBounded) {
+  std::string deep(1000, '[');
+  deep += std::string(1000, ']');
+  std::string flex, err;
+  EXPECT_FALSE(JsonToFlex(deep, &flex, &err));
+  EXPECT_NE(err.find("deep"), std::string::npos) << err;
+  std::string ok = std::string(60, '[') + std::string(60, ']');
+  EXPECT_TRUE(JsonToFlex(ok, &flex, &err)) << err;
+}
+
 }  // namespace
 }  // namespace cairn

@@ -142,6 +142,11 @@ struct Condition {
 struct Transaction {
   std::vector<Condition> conditions{};
   std::vector<Op> ops{};
+  // Caps the bytes (keys + values) of records the reads return, all operations together:
+  // scans and queries stop there with a continuation (each returns at least one record);
+  // a read that finds the cap already reached fails the transaction with kTooLarge.
+  // 0: no cap.
+  size_t max_result_bytes = 0;
 
   bool read_only() const;
 };

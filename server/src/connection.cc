@@ -1,0 +1,480 @@
+#include "connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include "cairn/protocol/frame.h"
+#include "cairn_generated.h"
+
+namespace cairn::server {
+
+namespace {
+
+constexpr size_t kInitialBuffer = 64 << 10;
+// Responses buffered for a client that does not read them: past this the
+// connection stops reading requests until the client catches up.
+constexpr size_t kOutputLimit = 4 << 20;
+
+const char* kServerVersion = "cairnd 0.1.0";
+
+// A write job: the request bytes (which the decoded transaction points into), the
+// connection to answer, and the request's bookkeeping.
+class TxnJob : public WriteJob {
+ public:
+  using Done = std::function<void(TxnResult)>;
+  TxnJob(std::string payload, Done done) : payload_(std::move(payload)), done_(std::move(done)) {}
+
+  std::string_view payload() const { return payload_; }
+  Transaction& transaction() { return txn_; }
+  void set_catalog(std::function<Status(Engine&)> fn) { catalog_ = std::move(fn); }
+
+  const Transaction* txn() const override { return catalog_ ? nullptr : &txn_; }
+  Status RunCatalog(Engine& engine) override { return catalog_(engine); }
+  void Complete(TxnResult result) override { done_(std::move(result)); }
+
+ private:
+  std::string payload_;
+  Transaction txn_;
+  std::function<Status(Engine&)> catalog_;
+  Done done_;
+};
+
+const wire::RequestFrame* Frame(std::string_view payload) {
+  return flatbuffers::GetRoot<wire::RequestFrame>(payload.data());
+}
+
+bool IsWriteRequest(const wire::RequestFrame* f) {
+  switch (f->request_type()) {
+    case wire::Request::Txn:
+      return TxnWrites(*f->request_as_Txn());
+    case wire::Request::CreateCollection:
+    case wire::Request::DropCollection:
+    case wire::Request::CreateIndex:
+    case wire::Request::DropIndex:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
+    : socket_(std::move(socket)), ctx_(ctx), idle_timer_(socket_.get_executor()) {
+  in_.resize(kInitialBuffer);
+  ctx_.stats->connections_open++;
+  ctx_.stats->connections_total++;
+}
+
+Connection::~Connection() {
+  ctx_.Unregister(this);
+  ctx_.stats->connections_open--;
+}
+
+void Connection::Start() {
+  ctx_.Register(shared_from_this());
+  asio::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  last_activity_ = Clock::now();
+  ArmIdleTimer();
+  if (ctx_.draining) return Drain();
+  DoRead();
+}
+
+void Connection::Drain() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->closed_ || self->draining_) return;
+    self->draining_ = true;
+    asio::error_code ec;
+    self->socket_.cancel(ec);  // ends the pending read
+    self->MaybeFinish();
+  });
+}
+
+// --- Reading.
+
+bool Connection::CanAccept() const {
+  return !closed_ && !draining_ && !close_after_flush_ &&
+         inflight() < ctx_.options->max_inflight &&
+         out_.size() + out_writing_.size() < kOutputLimit;
+}
+
+void Connection::DoRead() {
+  if (reading_ || closed_) return;
+  if (!CanAccept()) {
+    if (!draining_ && !close_after_flush_ && !backpressured_) {
+      backpressured_ = true;
+      ctx_.stats->backpressure++;
+    }
+    return;
+  }
+  backpressured_ = false;
+  if (in_begin_ == in_end_ && in_.size() > 4 * kInitialBuffer) {
+    in_.resize(kInitialBuffer);  // give back the room a large frame needed
+    in_.shrink_to_fit();
+    in_begin_ = in_end_ = 0;
+  }
+  // Make room: move unparsed bytes to the front, and grow the buffer for a large frame.
+  if (in_begin_ > 0) {
+    std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+    in_end_ -= in_begin_;
+    in_begin_ = 0;
+  }
+  if (in_end_ == in_.size()) {
+    size_t need = in_.size() * 2;
+    std::string_view payload;
+    size_t consumed;
+    // The header says how big the frame is; never grow past the largest frame.
+    if (wire::ParseFrame(std::string_view(in_.data(), in_end_), ~0u, &payload, &consumed) ==
+        wire::FrameStatus::kNeedMore) {
+      uint32_t n;
+      std::memcpy(&n, in_.data(), 4);
+      need = std::max(need, size_t(n) + wire::kFrameHeaderSize);
+    }
+    in_.resize(std::min(need, size_t(ctx_.options->max_frame) + wire::kFrameHeaderSize));
+  }
+  reading_ = true;
+  socket_.async_read_some(
+      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+      [self = shared_from_this()](const asio::error_code& ec, size_t n) { self->OnRead(ec, n); });
+}
+
+void Connection::OnRead(const asio::error_code& ec, size_t n) {
+  reading_ = false;
+  if (ec) {
+    if (draining_ && ec == asio::error::operation_aborted) return MaybeFinish();
+    // EOF, reset, or an aborted read at close: expected ends of a connection.
+    if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
+      spdlog::debug("connection read: {}", ec.message());
+    }
+    return Close();
+  }
+  ctx_.stats->bytes_in += n;
+  in_end_ += n;
+  last_activity_ = Clock::now();
+  ProcessInput();
+  DoRead();
+  Flush();
+}
+
+void Connection::ProcessInput() {
+  while (CanAccept()) {
+    std::string_view avail(in_.data() + in_begin_, in_end_ - in_begin_);
+    std::string_view payload;
+    size_t consumed = 0;
+    switch (wire::ParseFrame(avail, ctx_.options->max_frame, &payload, &consumed)) {
+      case wire::FrameStatus::kNeedMore:
+        return;
+      case wire::FrameStatus::kTooLarge: {
+        // The stream cannot be trusted past this point: answer, then close.
+        ctx_.stats->bad_frames++;
+        uint32_t n;
+        std::memcpy(&n, avail.data(), 4);
+        SendError(0, Status(Code::kTooLarge, "frame of " + std::to_string(n) +
+                                                 " bytes is over the limit of " +
+                                                 std::to_string(ctx_.options->max_frame)));
+        CloseAfterFlush();
+        return;
+      }
+      case wire::FrameStatus::kEmpty:
+        ctx_.stats->bad_frames++;
+        SendError(0, Status(Code::kBadRequest, "empty frame"));
+        in_begin_ += consumed;
+        continue;
+      case wire::FrameStatus::kComplete:
+        in_begin_ += consumed;
+        HandleFrame(payload, Clock::now());
+        continue;
+    }
+  }
+}
+
+void Connection::HandleFrame(std::string_view payload, Clock::time_point received) {
+  ctx_.stats->requests++;
+  if (!wire::VerifyRequestFrame(payload)) {
+    ctx_.stats->bad_frames++;
+    SendError(0, Status(Code::kBadRequest, "frame is not a valid RequestFrame"));
+    return;
+  }
+  const wire::RequestFrame* f = Frame(payload);
+  if (!hello_done_ && f->request_type() != wire::Request::Hello) {
+    SendError(f->id(), Status(Code::kBadRequest, "handshake required: send Hello first"));
+    CloseAfterFlush();
+    return;
+  }
+  // Requests take effect in order: a request waits while an earlier one waits, and a
+  // read waits for this connection's earlier writes.
+  bool write = IsWriteRequest(f);
+  if (backlog_.empty() && (write || writes_in_flight_ == 0)) {
+    Execute(payload, nullptr, received);
+  } else {
+    backlog_.push_back(Pending{std::string(payload), received});
+  }
+}
+
+void Connection::Pump() {
+  while (!backlog_.empty() && !closed_) {
+    Pending& p = backlog_.front();
+    if (!IsWriteRequest(Frame(p.payload)) && writes_in_flight_ > 0) return;
+    Pending next = std::move(p);
+    backlog_.pop_front();
+    Execute(next.payload, &next.payload, next.received);
+  }
+}
+
+void Connection::Record(RequestKind kind, Clock::time_point received) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - received);
+  ctx_.stats->latency_ns[size_t(kind)].Record(uint64_t(ns.count()));
+}
+
+void Connection::Execute(std::string_view payload, std::string* owned,
+                         Clock::time_point received) {
+  const wire::RequestFrame* f = Frame(payload);
+  if (!IsWriteRequest(f)) return ExecuteRead(f, received);
+  SubmitWrite(owned ? std::move(*owned) : std::string(payload), received);
+}
+
+void Connection::HandleHello(uint64_t id, const void* hello_ptr) {
+  auto hello = static_cast<const wire::Hello*>(hello_ptr);
+  if (hello->protocol_version() < 1) {
+    SendError(id, Status(Code::kBadRequest, "protocol version " +
+                                                std::to_string(hello->protocol_version()) +
+                                                " is not supported; this server speaks 1"));
+    CloseAfterFlush();
+    return;
+  }
+  hello_done_ = true;
+  if (hello->client_name()) {
+    spdlog::debug("client '{}' connected", View(hello->client_name()));
+  }
+  fbb_.Clear();
+  auto reply = wire::CreateHelloReply(
+      fbb_, std::min(hello->protocol_version(), wire::kProtocolVersion),
+      fbb_.CreateString(kServerVersion), ctx_.options->max_frame, ctx_.options->max_inflight,
+      uint32_t(ctx_.engine->options().max_value_size), uint32_t(kMaxKeySize));
+  fbb_.Finish(wire::CreateResponseFrame(fbb_, id, 0, wire::Reply::HelloReply, reply.Union()));
+  Send(id);
+}
+
+void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) {
+  auto f = static_cast<const wire::RequestFrame*>(frame_ptr);
+  uint64_t id = f->id();
+  switch (f->request_type()) {
+    case wire::Request::Hello:
+      HandleHello(id, f->request_as_Hello());
+      Record(RequestKind::kHello, received);
+      return;
+    case wire::Request::Ping: {
+      BuildPong(fbb_, id, View(f->request_as_Ping()->payload()));
+      Send(id);
+      Record(RequestKind::kPing, received);
+      return;
+    }
+    case wire::Request::Txn: {
+      Transaction txn;
+      Status s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &txn);
+      if (!s.ok()) {
+        SendError(id, s);
+      } else {
+        CountOps(txn, ctx_.stats);
+        TxnResult r = ctx_.engine->Execute(txn);
+        BuildTxnReply(fbb_, id, r);
+        Send(id);
+        if (!r.status.ok()) ctx_.stats->errors++;
+      }
+      Record(RequestKind::kRead, received);
+      return;
+    }
+    case wire::Request::ListCollections:
+      BuildCollections(fbb_, id, ctx_.engine->ListCollections());
+      Send(id);
+      Record(RequestKind::kCatalog, received);
+      return;
+    case wire::Request::DescribeCollection: {
+      auto d = f->request_as_DescribeCollection();
+      auto info = ctx_.engine->DescribeCollection(View(d->name()));
+      if (!info.ok()) {
+        SendError(id, info.status());
+      } else {
+        BuildCollections(fbb_, id, {*info});
+        Send(id);
+      }
+      Record(RequestKind::kCatalog, received);
+      return;
+    }
+    case wire::Request::GetStats:
+      BuildStats(fbb_, id, *ctx_.stats, ctx_.engine->Stats());
+      Send(id);
+      Record(RequestKind::kStats, received);
+      return;
+    default:
+      SendError(id, Status(Code::kBadRequest,
+                           "unknown request type " + std::to_string(int(f->request_type()))));
+  }
+}
+
+void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
+  auto self = shared_from_this();
+  const wire::RequestFrame* f = Frame(payload);
+  uint64_t id = f->id();
+  RequestKind kind =
+      f->request_type() == wire::Request::Txn ? RequestKind::kWrite : RequestKind::kCatalog;
+  auto executor = socket_.get_executor();
+  auto job = std::make_unique<TxnJob>(std::move(payload), [self, executor, id, kind,
+                                                           received](TxnResult r) {
+    asio::post(executor, [self, id, kind, received, r = std::move(r)]() mutable {
+      self->OnWriteDone(id, std::move(r), kind, received);
+    });
+  });
+  f = Frame(job->payload());  // the job's copy, which outlives this call
+  Status s;
+  switch (f->request_type()) {
+    case wire::Request::Txn:
+      s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &job->transaction());
+      if (s.ok()) CountOps(job->transaction(), ctx_.stats);
+      break;
+    case wire::Request::CreateCollection: {
+      std::string name(View(f->request_as_CreateCollection()->name()));
+      job->set_catalog([name](Engine& e) { return e.CreateCollection(name); });
+      break;
+    }
+    case wire::Request::DropCollection: {
+      std::string name(View(f->request_as_DropCollection()->name()));
+      job->set_catalog([name](Engine& e) { return e.DropCollection(name); });
+      break;
+    }
+    case wire::Request::CreateIndex: {
+      auto c = f->request_as_CreateIndex();
+      std::string coll(View(c->collection()));
+      IndexSpec spec;
+      s = DecodeIndexSpec(c->index(), &spec);
+      job->set_catalog([coll, spec](Engine& e) { return e.CreateIndex(coll, spec); });
+      break;
+    }
+    case wire::Request::DropIndex: {
+      auto d = f->request_as_DropIndex();
+      std::string coll(View(d->collection())), name(View(d->name()));
+      job->set_catalog([coll, name](Engine& e) { return e.DropIndex(coll, name); });
+      break;
+    }
+    default:
+      s = Status(Code::kInternal, "not a write request");
+  }
+  if (!s.ok()) {
+    SendError(id, s);
+    return;
+  }
+  writes_in_flight_++;
+  ctx_.writer->Submit(std::move(job));
+}
+
+void Connection::OnWriteDone(uint64_t id, TxnResult result, RequestKind kind,
+                             Clock::time_point received) {
+  writes_in_flight_--;
+  if (!closed_) {
+    if (kind == RequestKind::kCatalog && result.status.ok()) {
+      BuildDone(fbb_, id, result.commit);
+    } else {
+      BuildTxnReply(fbb_, id, result);
+    }
+    if (!result.status.ok()) ctx_.stats->errors++;
+    Send(id);
+  }
+  Record(kind, received);
+  Pump();
+  ProcessInput();
+  DoRead();
+  Flush();
+  MaybeFinish();
+}
+
+// --- Writing.
+
+void Connection::Send(uint64_t id) {
+  if (closed_) return;
+  if (fbb_.GetSize() > ctx_.options->max_frame) {
+    return SendError(id, Status(Code::kTooLarge, "the response would pass the frame limit; "
+                                                 "split the transaction or page the scan"));
+  }
+  char header[wire::kFrameHeaderSize];
+  wire::StoreFrameHeader(header, fbb_.GetSize());
+  out_.append(header, sizeof header);
+  out_.append(reinterpret_cast<const char*>(fbb_.GetBufferPointer()), fbb_.GetSize());
+}
+
+void Connection::SendError(uint64_t id, const Status& s) {
+  ctx_.stats->errors++;
+  BuildError(fbb_, id, s);
+  Send(id);
+}
+
+void Connection::Flush() {
+  if (writing_ || out_.empty() || closed_) return;
+  out_writing_.swap(out_);
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(out_writing_),
+                    [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                      self->OnWritten(ec, n);
+                    });
+}
+
+void Connection::OnWritten(const asio::error_code& ec, size_t n) {
+  writing_ = false;
+  out_writing_.clear();
+  if (ec) {
+    spdlog::debug("connection write: {}", ec.message());
+    return Close();
+  }
+  ctx_.stats->bytes_out += n;
+  if (close_after_flush_ && out_.empty()) return Close();
+  ProcessInput();
+  DoRead();
+  Flush();
+  MaybeFinish();
+}
+
+void Connection::CloseAfterFlush() {
+  close_after_flush_ = true;
+  if (!writing_ && out_.empty()) return Close();
+  Flush();
+}
+
+void Connection::MaybeFinish() {
+  if (draining_ && !closed_ && !reading_ && backlog_.empty() && writes_in_flight_ == 0 &&
+      !writing_ && out_.empty()) {
+    Close();
+  }
+}
+
+void Connection::Close() {
+  if (closed_) return;
+  closed_ = true;
+  asio::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  idle_timer_.cancel();
+  backlog_.clear();
+  ctx_.Unregister(this);
+}
+
+// --- Idle timeout.
+
+void Connection::ArmIdleTimer() {
+  idle_timer_.expires_at(last_activity_ + ctx_.options->idle_timeout);
+  idle_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+    self->OnIdleTimer(ec);
+  });
+}
+
+void Connection::OnIdleTimer(const asio::error_code& ec) {
+  if (ec || closed_) return;
+  bool busy = inflight() > 0 || writing_;
+  if (!busy && Clock::now() - last_activity_ >= ctx_.options->idle_timeout) {
+    SendError(0, Status(Code::kUnavailable, "idle timeout"));
+    CloseAfterFlush();
+    return;
+  }
+  if (busy) last_activity_ = Clock::now();
+  ArmIdleTimer();
+}
+
+}  // namespace cairn::server

@@ -1,0 +1,87 @@
+// One client connection: reads frames, runs reads on its IO thread, hands
+// writes to the writer, and writes responses back, in request order.
+//
+// Threading: every member is touched only on the connection's executor (one
+// io_context, run by one thread), including the completions of write jobs,
+// which the writer posts there. The connection is kept alive by shared_ptrs
+// held by pending Asio operations and write jobs.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flatbuffers/flatbuffers.h"
+#include "server_context.h"
+
+namespace cairn::server {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(asio::ip::tcp::socket socket, ServerContext& ctx);
+  ~Connection();
+
+  void Start();
+  // Graceful shutdown: stop reading; finish what was received; close. Thread-safe.
+  void Drain();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {            // a request waiting for earlier writes of this connection
+    std::string payload;
+    Clock::time_point received;
+  };
+
+  void DoRead();
+  void OnRead(const asio::error_code& ec, size_t n);
+  void ProcessInput();          // parses and handles the complete frames buffered
+  void HandleFrame(std::string_view payload, Clock::time_point received);
+  void Pump();                  // runs backlog requests that may now run
+  // Runs a verified request now. `owned` is set when `payload` can be moved from.
+  void Execute(std::string_view payload, std::string* owned, Clock::time_point received);
+  void ExecuteRead(const void* frame, Clock::time_point received);
+  void SubmitWrite(std::string payload, Clock::time_point received);
+  void OnWriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received);
+  void HandleHello(uint64_t id, const void* hello);
+
+  // Appends the response in fbb_ to the output (or an error if it is too large).
+  void Send(uint64_t id);
+  void SendError(uint64_t id, const Status& s);
+  void Flush();
+  void OnWritten(const asio::error_code& ec, size_t n);
+  void Close();
+  void CloseAfterFlush();
+  void MaybeFinish();  // closes once draining and idle
+  void ArmIdleTimer();
+  void OnIdleTimer(const asio::error_code& ec);
+
+  bool CanAccept() const;
+  size_t inflight() const { return backlog_.size() + writes_in_flight_; }
+  void Record(RequestKind kind, Clock::time_point received);
+
+  asio::ip::tcp::socket socket_;
+  ServerContext& ctx_;
+  asio::steady_timer idle_timer_;
+  Clock::time_point last_activity_;
+
+  std::vector<char> in_;       // bytes read; [in_begin_, in_end_) not yet parsed
+  size_t in_begin_ = 0, in_end_ = 0;
+  std::string out_;            // responses waiting for the socket
+  std::string out_writing_;    // responses being written
+  flatbuffers::FlatBufferBuilder fbb_;
+
+  std::deque<Pending> backlog_;
+  size_t writes_in_flight_ = 0;
+  bool reading_ = false;
+  bool backpressured_ = false;  // reading paused at the limits (counted once per pause)
+  bool writing_ = false;
+  bool hello_done_ = false;
+  bool draining_ = false;
+  bool close_after_flush_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace cairn::server

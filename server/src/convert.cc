@@ -1,0 +1,367 @@
+#include "convert.h"
+
+#include "flatbuffers/flexbuffers.h"
+
+namespace cairn::server {
+
+using flatbuffers::Offset;
+
+std::string_view RequestKindName(RequestKind k) {
+  static constexpr std::string_view kNames[] = {"hello", "ping",    "read",
+                                                "write", "catalog", "stats"};
+  return kNames[size_t(k)];
+}
+
+std::string_view OpKindName(OpKind k) {
+  static constexpr std::string_view kNames[] = {"get", "put", "delete", "scan", "query", "count"};
+  return kNames[size_t(k)];
+}
+
+namespace {
+
+Status Bad(std::string message) { return Status(Code::kBadRequest, std::move(message)); }
+
+Status DecodeValue(const flexbuffers::Reference& r, IndexValue* out) {
+  switch (r.GetType()) {
+    case flexbuffers::FBT_NULL: *out = std::monostate(); return Status::Ok();
+    case flexbuffers::FBT_BOOL: *out = r.AsBool(); return Status::Ok();
+    case flexbuffers::FBT_INT:
+    case flexbuffers::FBT_INDIRECT_INT: *out = r.AsInt64(); return Status::Ok();
+    case flexbuffers::FBT_UINT:
+    case flexbuffers::FBT_INDIRECT_UINT: *out = r.AsUInt64(); return Status::Ok();
+    case flexbuffers::FBT_FLOAT:
+    case flexbuffers::FBT_INDIRECT_FLOAT: *out = r.AsDouble(); return Status::Ok();
+    case flexbuffers::FBT_KEY: *out = std::string(r.AsKey()); return Status::Ok();
+    case flexbuffers::FBT_STRING: {
+      auto s = r.AsString();
+      *out = std::string(s.c_str(), s.length());
+      return Status::Ok();
+    }
+    case flexbuffers::FBT_BLOB: {
+      auto b = r.AsBlob();
+      *out = Blob{std::string(reinterpret_cast<const char*>(b.data()), b.size())};
+      return Status::Ok();
+    }
+    default:
+      return Bad("index values are null, booleans, numbers, strings or blobs");
+  }
+}
+
+// A FlexBuffer from the wire, verified before it is read.
+Status Flex(const flatbuffers::Vector<uint8_t>* v, flexbuffers::Reference* root) {
+  auto data = v->data();
+  flexbuffers::Verifier verifier(data, v->size(), nullptr, /*check_alignment=*/false, 16);
+  if (v->size() < 3 || !verifier.VerifyBuffer()) return Bad("index value is not a valid FlexBuffer");
+  *root = flexbuffers::GetRoot(data, v->size());
+  return Status::Ok();
+}
+
+Status DecodeValueBound(const wire::ValueBound* b, std::optional<ValueBound>* out) {
+  if (!b) return Status::Ok();
+  if (!b->value()) return Bad("value bound without a value");
+  flexbuffers::Reference root;
+  if (Status s = Flex(b->value(), &root); !s.ok()) return s;
+  ValueBound vb;
+  vb.inclusive = b->inclusive();
+  if (Status s = DecodeValue(root, &vb.value); !s.ok()) return s;
+  *out = std::move(vb);
+  return Status::Ok();
+}
+
+std::optional<KeyBound> DecodeKeyBound(const wire::KeyBound* b) {
+  if (!b) return std::nullopt;
+  return KeyBound{View(b->key()), b->inclusive()};
+}
+
+Status Collection(const flatbuffers::String* s, std::string_view* out) {
+  if (!s) return Bad("missing collection name");
+  *out = View(s);
+  return Status::Ok();
+}
+
+Status DecodeScan(const wire::Scan& s, const RequestLimits& limits, ScanSpec* out) {
+  if (Status st = Collection(s.collection(), &out->collection); !st.ok()) return st;
+  out->lower = DecodeKeyBound(s.lower());
+  out->upper = DecodeKeyBound(s.upper());
+  out->limit = s.limit() ? s.limit() : limits.default_scan_limit;
+  if (limits.default_scan_limit) out->limit = std::min(out->limit, limits.default_scan_limit);
+  out->reverse = s.reverse();
+  out->continuation = View(s.continuation());
+  return Status::Ok();
+}
+
+Status DecodeQuery(const wire::Query& q, const RequestLimits& limits, QuerySpec* out) {
+  if (Status st = Collection(q.collection(), &out->collection); !st.ok()) return st;
+  if (!q.index()) return Bad("query without an index name");
+  out->index = View(q.index());
+  if (q.equal()) {
+    flexbuffers::Reference root;
+    if (Status s = Flex(q.equal(), &root); !s.ok()) return s;
+    if (!root.IsVector() && !root.IsTypedVector()) return Bad("query 'equal' is not a vector");
+    auto vec = root.AsVector();
+    if (vec.size() > 16) return Bad("query 'equal' has more values than an index has fields");
+    for (size_t i = 0; i < vec.size(); i++) {
+      IndexValue v;
+      if (Status s = DecodeValue(vec[i], &v); !s.ok()) return s;
+      out->equal.push_back(std::move(v));
+    }
+  }
+  if (Status s = DecodeValueBound(q.lower(), &out->lower); !s.ok()) return s;
+  if (Status s = DecodeValueBound(q.upper(), &out->upper); !s.ok()) return s;
+  out->limit = q.limit() ? q.limit() : limits.default_scan_limit;
+  if (limits.default_scan_limit) out->limit = std::min(out->limit, limits.default_scan_limit);
+  out->reverse = q.reverse();
+  out->continuation = View(q.continuation());
+  return Status::Ok();
+}
+
+Status DecodeOp(const wire::Operation* o, const RequestLimits& limits, Op* out) {
+  if (!o) return Bad("null operation");
+  switch (o->op_type()) {
+    case wire::Op::Get: {
+      auto g = o->op_as_Get();
+      GetOp op;
+      if (Status s = Collection(g->collection(), &op.collection); !s.ok()) return s;
+      op.key = View(g->key());
+      *out = op;
+      return Status::Ok();
+    }
+    case wire::Op::Put: {
+      auto p = o->op_as_Put();
+      PutOp op;
+      if (Status s = Collection(p->collection(), &op.collection); !s.ok()) return s;
+      op.key = View(p->key());
+      op.value = View(p->value());
+      if (p->kind() > wire::ValueKind::Raw) return Bad("unknown value kind");
+      if (p->mode() > wire::PutMode::Replace) return Bad("unknown put mode");
+      op.kind = ValueKind(p->kind());
+      op.mode = PutMode(p->mode());
+      *out = op;
+      return Status::Ok();
+    }
+    case wire::Op::Delete: {
+      auto d = o->op_as_Delete();
+      DeleteOp op;
+      if (Status s = Collection(d->collection(), &op.collection); !s.ok()) return s;
+      op.key = View(d->key());
+      *out = op;
+      return Status::Ok();
+    }
+    case wire::Op::Scan: {
+      ScanOp op;
+      if (Status s = DecodeScan(*o->op_as_Scan(), limits, &op.spec); !s.ok()) return s;
+      *out = std::move(op);
+      return Status::Ok();
+    }
+    case wire::Op::Query: {
+      QueryOp op;
+      if (Status s = DecodeQuery(*o->op_as_Query(), limits, &op.spec); !s.ok()) return s;
+      *out = std::move(op);
+      return Status::Ok();
+    }
+    case wire::Op::Count: {
+      auto c = o->op_as_Count();
+      if (bool(c->scan()) == bool(c->query())) return Bad("count needs exactly one of scan, query");
+      CountOp op;
+      RequestLimits no_limit;
+      if (c->scan()) {
+        ScanSpec spec;
+        if (Status s = DecodeScan(*c->scan(), no_limit, &spec); !s.ok()) return s;
+        op.range = spec;
+      } else {
+        QuerySpec spec;
+        if (Status s = DecodeQuery(*c->query(), no_limit, &spec); !s.ok()) return s;
+        op.range = std::move(spec);
+      }
+      *out = std::move(op);
+      return Status::Ok();
+    }
+    default:
+      return Bad("unknown operation type " + std::to_string(int(o->op_type())));
+  }
+}
+
+}  // namespace
+
+Status DecodeTxn(const wire::Txn& t, const RequestLimits& limits, Transaction* out) {
+  size_t nops = t.ops() ? t.ops()->size() : 0;
+  size_t nconds = t.conditions() ? t.conditions()->size() : 0;
+  if (nops > limits.max_ops || nconds > limits.max_ops) {
+    return Status(Code::kTooLarge, "a transaction holds at most " +
+                                       std::to_string(limits.max_ops) +
+                                       " operations and as many conditions");
+  }
+  out->conditions.reserve(nconds);
+  for (size_t i = 0; i < nconds; i++) {
+    const wire::Condition* c = t.conditions()->Get(i);
+    if (!c) return Bad("null condition");
+    if (c->kind() > wire::ConditionKind::VersionEquals) return Bad("unknown condition kind");
+    Condition cond;
+    cond.kind = Condition::Kind(c->kind());
+    if (Status s = Collection(c->collection(), &cond.collection); !s.ok()) return s;
+    cond.key = View(c->key());
+    cond.version = c->version();
+    out->conditions.push_back(cond);
+  }
+  out->ops.resize(nops);
+  for (size_t i = 0; i < nops; i++) {
+    if (Status s = DecodeOp(t.ops()->Get(i), limits, &out->ops[i]); !s.ok()) {
+      return s.WithContext("operation " + std::to_string(i));
+    }
+  }
+  out->max_result_bytes = limits.max_result_bytes;
+  return Status::Ok();
+}
+
+bool TxnWrites(const wire::Txn& t) {
+  if (!t.ops()) return false;
+  for (const wire::Operation* o : *t.ops()) {
+    if (o && (o->op_type() == wire::Op::Put || o->op_type() == wire::Op::Delete)) return true;
+  }
+  return false;
+}
+
+void CountOps(const Transaction& t, ServerStats* stats) {
+  for (const Op& op : t.ops) {
+    stats->ops[op.index()].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+Status DecodeIndexSpec(const wire::IndexSpec* spec, IndexSpec* out) {
+  if (!spec || !spec->name()) return Bad("missing index spec or name");
+  out->name.assign(View(spec->name()));
+  out->unique = spec->unique();
+  if (spec->fields()) {
+    for (const flatbuffers::String* f : *spec->fields()) {
+      if (!f) return Bad("null index field");
+      out->fields.emplace_back(View(f));
+    }
+  }
+  return Status::Ok();
+}
+
+wire::ErrorCode ToWire(Code code) {
+  // The enums share their numbering (cairn.fbs, status.h).
+  return wire::ErrorCode(uint8_t(code));
+}
+
+void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s) {
+  fbb.Clear();
+  auto msg = fbb.CreateString(s.message());
+  auto err = wire::CreateError(fbb, ToWire(s.code()), msg);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, err));
+}
+
+namespace {
+Offset<flatbuffers::Vector<uint8_t>> Bytes(flatbuffers::FlatBufferBuilder& fbb,
+                                          std::string_view s) {
+  return fbb.CreateVector(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+}  // namespace
+
+void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r) {
+  if (!r.status.ok()) return BuildError(fbb, id, r.status);
+  fbb.Clear();
+  std::vector<Offset<wire::OpResult>> results;
+  results.reserve(r.results.size());
+  std::vector<Offset<wire::Record>> records;
+  for (const OpResult& op : r.results) {
+    Offset<flatbuffers::Vector<Offset<wire::Record>>> recs;
+    if (!op.records.empty()) {
+      records.clear();
+      for (const Record& rec : op.records) {
+        auto key = Bytes(fbb, rec.key);
+        auto value = Bytes(fbb, rec.value);
+        records.push_back(
+            wire::CreateRecord(fbb, key, rec.version, wire::ValueKind(rec.kind), value));
+      }
+      recs = fbb.CreateVector(records);
+    }
+    Offset<flatbuffers::Vector<uint8_t>> cont;
+    if (!op.continuation.empty()) cont = Bytes(fbb, op.continuation);
+    results.push_back(wire::CreateOpResult(fbb, op.found, op.version, recs, op.count, cont));
+  }
+  auto vec = fbb.CreateVector(results);
+  auto reply = wire::CreateTxnReply(fbb, r.commit, vec);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
+}
+
+void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit) {
+  fbb.Clear();
+  auto done = wire::CreateDone(fbb, commit);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::Done, done.Union()));
+}
+
+void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
+                      const std::vector<CollectionInfo>& collections) {
+  fbb.Clear();
+  std::vector<Offset<wire::CollectionInfo>> infos;
+  for (const CollectionInfo& c : collections) {
+    std::vector<Offset<wire::IndexInfo>> indexes;
+    for (const IndexInfo& ix : c.indexes) {
+      auto spec = wire::CreateIndexSpec(fbb, fbb.CreateString(ix.spec.name),
+                                        fbb.CreateVectorOfStrings(ix.spec.fields), ix.spec.unique);
+      indexes.push_back(wire::CreateIndexInfo(fbb, spec, wire::IndexState(ix.state),
+                                              ix.error.empty() ? 0 : fbb.CreateString(ix.error)));
+    }
+    infos.push_back(wire::CreateCollectionInfo(fbb, fbb.CreateString(c.name), c.created,
+                                               fbb.CreateVector(indexes)));
+  }
+  auto reply = wire::CreateCollections(fbb, fbb.CreateVector(infos));
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::Collections, reply.Union()));
+}
+
+void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload) {
+  fbb.Clear();
+  Offset<flatbuffers::Vector<uint8_t>> p;
+  if (!payload.empty()) p = Bytes(fbb, payload);
+  auto pong = wire::CreatePong(fbb, p);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::Pong, pong.Union()));
+}
+
+namespace {
+Offset<wire::Latency> Summary(flatbuffers::FlatBufferBuilder& fbb, std::string_view name,
+                              const Histogram& h, double scale) {
+  return wire::CreateLatency(fbb, fbb.CreateString(name), h.count(),
+                             double(h.Percentile(0.5)) * scale, double(h.Percentile(0.9)) * scale,
+                             double(h.Percentile(0.99)) * scale,
+                             double(h.Percentile(0.999)) * scale, double(h.max()) * scale);
+}
+}  // namespace
+
+void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,
+                const EngineStats& engine) {
+  fbb.Clear();
+  std::vector<Offset<wire::Counter>> counters;
+  auto counter = [&](std::string_view name, uint64_t v) {
+    counters.push_back(wire::CreateCounter(fbb, fbb.CreateString(name), v));
+  };
+  for (size_t i = 0; i < size_t(OpKind::kNum); i++) {
+    counter(std::string("ops.") + std::string(OpKindName(OpKind(i))), stats.ops[i].load());
+  }
+  counter("connections.open", stats.connections_open);
+  counter("connections.total", stats.connections_total);
+  counter("connections.refused", stats.connections_refused);
+  counter("requests", stats.requests);
+  counter("errors", stats.errors);
+  counter("bad_frames", stats.bad_frames);
+  counter("bytes.in", stats.bytes_in);
+  counter("bytes.out", stats.bytes_out);
+  counter("backpressure", stats.backpressure);
+  counter("commits", engine.commits);
+  counter("group_commits", engine.group_commits);
+  counter("log.first", engine.log_first);
+  counter("readers.used", engine.readers_used);
+  std::vector<Offset<wire::Latency>> latencies;
+  for (size_t i = 0; i < size_t(RequestKind::kCount); i++) {
+    latencies.push_back(Summary(fbb, RequestKindName(RequestKind(i)), stats.latency_ns[i], 1e-3));
+  }
+  auto batches = Summary(fbb, "group_commit_batch", stats.batch_sizes, 1);
+  auto cv = fbb.CreateVector(counters);
+  auto lv = fbb.CreateVector(latencies);
+  auto reply = wire::CreateStats(fbb, cv, lv, batches, engine.last_commit, engine.used_bytes,
+                                 engine.file_bytes, engine.map_size);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::Stats, reply.Union()));
+}
+
+}  // namespace cairn::server

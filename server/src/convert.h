@@ -1,0 +1,51 @@
+// Translation between wire messages (protocol/cairn.fbs) and engine calls.
+// The only place that knows both.
+#pragma once
+
+#include <string>
+
+#include "cairn/engine/engine.h"
+#include "cairn_generated.h"
+#include "flatbuffers/flatbuffers.h"
+#include "stats.h"
+
+namespace cairn::server {
+
+// Limits on what one request may ask for.
+struct RequestLimits {
+  size_t max_ops = 10'000;         // operations (and conditions) per transaction
+  size_t max_result_bytes = 0;     // keys + values returned by one transaction
+  uint32_t default_scan_limit = 0; // records per scan/query page when the client sets none
+};
+
+// Fills *out from `t`. Views in *out point into the message `t` belongs to.
+Status DecodeTxn(const wire::Txn& t, const RequestLimits& limits, Transaction* out);
+Status DecodeIndexSpec(const wire::IndexSpec* spec, IndexSpec* out);
+
+// Whether a transaction message writes (has a put or delete).
+bool TxnWrites(const wire::Txn& t);
+
+// Counts the operations of a transaction into stats.
+void CountOps(const Transaction& t, ServerStats* stats);
+
+wire::ErrorCode ToWire(Code code);
+
+// Response builders: each clears `fbb` and finishes a ResponseFrame in it.
+void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s);
+void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r);
+void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit);
+void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
+                      const std::vector<CollectionInfo>& collections);
+void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload);
+void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,
+                const EngineStats& engine);
+
+inline std::string_view View(const flatbuffers::String* s) {
+  return s ? std::string_view(s->c_str(), s->size()) : std::string_view();
+}
+inline std::string_view View(const flatbuffers::Vector<uint8_t>* v) {
+  return v ? std::string_view(reinterpret_cast<const char*>(v->data()), v->size())
+           : std::string_view();
+}
+
+}  // namespace cairn::server

@@ -1,0 +1,151 @@
+// cairnd: the cairn server. `cairnd --help` lists the flags.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <spdlog/spdlog.h>
+
+#include "cairn/engine/engine.h"
+#include "server.h"
+
+namespace {
+
+// "64G", "512M", "1048576" -> bytes.
+bool ParseSize(const std::string& s, uint64_t* out) {
+  if (s.empty()) return false;
+  size_t pos = 0;
+  uint64_t v;
+  try {
+    v = std::stoull(s, &pos);
+  } catch (...) {
+    return false;
+  }
+  std::string unit = s.substr(pos);
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (!unit.empty() && (unit.back() == 'i')) unit.pop_back();
+  int shift = 0;
+  if (unit == "K" || unit == "k") shift = 10;
+  else if (unit == "M" || unit == "m") shift = 20;
+  else if (unit == "G" || unit == "g") shift = 30;
+  else if (unit == "T" || unit == "t") shift = 40;
+  else if (!unit.empty()) return false;
+  if (shift && v > (~uint64_t{0} >> shift)) return false;
+  *out = v << shift;
+  return true;
+}
+
+std::string Human(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  double v = double(bytes);
+  while (v >= 1024 && u < 4) v /= 1024, u++;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using cairn::server::ServerOptions;
+  ServerOptions opts;
+  std::string durability = "sync", max_size = "64G", max_frame = "16M", log_level = "info";
+  unsigned idle_seconds = 300, flush_ms = 1000;
+
+  CLI::App app{"cairnd: the cairn storage server"};
+  app.add_option("--data", opts.data_dir, "Data folder (created if missing)")->capture_default_str();
+  app.add_option("--listen", opts.listen, "HOST:PORT to listen on; port 0 picks a free port")
+      ->capture_default_str();
+  app.add_option("--threads", opts.threads, "IO threads (0: one per core)")->capture_default_str();
+  app.add_option("--durability", durability,
+                 "sync: fsync every group commit; nometasync: fsync data only; "
+                 "nosync: flush every --flush-interval")
+      ->check(CLI::IsMember({"sync", "nometasync", "nosync"}))
+      ->capture_default_str();
+  app.add_option("--flush-interval", flush_ms, "Milliseconds between flushes with nosync")
+      ->capture_default_str();
+  app.add_option("--max-size", max_size, "Cap on the database size (K, M, G, T suffixes)")
+      ->capture_default_str();
+  app.add_option("--max-connections", opts.max_connections, "Connections served at once")
+      ->capture_default_str();
+  app.add_option("--max-frame", max_frame, "Largest request or response (K, M suffixes)")
+      ->capture_default_str();
+  app.add_option("--max-inflight", opts.max_inflight,
+                 "Requests one connection may have outstanding before the server stops reading it")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", idle_seconds, "Seconds before a silent connection is closed")
+      ->capture_default_str();
+  app.add_option("--log-retention", opts.engine.log_retention,
+                 "Commits the change log keeps at least")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  uint64_t frame_bytes = 0;
+  if (!ParseSize(max_size, &opts.engine.max_size) || !ParseSize(max_frame, &frame_bytes)) {
+    std::fprintf(stderr, "cairnd: --max-size and --max-frame take sizes like 512M or 64G\n");
+    return 2;
+  }
+  if (frame_bytes < cairn::wire::kMinMaxFrame || frame_bytes > (1u << 30)) {
+    std::fprintf(stderr, "cairnd: --max-frame must be between 64K and 1G\n");
+    return 2;
+  }
+  if (opts.max_inflight == 0 || opts.max_connections == 0) {
+    std::fprintf(stderr, "cairnd: --max-inflight and --max-connections must be at least 1\n");
+    return 2;
+  }
+  opts.max_frame = uint32_t(frame_bytes);
+  opts.idle_timeout = std::chrono::seconds(idle_seconds);
+  opts.engine.durability = durability == "sync"         ? cairn::Durability::kSync
+                           : durability == "nometasync" ? cairn::Durability::kNoMetaSync
+                                                        : cairn::Durability::kNoSync;
+  opts.engine.flush_interval = std::chrono::milliseconds(flush_ms);
+  // A record must fit in a response with room to spare.
+  opts.engine.max_value_size = opts.max_frame / 2 - 1024;
+
+  ::signal(SIGPIPE, SIG_IGN);
+  auto engine = cairn::Engine::Open(opts.data_dir, opts.engine);
+  if (!engine.ok()) {
+    spdlog::error("cannot open the database in {}: {}", opts.data_dir, engine.status().ToString());
+    return 1;
+  }
+  uint64_t last_commit = (*engine)->LastCommit();
+  cairn::server::Server server(opts, std::move(engine).value());
+  if (cairn::Status s = server.Start(); !s.ok()) {
+    spdlog::error("cannot start: {}", s.ToString());
+    return 1;
+  }
+
+  asio::signal_set signals(server.main_context(), SIGINT, SIGTERM);
+  std::function<void(const asio::error_code&, int)> on_signal =
+      [&](const asio::error_code& ec, int signo) {
+        if (ec) return;
+        static bool stopping = false;
+        if (stopping) {
+          spdlog::warn("second signal ({}): exiting now", signo);
+          std::fflush(nullptr);
+          ::_exit(128 + signo);
+        }
+        stopping = true;
+        spdlog::info("signal {}: finishing in-flight requests (send it again to exit now)", signo);
+        server.Shutdown();
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  auto ep = server.endpoint();
+  spdlog::info(
+      "cairnd ready: listening on {}:{} (data {}, last commit {}, {} IO threads, durability {}, "
+      "max size {}, max frame {})",
+      ep.address().to_string(), ep.port(), opts.data_dir, last_commit,
+      opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), durability,
+      Human(opts.engine.max_size), Human(opts.max_frame));
+  server.Wait();
+  spdlog::info("cairnd stopped cleanly");
+  return 0;
+}

@@ -1,0 +1,26 @@
+// cairnd's settings, from its command line (main.cc).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "cairn/engine/options.h"
+#include "cairn/protocol/frame.h"
+
+namespace cairn::server {
+
+struct ServerOptions {
+  std::string data_dir = "./cairn-data";
+  std::string listen = "127.0.0.1:7420";  // port 0: any free port (logged when ready)
+  unsigned threads = 0;                   // IO threads; 0: one per core
+  uint32_t max_connections = 1024;        // more are answered with an error and closed
+  uint32_t max_frame = wire::kDefaultMaxFrame;  // largest request or response payload
+  uint32_t max_inflight = 128;            // per connection; the server stops reading past it
+  std::chrono::seconds idle_timeout{300};  // connections silent this long are closed
+  std::chrono::seconds shutdown_grace{10};  // how long a graceful stop waits for clients
+  uint32_t max_batch = 1024;              // transactions per group commit
+  Options engine;                          // durability, size cap, log retention...
+};
+
+}  // namespace cairn::server

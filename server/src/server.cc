@@ -1,0 +1,169 @@
+#include "server.h"
+
+#include <spdlog/spdlog.h>
+
+#include "connection.h"
+
+namespace cairn::server {
+
+Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
+    : options_(std::move(options)), engine_(std::move(engine)) {
+  unsigned n = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; i++) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+    guards_.push_back(asio::make_work_guard(*contexts_.back()));
+  }
+  writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch);
+  ctx_.engine = engine_.get();
+  ctx_.writer = writer_.get();
+  ctx_.stats = &stats_;
+  ctx_.options = &options_;
+  // A response holds at most this much record data, and a page at most this many records
+  // (each costs some framing), so that every response fits in a frame.
+  ctx_.limits.max_result_bytes = options_.max_frame / 2;
+  ctx_.limits.default_scan_limit = std::max<uint32_t>(1, options_.max_frame / 256);
+}
+
+Server::~Server() {
+  Shutdown();
+  Wait();
+}
+
+bool ParseHostPort(const std::string& s, std::string* host, std::string* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon + 1 == s.size()) return false;
+  *host = s.substr(0, colon);
+  *port = s.substr(colon + 1);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !host->empty() && port->find_first_not_of("0123456789") == std::string::npos;
+}
+
+Status Server::Start() {
+  std::string host, port;
+  if (!ParseHostPort(options_.listen, &host, &port)) {
+    return Status(Code::kBadRequest, "--listen wants HOST:PORT, not '" + options_.listen + "'");
+  }
+  asio::error_code ec;
+  asio::ip::tcp::resolver resolver(main_context());
+  auto results = resolver.resolve(host, port, asio::ip::tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return Status(Code::kBadRequest, "cannot resolve " + options_.listen + ": " + ec.message());
+  }
+  asio::ip::tcp::endpoint ep = *results.begin();
+  acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(main_context());
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
+  endpoint_ = acceptor_->local_endpoint();
+  Accept();
+  for (auto& c : contexts_) {
+    threads_.emplace_back([ctx = c.get()] {
+      for (;;) {
+        try {
+          ctx->run();
+          return;
+        } catch (const std::exception& e) {
+          // A handler threw: a bug. Log it and keep serving the other connections.
+          spdlog::error("unexpected exception in an IO thread: {}", e.what());
+        }
+      }
+    });
+  }
+  return Status::Ok();
+}
+
+void Server::Accept() {
+  asio::io_context& target = *contexts_[next_context_++ % contexts_.size()];
+  acceptor_->async_accept(target, [this](const asio::error_code& ec, asio::ip::tcp::socket s) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+      spdlog::warn("accept: {}", ec.message());
+      // Out of file descriptors and the like: pause briefly rather than spin.
+      auto t = std::make_shared<asio::steady_timer>(main_context(), std::chrono::milliseconds(50));
+      t->async_wait([this, t](const asio::error_code&) {
+        if (acceptor_->is_open()) Accept();
+      });
+      return;
+    }
+    if (ctx_.open_connections() >= options_.max_connections) {
+      Reject(std::move(s));
+    } else {
+      std::make_shared<Connection>(std::move(s), ctx_)->Start();
+    }
+    Accept();
+  });
+}
+
+void Server::Reject(asio::ip::tcp::socket socket) {
+  stats_.connections_refused++;
+  flatbuffers::FlatBufferBuilder fbb;
+  BuildError(fbb, 0, Status(Code::kUnavailable, "too many connections (limit " +
+                                                    std::to_string(options_.max_connections) + ")"));
+  auto frame = std::make_shared<std::string>(wire::kFrameHeaderSize, '\0');
+  wire::StoreFrameHeader(frame->data(), fbb.GetSize());
+  frame->append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+  asio::async_write(*sock, asio::buffer(*frame), [sock, frame](const asio::error_code&, size_t) {
+    asio::error_code ignored;
+    sock->shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    sock->close(ignored);
+  });
+}
+
+void Server::Shutdown() {
+  if (shutting_down_.exchange(true)) return;
+  asio::post(main_context(), [this] {
+    ctx_.draining = true;
+    asio::error_code ec;
+    if (acceptor_) acceptor_->close(ec);
+    std::vector<std::shared_ptr<Connection>> open;
+    {
+      std::lock_guard lock(ctx_.mu);
+      for (auto& [ptr, weak] : ctx_.connections) {
+        if (auto c = weak.lock()) open.push_back(std::move(c));
+      }
+    }
+    spdlog::info("shutting down: {} connection(s) to drain", open.size());
+    for (auto& c : open) c->Drain();
+    drain_timer_ = std::make_unique<asio::steady_timer>(main_context());
+    CheckDrained(std::chrono::steady_clock::now() + options_.shutdown_grace);
+  });
+}
+
+void Server::CheckDrained(std::chrono::steady_clock::time_point deadline) {
+  size_t open = ctx_.open_connections();
+  if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+    if (open) spdlog::warn("shutdown grace period over; closing {} connection(s)", open);
+    return StopContexts();
+  }
+  drain_timer_->expires_after(std::chrono::milliseconds(20));
+  drain_timer_->async_wait([this, deadline](const asio::error_code& ec) {
+    if (!ec) CheckDrained(deadline);
+  });
+}
+
+void Server::StopContexts() {
+  for (auto& g : guards_) g.reset();
+  for (auto& c : contexts_) c->stop();
+}
+
+void Server::Wait() {
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  if (writer_) writer_->Stop();  // commits whatever is still queued
+  // Pending handlers (and the connections they hold) go before the engine does.
+  acceptor_.reset();
+  drain_timer_.reset();
+  guards_.clear();
+  contexts_.clear();
+  writer_.reset();
+  engine_.reset();
+}
+
+}  // namespace cairn::server

@@ -1,0 +1,60 @@
+// cairnd: accepts connections on IO threads (one io_context each), runs reads
+// there, and sends writes to the writer thread. Start() binds and spawns the
+// threads; Shutdown() drains gracefully; Wait() joins.
+#pragma once
+
+#include <asio.hpp>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "cairn/engine/engine.h"
+#include "options.h"
+#include "server_context.h"
+#include "stats.h"
+#include "writer.h"
+
+namespace cairn::server {
+
+class Server {
+ public:
+  Server(ServerOptions options, std::unique_ptr<Engine> engine);
+  ~Server();
+
+  Status Start();
+  asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
+
+  // Stops accepting, lets connections finish what they sent (up to the grace period),
+  // commits what is queued, then stops the IO threads. Thread-safe; idempotent.
+  void Shutdown();
+  // Blocks until the IO threads have stopped, then closes the writer and the engine.
+  void Wait();
+
+  // The io_context that runs signal handling and the acceptor.
+  asio::io_context& main_context() { return *contexts_[0]; }
+
+ private:
+  void Accept();
+  void Reject(asio::ip::tcp::socket socket);
+  void CheckDrained(std::chrono::steady_clock::time_point deadline);
+  void StopContexts();
+
+  ServerOptions options_;
+  std::unique_ptr<Engine> engine_;
+  ServerStats stats_;
+  std::unique_ptr<Writer> writer_;
+  ServerContext ctx_;
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
+  asio::ip::tcp::endpoint endpoint_;
+  size_t next_context_ = 0;
+  std::atomic<bool> shutting_down_{false};
+};
+
+// Parses "HOST:PORT" ("[v6]:PORT" for IPv6 literals).
+bool ParseHostPort(const std::string& s, std::string* host, std::string* port);
+
+}  // namespace cairn::server

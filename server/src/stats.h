@@ -1,0 +1,35 @@
+// Server statistics: requests and operations by kind, latencies, group-commit
+// batch sizes, connections and traffic. Updated lock-free from every thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "cairn/protocol/histogram.h"
+
+namespace cairn::server {
+
+enum class RequestKind : uint8_t { kHello, kPing, kRead, kWrite, kCatalog, kStats, kCount };
+std::string_view RequestKindName(RequestKind k);
+
+enum class OpKind : uint8_t { kGet, kPut, kDelete, kScan, kQuery, kCount, kNum };
+std::string_view OpKindName(OpKind k);
+
+struct ServerStats {
+  std::array<Histogram, size_t(RequestKind::kCount)> latency_ns;  // by request kind
+  std::array<std::atomic<uint64_t>, size_t(OpKind::kNum)> ops{};  // by operation kind
+  Histogram batch_sizes;                                          // transactions per group commit
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> errors{0};       // requests answered with an error
+  std::atomic<uint64_t> bad_frames{0};   // frames that did not verify or were malformed
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> backpressure{0};  // times a connection stopped reading at its limits
+};
+
+}  // namespace cairn::server

@@ -1,0 +1,268 @@
+// cairnd over the wire: handshake, every request kind, errors, shutdown.
+#include <gtest/gtest.h>
+
+#include "server_process.h"
+
+namespace cairn {
+namespace {
+
+using testing::Connect;
+using testing::ErrorText;
+using testing::ServerProcess;
+using testing::TempDir;
+using testing::WireClient;
+namespace req = testing::req;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ServerProcess>(dir_.Sub("data"));
+    ASSERT_TRUE(server_->ready()) << server_->output();
+    client_ = Connect(server_->port());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<WireClient> client_;
+};
+
+TEST_F(ServerTest, HelloReportsVersionAndLimits) {
+  WireClient c(server_->port());
+  auto r = c.Call(*req::Hello(7));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->id(), 7u);
+  auto h = r->reply_as_HelloReply();
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->protocol_version(), 1u);
+  EXPECT_EQ(h->max_frame(), 16u << 20);
+  EXPECT_EQ(h->max_inflight(), 128u);
+  EXPECT_EQ(h->max_key(), 507u);
+  EXPECT_GT(h->max_value(), 0u);
+  EXPECT_NE(h->server_version()->str().find("cairnd"), std::string::npos);
+}
+
+TEST_F(ServerTest, NewerClientVersionIsNegotiatedDown) {
+  WireClient c(server_->port());
+  auto r = c.Call(*req::Hello(1, 5));
+  ASSERT_TRUE(r && r->reply_as_HelloReply());
+  EXPECT_EQ(r->reply_as_HelloReply()->protocol_version(), 1u);
+}
+
+TEST_F(ServerTest, RequestBeforeHelloIsRefusedAndClosed) {
+  WireClient c(server_->port());
+  auto r = c.Call(*req::Ping(3));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->id(), 3u);
+  ASSERT_TRUE(r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest);
+  EXPECT_NE(r->error()->message()->str().find("Hello"), std::string::npos);
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+TEST_F(ServerTest, PingEchoesPayloadAndId) {
+  auto r = client_->Call(*req::Ping(42, "hello"));
+  ASSERT_TRUE(r && r->reply_as_Pong()) << ErrorText(r);
+  EXPECT_EQ(r->id(), 42u);
+  auto p = r->reply_as_Pong()->payload();
+  EXPECT_EQ(std::string(p->begin(), p->end()), "hello");
+}
+
+TEST_F(ServerTest, CollectionsAndRecordsRoundTrip) {
+  auto r = client_->Call(*req::CreateCollection(1, "users"));
+  ASSERT_TRUE(r && r->reply_as_Done()) << ErrorText(r);
+  EXPECT_GT(r->reply_as_Done()->commit(), 0u);
+  r = client_->Call(*req::CreateCollection(2, "users"));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::AlreadyExists);
+
+  req::TxnBuilder put;
+  put.Put("users", "alice", R"({"email": "a@x", "age": 30})");
+  r = client_->Call(put.Build(3));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  uint64_t commit = r->reply_as_TxnReply()->commit();
+  EXPECT_GT(commit, 0u);
+
+  req::TxnBuilder get;
+  get.Get("users", "alice").Get("users", "bob");
+  r = client_->Call(get.Build(4));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  auto results = r->reply_as_TxnReply()->results();
+  ASSERT_EQ(results->size(), 2u);
+  ASSERT_TRUE(results->Get(0)->found());
+  EXPECT_EQ(results->Get(0)->version(), commit);
+  auto rec = results->Get(0)->records()->Get(0);
+  EXPECT_EQ(FlexToJson(std::string_view(reinterpret_cast<const char*>(rec->value()->data()),
+                                        rec->value()->size())),
+            R"({"age":30,"email":"a@x"})");
+  EXPECT_FALSE(results->Get(1)->found());
+}
+
+TEST_F(ServerTest, ConditionsAndErrorCodesCrossTheWire) {
+  client_->Call(*req::CreateCollection(1, "c"));
+  req::TxnBuilder t1;
+  t1.Put("c", "k", R"({"n": 1})", wire::PutMode::Insert);
+  auto r = client_->Call(t1.Build(2));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  uint64_t v = r->reply_as_TxnReply()->commit();
+
+  req::TxnBuilder again;
+  again.Put("c", "k", R"({"n": 2})", wire::PutMode::Insert);
+  r = client_->Call(again.Build(3));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::AlreadyExists) << ErrorText(r);
+
+  req::TxnBuilder stale;
+  stale.If(wire::ConditionKind::VersionEquals, "c", "k", v + 1).Put("c", "k", R"({"n": 3})");
+  r = client_->Call(stale.Build(4));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::ConditionFailed) << ErrorText(r);
+
+  req::TxnBuilder fresh;
+  fresh.If(wire::ConditionKind::VersionEquals, "c", "k", v).Put("c", "k", R"({"n": 3})");
+  r = client_->Call(fresh.Build(5));
+  EXPECT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+
+  req::TxnBuilder missing;
+  missing.Get("nope", "k");
+  r = client_->Call(missing.Build(6));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::NotFound) << ErrorText(r);
+
+  req::TxnBuilder bad_doc;
+  bad_doc.PutDoc("c", "k2", "not a flexbuffer");
+  r = client_->Call(bad_doc.Build(7));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest) << ErrorText(r);
+  EXPECT_EQ(r->id(), 7u);
+}
+
+TEST_F(ServerTest, ScanPagesWithContinuations) {
+  client_->Call(*req::CreateCollection(1, "c"));
+  req::TxnBuilder fill;
+  for (int i = 0; i < 25; i++) fill.Put("c", "k" + std::to_string(100 + i), "{}");
+  ASSERT_TRUE(client_->Call(fill.Build(2))->reply_as_TxnReply());
+
+  std::vector<std::string> keys;
+  std::string token;
+  int pages = 0;
+  do {
+    req::TxnBuilder scan;
+    scan.Scan("c", 10, token);
+    auto r = client_->Call(scan.Build(3 + pages));
+    ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+    auto res = r->reply_as_TxnReply()->results()->Get(0);
+    for (auto rec : *res->records()) keys.emplace_back(rec->key()->begin(), rec->key()->end());
+    token = res->continuation() ? std::string(res->continuation()->begin(),
+                                              res->continuation()->end())
+                                : "";
+    pages++;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(keys.size(), 25u);
+  EXPECT_EQ(keys.front(), "k100");
+  EXPECT_EQ(keys.back(), "k124");
+}
+
+TEST_F(ServerTest, IndexesOverTheWire) {
+  client_->Call(*req::CreateCollection(1, "u"));
+  auto r = client_->Call(*req::CreateIndex(2, "u", "by_email", {"email"}, true));
+  ASSERT_TRUE(r && r->reply_as_Done()) << ErrorText(r);
+  req::TxnBuilder fill;
+  fill.Put("u", "a", R"({"email": "a@x"})").Put("u", "b", R"({"email": "b@x"})");
+  ASSERT_TRUE(client_->Call(fill.Build(3))->reply_as_TxnReply());
+
+  req::TxnBuilder q;
+  q.Query("u", "by_email", R"(["b@x"])").CountAll("u");
+  r = client_->Call(q.Build(4));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  auto res = r->reply_as_TxnReply()->results();
+  ASSERT_EQ(res->Get(0)->records()->size(), 1u);
+  EXPECT_EQ(res->Get(0)->records()->Get(0)->key()->Get(0), 'b');
+  EXPECT_EQ(res->Get(1)->count(), 2u);
+
+  req::TxnBuilder dup;
+  dup.Put("u", "c", R"({"email": "a@x"})");
+  r = client_->Call(dup.Build(5));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::UniqueViolation) << ErrorText(r);
+
+  req::TxnBuilder no_index;
+  no_index.Query("u", "nope", R"(["x"])");
+  r = client_->Call(no_index.Build(6));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::NotFound) << ErrorText(r);
+}
+
+TEST_F(ServerTest, StatsCountWhatHappened) {
+  client_->Call(*req::CreateCollection(1, "c"));
+  req::TxnBuilder put;
+  put.Put("c", "k", "{}");
+  client_->Call(put.Build(2));
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateRequestFrame(fbb, 9, wire::Request::GetStats,
+                                      wire::CreateGetStats(fbb).Union()));
+  auto r = client_->Call(fbb);
+  ASSERT_TRUE(r && r->reply_as_Stats()) << ErrorText(r);
+  auto s = r->reply_as_Stats();
+  EXPECT_EQ(s->last_commit(), 2u);
+  EXPECT_GT(s->db_used_bytes(), 0u);
+  std::map<std::string, uint64_t> counters;
+  for (auto c : *s->counters()) counters[c->name()->str()] = c->value();
+  EXPECT_EQ(counters["ops.put"], 1u);
+  EXPECT_EQ(counters["connections.open"], 1u);
+  EXPECT_GE(s->batch_sizes()->count(), 1u);
+}
+
+TEST_F(ServerTest, GracefulShutdownKeepsAcknowledgedWritesAndExitsZero) {
+  client_->Call(*req::CreateCollection(1, "c"));
+  // Pipeline writes, read some acknowledgements, then stop the server.
+  const int n = 200;
+  for (int i = 0; i < n; i++) {
+    req::TxnBuilder t;
+    t.Put("c", "k" + std::to_string(i), "{}");
+    ASSERT_TRUE(client_->Send(t.Build(100 + i)));
+  }
+  int acked = 0;
+  for (; acked < 50; acked++) ASSERT_TRUE(client_->Response());
+  int status = server_->Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << server_->output();
+  // In-flight requests were finished and answered before the connection closed.
+  while (client_->Response(2000)) acked++;
+  EXPECT_EQ(acked, n);
+
+  ServerProcess again(dir_.Sub("data"));
+  ASSERT_TRUE(again.ready());
+  auto c = Connect(again.port());
+  req::TxnBuilder count;
+  count.CountAll("c");
+  auto r = c->Call(count.Build(1));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_TxnReply()->results()->Get(0)->count(), uint64_t(n));
+}
+
+TEST_F(ServerTest, SecondServerOnTheSameFolderRefusesToStart) {
+  ServerProcess second(dir_.Sub("data"));
+  EXPECT_FALSE(second.ready());
+  int status = second.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << second.output();
+  EXPECT_NE(second.output().find("in use"), std::string::npos) << second.output();
+  // The first one is unaffected.
+  EXPECT_TRUE(client_->Call(*req::Ping(1)));
+}
+
+TEST(ServerStartTest, ForeignFolderIsRefused) {
+  TempDir dir;
+  std::ofstream(dir.Sub("important.txt")) << "data";
+  ServerProcess s(dir.path());
+  EXPECT_FALSE(s.ready());
+  s.Stop();
+  EXPECT_NE(s.output().find("no cairn database"), std::string::npos) << s.output();
+}
+
+TEST(ServerStartTest, IdleConnectionsAreClosed) {
+  TempDir dir;
+  ServerProcess s(dir.path(), {"--idle-timeout", "1"});
+  ASSERT_TRUE(s.ready());
+  auto c = Connect(s.port());
+  auto r = c->Response(5000);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::Unavailable);
+  EXPECT_TRUE(c->ClosedByPeer());
+}
+
+}  // namespace
+}  // namespace cairn
