@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds cairn and runs it on a local data folder
-# (default ./cairn-data; pass another as the first argument).
+# Installs dependencies, builds cairn and starts the server, cairnd, on a local data
+# folder (./cairn-data) listening on 127.0.0.1:7420. Extra arguments go to cairnd
+# (see `cairnd --help`). Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target cairn-demo
-exec ./build/examples/cairn-demo "${1:-./cairn-data}"
+cmake --build build -j "$(nproc)" --target cairnd
+exec ./build/server/cairnd --data ./cairn-data "$@"
