@@ -419,7 +419,10 @@ Status Engine::CreateIndex(std::string_view collection, const IndexSpec& spec) {
       return s;
     }
     log.CreateIndex(c.name, spec);
-    c.indexes.push_back(std::move(ix));
+    // Kept in name order, as a reload from the meta database lists them.
+    auto at = std::lower_bound(c.indexes.begin(), c.indexes.end(), ix.spec.name,
+                               [](const IndexDesc& d, const std::string& n) { return d.spec.name < n; });
+    c.indexes.insert(at, std::move(ix));
     return Status::Ok();
   });
   if (s.ok()) impl_->WakeBackground();

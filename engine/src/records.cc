@@ -317,7 +317,9 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
   } else {
     has_hi = PrefixSuccessor(&hi);
   }
-  if (has_hi && hi <= lo) return Status::Ok();  // empty range
+  if (has_hi && hi <= lo) {  // an empty range: no token can come from it
+    return spec.continuation.empty() ? Status::Ok() : BadToken();
+  }
 
   // Entries order by their stored key, whose first kIndexComparable bytes equal those of the
   // full key. Bounds no longer than that are exact on stored keys; longer ones are applied
@@ -346,10 +348,14 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
         !r.Bytes(&at_key) || !StartsWith(at_key, std::string_view(prefix).substr(0, 4))) {
       return BadToken();
     }
+    // A token names the last entry returned, which lies inside this query's range.
+    if (before_lo(at_key) || past_hi(at_key)) return BadToken();
     std::string at_pk(r.rest());
     std::string at(at_key);
     // Position just after (forward) or before (reverse) the entry (at, at_pk).
     rc = cur.SeekBoth(MDB_GET_BOTH_RANGE, at, at_pk);
+    // GET_BOTH_RANGE leaves the cursor's key pointing at `at`: read the entry back.
+    if (rc == 0) rc = cur.Get(MDB_GET_CURRENT);
     if (rc == 0) {
       if (spec.reverse) {
         rc = cur.Get(MDB_PREV);

@@ -417,6 +417,10 @@ bool JsonToDocument(std::string_view json, std::string* doc, std::string* error)
   return true;
 }
 
+void AppendFlexJson(const flexbuffers::Reference& value, std::string* out) {
+  AppendValue(value, out, 0);
+}
+
 std::string FlexToJson(std::string_view flex) {
   std::string out;
   AppendValue(flexbuffers::GetRoot(reinterpret_cast<const uint8_t*>(flex.data()), flex.size()),

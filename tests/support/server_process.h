@@ -28,7 +28,7 @@
 #include "cairn/protocol/json.h"
 #include "cairn_generated.h"
 #include "flatbuffers/flexbuffers.h"
-#include "test_util.h"
+#include "temp_dir.h"
 
 #ifndef CAIRND_PATH
 #error "CAIRND_PATH must name the cairnd binary"

@@ -125,6 +125,7 @@ class ReadTxn {
 
   // Calls `visit` for each record in range, in order. Sets *continuation to a token for
   // the next page when a limit or byte budget stopped the scan early, else clears it.
+  // REQUIRES: `continuation` is not the string spec.continuation views.
   using Visitor = std::function<void(const RecordView&)>;
   Status Scan(const ScanSpec& spec, const Visitor& visit, std::string* continuation);
   Status Query(const QuerySpec& spec, const Visitor& visit, std::string* continuation);

@@ -81,7 +81,10 @@ struct ValueBound {
 
 // A query of a secondary index: the first `equal.size()` fields of the index equal the
 // given values; optionally the next field lies between `lower` and `upper`. Results come
-// in index order, then primary-key order.
+// in index order, then primary-key order. One exception: index keys longer than LMDB's
+// key limit are ordered by their first 499 encoded bytes, so values that share those
+// bytes come back together but in an unspecified order among themselves
+// (docs/storage.md, "Values too long for a key"). Membership is always exact.
 struct QuerySpec {
   std::string_view collection{};
   std::string_view index{};

@@ -5,6 +5,10 @@
 #include <string>
 #include <string_view>
 
+namespace flexbuffers {
+class Reference;
+}
+
 namespace cairn {
 
 // Parses a JSON object into a document. Returns false and sets *error on malformed JSON or
@@ -19,6 +23,9 @@ bool JsonToFlex(std::string_view json, std::string* flex, std::string* error);
 // them so); blobs as base64 strings; NaN and infinities as null, as JSON has no
 // spelling for them. The input must be a valid FlexBuffer (see CheckDocument).
 std::string FlexToJson(std::string_view flex);
+
+// Appends the JSON rendering of one FlexBuffers value (as FlexToJson does for a root).
+void AppendFlexJson(const flexbuffers::Reference& value, std::string* out);
 
 // Appends `s` to *out as a quoted, escaped JSON string.
 void AppendJsonString(std::string_view s, std::string* out);

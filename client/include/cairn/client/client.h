@@ -1,0 +1,416 @@
+// libcairn: the native client of cairnd.
+//
+//   auto db = cairn::Client::Connect({.address = "127.0.0.1:7420"});
+//   db->Put("users", "ada", cairn::Document::FromJson(R"({"email": "ada@x"})"));
+//   std::optional<cairn::Record> r = db->Get("users", "ada");
+//
+// A Client is safe to share between threads. It keeps a small pool of
+// connections (ClientOptions::connections) and pipelines many requests on each;
+// responses are matched by request id. Calls on one Client may complete in any
+// order; a synchronous call returns only once its effect is committed, so calls
+// made one after another from one thread take effect in that order.
+//
+// Errors: every call that fails throws cairn::Error (see error.h); asynchronous
+// calls deliver it through their completion. Asynchronous calls follow Asio's
+// completion-token model: pass a callback `void(std::exception_ptr, T)`,
+// `asio::use_future`, or `asio::use_awaitable`. Handlers run on their associated
+// executor, by default the client's own IO thread: do not block there, and do not
+// make synchronous calls from it.
+//
+// Failures: every call has a timeout. A dropped connection is reconnected; calls
+// whose outcome is unknown are retried, writes with an idempotency key, so that
+// the server applies a write at most once even when it is sent twice.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cairn/client/document.h"
+#include "cairn/client/error.h"
+
+namespace cairn {
+
+struct ClientOptions {
+  std::string address = "127.0.0.1:7420";  // HOST:PORT
+  size_t connections = 2;                    // the pool; requests spread over it
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{30000};  // per call, retries included
+  int max_attempts = 4;                      // sends per call when connections fail
+  std::chrono::milliseconds retry_backoff{50};  // doubled after each failed attempt
+  std::string client_name = "libcairn";
+};
+
+enum class ValueKind : uint8_t { kDocument = 0, kRaw = 1 };
+
+struct Record {
+  std::string key;
+  uint64_t version = 0;  // the commit that last wrote it
+  ValueKind kind = ValueKind::kDocument;
+  std::string value;     // FlexBuffers map bytes, or raw bytes
+
+  // REQUIRES: kind == kDocument
+  Document document() const { return Document::FromBytes(value); }
+};
+
+struct Bound {
+  std::string key;  // primary key (scans)
+  bool inclusive = true;
+};
+struct ScalarBound {
+  Scalar value;  // index value (queries)
+  bool inclusive = true;
+};
+
+struct ScanOptions {
+  std::optional<Bound> from;  // low end
+  std::optional<Bound> to;    // high end
+  uint32_t limit = 0;         // in all, across pages; 0: everything
+  bool reverse = false;
+  uint32_t page_size = 0;     // records per request; 0: the server's choice
+};
+
+struct QueryOptions {
+  std::vector<Scalar> equal;         // values of the index's first fields
+  std::optional<ScalarBound> from;   // range on the next field
+  std::optional<ScalarBound> to;
+  uint32_t limit = 0;
+  bool reverse = false;
+  uint32_t page_size = 0;
+};
+
+// A transaction: conditions, then operations, all or nothing.
+class Txn {
+ public:
+  Txn& Get(std::string_view collection, std::string_view key);
+  Txn& Put(std::string_view collection, std::string_view key, const Document& doc);
+  Txn& Insert(std::string_view collection, std::string_view key, const Document& doc);
+  Txn& Replace(std::string_view collection, std::string_view key, const Document& doc);
+  Txn& PutRaw(std::string_view collection, std::string_view key, std::string_view bytes);
+  Txn& Delete(std::string_view collection, std::string_view key);
+  // One page of a scan or query (continuation: from a previous page's OpResult).
+  Txn& Scan(std::string_view collection, const ScanOptions& o, std::string_view continuation = "");
+  Txn& Query(std::string_view collection, std::string_view index, const QueryOptions& o,
+             std::string_view continuation = "");
+  Txn& Count(std::string_view collection, const ScanOptions& o = {});
+  Txn& CountQuery(std::string_view collection, std::string_view index, const QueryOptions& o);
+
+  Txn& IfAbsent(std::string_view collection, std::string_view key);
+  Txn& IfPresent(std::string_view collection, std::string_view key);
+  Txn& IfVersion(std::string_view collection, std::string_view key, uint64_t version);
+
+  bool writes() const { return writes_; }
+  bool empty() const { return ops_.empty(); }
+
+  struct OpSpec;        // defined in the library
+  struct ConditionSpec;
+  const std::vector<std::shared_ptr<const OpSpec>>& ops() const { return ops_; }
+  const std::vector<std::shared_ptr<const ConditionSpec>>& conditions() const { return conds_; }
+
+ private:
+  std::vector<std::shared_ptr<const OpSpec>> ops_;
+  std::vector<std::shared_ptr<const ConditionSpec>> conds_;
+  bool writes_ = false;
+};
+
+struct OpResult {
+  bool found = false;     // get: exists; put: existed before; delete: existed
+  uint64_t version = 0;   // get: its version; put/delete: the transaction's commit
+  std::vector<Record> records;
+  uint64_t count = 0;
+  std::string continuation;  // more to read when not empty
+};
+
+struct TxnResult {
+  uint64_t commit = 0;  // 0 when nothing was written
+  std::vector<OpResult> results;
+};
+
+struct IndexSpec {
+  std::string name;
+  std::vector<std::string> fields;
+  bool unique = false;
+};
+struct IndexInfo {
+  IndexSpec spec;
+  std::string state;  // "building", "ready", "failed"
+  std::string error;
+};
+struct CollectionInfo {
+  std::string name;
+  uint64_t created = 0;
+  std::vector<IndexInfo> indexes;
+};
+
+struct ServerStats {
+  std::vector<std::pair<std::string, uint64_t>> counters;
+  struct Latency {
+    std::string name;
+    uint64_t count = 0;
+    double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;
+  };
+  std::vector<Latency> latencies;  // microseconds
+  Latency batch_sizes;             // transactions per group commit
+  uint64_t last_commit = 0, db_used_bytes = 0, db_file_bytes = 0, db_max_bytes = 0;
+  std::string ToJson() const;
+};
+
+class Client;
+
+// Iterates a scan or query page by page (continuations handled inside). Input
+// iterator; each page is fetched synchronously when the previous one is used up.
+class RecordStream {
+ public:
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Record;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const Record*;
+    using reference = const Record&;
+    iterator() = default;
+    explicit iterator(RecordStream* s) : s_(s) {}
+    reference operator*() const { return s_->page_[s_->pos_]; }
+    pointer operator->() const { return &s_->page_[s_->pos_]; }
+    iterator& operator++() {
+      s_->Advance();
+      return *this;
+    }
+    void operator++(int) { s_->Advance(); }
+    bool operator==(const iterator& o) const { return done() == o.done(); }
+
+   private:
+    bool done() const { return !s_ || s_->done_; }
+    RecordStream* s_ = nullptr;
+  };
+
+  iterator begin() {
+    if (!started_) Fetch();
+    return iterator(this);
+  }
+  iterator end() { return iterator(); }
+
+  // Collects everything left.
+  std::vector<Record> ToVector();
+
+ private:
+  friend class Client;
+  RecordStream(Client* c, std::function<Txn(std::string_view)> make, uint32_t limit)
+      : client_(c), make_(std::move(make)), limit_(limit) {}
+  void Fetch();
+  void Advance();
+
+  Client* client_;
+  std::function<Txn(std::string_view)> make_;  // builds the request for a continuation
+  std::vector<Record> page_;
+  size_t pos_ = 0;
+  std::string continuation_;
+  uint32_t limit_;
+  uint64_t returned_ = 0;
+  bool started_ = false;
+  bool done_ = false;
+};
+
+// What the function passed to Client::Transact sees: reads are recorded with their
+// versions, writes are staged; commit sends the writes conditioned on those versions.
+class OptimisticTxn {
+ public:
+  // Reads through the client (seeing this transaction's own staged writes).
+  std::optional<Record> Get(std::string_view collection, std::string_view key);
+  void Put(std::string_view collection, std::string_view key, const Document& doc);
+  void Delete(std::string_view collection, std::string_view key);
+  int attempt() const { return attempt_; }
+
+ private:
+  friend class Client;
+  explicit OptimisticTxn(Client* c, int attempt) : client_(c), attempt_(attempt) {}
+  struct Read {
+    std::string collection, key;
+    uint64_t version;  // 0: absent
+  };
+  struct Write {
+    std::string collection, key;
+    std::optional<Document> doc;  // nullopt: delete
+  };
+  Client* client_;
+  int attempt_;
+  std::vector<Read> reads_;
+  std::vector<Write> writes_;
+};
+
+struct TransactOptions {
+  int max_attempts = 100;
+  std::chrono::milliseconds backoff{1};       // first retry delay, doubled up to max_backoff
+  std::chrono::milliseconds max_backoff{50};  // with random jitter
+};
+
+class Client {
+ public:
+  // Connects the pool (at least one connection must come up). Throws cairn::Error.
+  static std::shared_ptr<Client> Connect(const ClientOptions& options);
+  ~Client();  // closes connections; pending calls fail with kConnectionFailed
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // --- Synchronous calls (throw cairn::Error).
+  void Ping();
+  ServerStats Stats();
+  void CreateCollection(std::string_view name);
+  void DropCollection(std::string_view name);
+  std::vector<CollectionInfo> ListCollections();
+  CollectionInfo DescribeCollection(std::string_view name);
+  void CreateIndex(std::string_view collection, const IndexSpec& spec);
+  void DropIndex(std::string_view collection, std::string_view index);
+
+  std::optional<Record> Get(std::string_view collection, std::string_view key);
+  // Each returns the commit number, which is the record's new version. `if_version`:
+  // only if the record is at that version (kConditionFailed otherwise).
+  uint64_t Put(std::string_view collection, std::string_view key, const Document& doc,
+               std::optional<uint64_t> if_version = std::nullopt);
+  uint64_t Insert(std::string_view collection, std::string_view key, const Document& doc);
+  uint64_t Replace(std::string_view collection, std::string_view key, const Document& doc,
+                   std::optional<uint64_t> if_version = std::nullopt);
+  // Whether the record existed.
+  bool Delete(std::string_view collection, std::string_view key,
+              std::optional<uint64_t> if_version = std::nullopt);
+
+  RecordStream Scan(std::string_view collection, const ScanOptions& options = {});
+  RecordStream Query(std::string_view collection, std::string_view index,
+                     const QueryOptions& options);
+  uint64_t Count(std::string_view collection, const ScanOptions& options = {});
+  uint64_t CountQuery(std::string_view collection, std::string_view index,
+                      const QueryOptions& options);
+
+  TxnResult Commit(const Txn& txn);
+
+  // Runs fn(OptimisticTxn&) and commits its writes conditioned on what it read; on a
+  // conflict, runs it again (up to options.max_attempts, with backoff). Returns fn's
+  // result. Throws cairn::Error (kConditionFailed) when the attempts run out, or
+  // whatever fn throws.
+  template <typename F>
+  auto Transact(F&& fn, const TransactOptions& options = {})
+      -> decltype(fn(std::declval<OptimisticTxn&>()));
+
+  // --- Asynchronous calls: completion signature void(std::exception_ptr, T).
+  template <typename Token>
+  auto AsyncCommit(const Txn& txn, Token&& token) {
+    return Initiate<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult,
+                               std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
+    return Initiate<std::optional<Record>>(EncodeTxn(Txn().Get(collection, key)), false,
+                                           &DecodeGet, std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
+                Token&& token) {
+    return Initiate<uint64_t>(EncodeTxn(Txn().Put(collection, key, doc)), true, &DecodeCommit,
+                              std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncPing(Token&& token) {
+    return Initiate<bool>(EncodePing(), false, &DecodePong, std::forward<Token>(token));
+  }
+
+  // The executor handlers run on by default (the client's IO thread).
+  asio::any_io_executor executor() const;
+
+  const ClientOptions& options() const;
+
+  class Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+
+  // Sends an encoded request (retrying per the options) and calls `done` on the IO thread
+  // with the response payload or the error.
+  using RawDone = std::function<void(std::exception_ptr, std::string_view payload)>;
+  void Submit(std::string request, bool write, RawDone done);
+
+  template <typename T, typename Decode, typename Token>
+  auto Initiate(std::string request, bool write, Decode decode, Token&& token) {
+    return asio::async_initiate<Token, void(std::exception_ptr, T)>(
+        [this, decode](auto handler, std::string request, bool write) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex = asio::get_associated_executor(*h, executor());
+          Submit(std::move(request), write,
+                 [h, ex, decode](std::exception_ptr e, std::string_view payload) {
+                   T value{};
+                   if (!e) {
+                     try {
+                       value = decode(payload);
+                     } catch (...) {
+                       e = std::current_exception();
+                     }
+                   }
+                   asio::post(ex, [h, e, value = std::move(value)]() mutable {
+                     (*h)(e, std::move(value));
+                   });
+                 });
+        },
+        token, std::move(request), write);
+  }
+
+  // Synchronous form of Initiate: waits for the result or rethrows the error.
+  template <typename T, typename Decode>
+  T Call(std::string request, bool write, Decode decode) {
+    return Initiate<T>(std::move(request), write, decode, asio::use_future).get();
+  }
+
+  // Wire encoding and decoding (client/src/codec.cc). Requests are framed payloads with
+  // a fresh request id.
+  static std::string EncodeTxn(const Txn& txn);
+  static std::string EncodePing();
+  static TxnResult DecodeTxnResult(std::string_view payload);
+  static std::optional<Record> DecodeGet(std::string_view payload);
+  static uint64_t DecodeCommit(std::string_view payload);
+  static bool DecodePong(std::string_view payload);
+
+  void Backoff(int attempt, const TransactOptions& options);
+  void CommitOptimistic(OptimisticTxn& t);
+
+  friend class RecordStream;
+  friend class OptimisticTxn;
+  std::unique_ptr<Impl> impl_;
+};
+
+template <typename F>
+auto Client::Transact(F&& fn, const TransactOptions& options)
+    -> decltype(fn(std::declval<OptimisticTxn&>())) {
+  for (int attempt = 1;; attempt++) {
+    OptimisticTxn t(this, attempt);
+    try {
+      if constexpr (std::is_void_v<decltype(fn(t))>) {
+        fn(t);
+        CommitOptimistic(t);
+        return;
+      } else {
+        auto result = fn(t);
+        CommitOptimistic(t);
+        return result;
+      }
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kConditionFailed || attempt >= options.max_attempts) {
+        if (e.code() == ErrorCode::kConditionFailed) {
+          throw Error(ErrorCode::kConditionFailed,
+                      "gave up after " + std::to_string(attempt) +
+                          " attempts: other writers kept changing what the transaction read");
+        }
+        throw;
+      }
+    }
+    Backoff(attempt, options);
+  }
+}
+
+}  // namespace cairn

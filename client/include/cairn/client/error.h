@@ -1,0 +1,59 @@
+// Errors of the client library.
+//
+// Style, for the whole library: calls that fail THROW cairn::Error (synchronous calls
+// directly; asynchronous calls through their completion: the handler's
+// std::exception_ptr, the future's get(), or the coroutine's co_await). Outcomes that
+// are answers, not failures, are values: Get() of an absent record returns an empty
+// std::optional, Delete() returns whether the record existed.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace cairn {
+
+// The server's error codes (docs/protocol.md), plus the client's own. Never renumber.
+enum class ErrorCode : uint8_t {
+  kNotFound = 1,
+  kAlreadyExists = 2,
+  kConditionFailed = 3,
+  kUniqueViolation = 4,
+  kBadRequest = 5,
+  kTooLarge = 6,
+  kDatabaseFull = 7,
+  kReadOnly = 8,
+  kUnavailable = 9,
+  kInternal = 10,
+  kLogTruncated = 11,
+  // Client-side:
+  kTimeout = 100,           // no answer within the call's timeout
+  kConnectionFailed = 101,  // could not connect, or lost the connection and gave up retrying
+  kProtocol = 102,          // the server sent something this client cannot read
+};
+
+std::string_view ErrorCodeName(ErrorCode code);
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message)
+      : std::runtime_error(std::string(ErrorCodeName(code)) + ": " + message),
+        code_(code),
+        message_(message) {}
+
+  ErrorCode code() const { return code_; }
+  // The message alone (what() also names the code).
+  const std::string& message() const { return message_; }
+  // True for errors where retrying the same call later may succeed.
+  bool transient() const {
+    return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout ||
+           code_ == ErrorCode::kConnectionFailed;
+  }
+
+ private:
+  ErrorCode code_;
+  std::string message_;
+};
+
+}  // namespace cairn

@@ -1,0 +1,746 @@
+// The client's connections and calls: a pool of pipelined connections on one IO
+// thread, with timeouts, reconnection and retries.
+#include "cairn/client/client.h"
+
+#include <deque>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "cairn/protocol/frame.h"
+#include "cairn/protocol/json.h"
+#include "cairn_generated.h"
+#include "codec.h"
+
+namespace cairn {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One call in flight: its encoded request, and what to do with the answer.
+struct PendingCall {
+  std::string frame;
+  uint64_t id = 0;
+  bool write = false;
+  Clock::time_point deadline;
+  int attempts = 0;
+  std::function<void(std::exception_ptr, std::string_view)> done;
+  bool finished = false;
+
+  void Finish(std::exception_ptr e, std::string_view payload = {}) {
+    if (finished) return;
+    finished = true;
+    done(e, payload);
+  }
+  void Fail(const Error& e) { Finish(std::make_exception_ptr(e)); }
+};
+
+using CallPtr = std::shared_ptr<PendingCall>;
+
+bool ParseAddress(const std::string& address, std::string* host, std::string* port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return port->find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+class Connection;
+
+class Client::Impl {
+ public:
+  explicit Impl(const ClientOptions& o)
+      : options_(o), guard_(asio::make_work_guard(io_)) {}
+
+  ~Impl() { Shutdown(); }
+
+  void Shutdown();
+  void Submit(CallPtr call);
+  void Dispatch(CallPtr call);  // IO thread
+  void Retry(CallPtr call, const Error& why);  // IO thread
+
+  ClientOptions options_;
+  std::string host_, port_;
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::vector<std::shared_ptr<Connection>> conns_;  // IO thread
+  size_t next_ = 0;                                  // IO thread
+  bool closing_ = false;                             // IO thread
+  std::thread thread_;
+  std::mt19937_64 rng_{std::random_device{}()};      // IO thread
+};
+
+// A pipelined connection: frames go out as soon as they are submitted, responses are
+// matched to calls by id. Everything runs on the client's IO thread.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  explicit Connection(Client::Impl& impl)
+      : impl_(impl), socket_(impl.io_), resolver_(impl.io_), sweep_(impl.io_) {}
+
+  void Send(CallPtr call) {
+    if (state_ == kReady) {
+      Write(call);
+    } else {
+      waiting_.push_back(std::move(call));
+      if (state_ == kIdle) Connect();
+    }
+    ArmSweep();
+  }
+
+  void Connect() {
+    if (state_ != kIdle) return;
+    state_ = kConnecting;
+    connect_deadline_ = Clock::now() + impl_.options_.connect_timeout;
+    ArmSweep();
+    auto self = shared_from_this();
+    uint64_t gen = generation_;
+    resolver_.async_resolve(impl_.host_, impl_.port_, [self, gen](const asio::error_code& ec,
+                                                                  auto results) {
+      if (gen != self->generation_) return;
+      if (ec) return self->Fail(Error(ErrorCode::kConnectionFailed, "resolve: " + ec.message()));
+      asio::async_connect(self->socket_, results, [self, gen](const asio::error_code& ec,
+                                                              const auto&) {
+        if (gen != self->generation_) return;
+        if (ec) return self->Fail(Error(ErrorCode::kConnectionFailed, ec.message()));
+        asio::error_code ignored;
+        self->socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+        self->Handshake();
+      });
+    });
+  }
+
+  // Fails every call and closes the socket; calls are retried elsewhere unless `final`.
+  void Fail(const Error& why, bool final = false) {
+    generation_++;  // handlers of the abandoned socket see this and stand down
+    if (state_ == kIdle && inflight_.empty() && waiting_.empty()) return;
+    state_ = kIdle;
+    asio::error_code ignored;
+    resolver_.cancel();
+    socket_.close(ignored);
+    socket_ = asio::ip::tcp::socket(impl_.io_);
+    out_.clear();
+    writing_ = false;
+    in_len_ = 0;
+    hello_id_ = 0;
+    std::vector<CallPtr> calls;
+    for (auto& [id, c] : inflight_) calls.push_back(std::move(c));
+    for (auto& c : waiting_) calls.push_back(std::move(c));
+    inflight_.clear();
+    waiting_.clear();
+    for (auto& c : calls) {
+      if (final) {
+        c->Fail(why);
+      } else {
+        impl_.Retry(c, why);
+      }
+    }
+  }
+
+  size_t load() const { return inflight_.size() + waiting_.size(); }
+  bool ready() const { return state_ == kReady; }
+
+ private:
+  enum State { kIdle, kConnecting, kReady };
+
+  void Handshake() {
+    std::string hello = codec::Request(wire::Request::Hello, [&](flatbuffers::FlatBufferBuilder& fbb) {
+      return wire::CreateHello(fbb, wire::kProtocolVersion,
+                               fbb.CreateString(impl_.options_.client_name))
+          .Union();
+    });
+    hello_id_ = codec::FrameId(hello);
+    Enqueue(hello);
+    Read();
+  }
+
+  void OnHelloReply(std::string_view payload) {
+    try {
+      auto r = codec::Response(payload);
+      auto h = r->reply_as_HelloReply();
+      if (!h) throw Error(ErrorCode::kProtocol, "expected HelloReply");
+      max_frame_ = std::max<uint32_t>(h->max_frame(), wire::kMinMaxFrame);
+    } catch (const Error& e) {
+      return Fail(e);
+    }
+    state_ = kReady;
+    std::deque<CallPtr> waiting;
+    waiting.swap(waiting_);
+    for (auto& c : waiting) Write(c);
+  }
+
+  void Write(const CallPtr& call) {
+    inflight_[call->id] = call;
+    Enqueue(call->frame);
+  }
+
+  void Enqueue(std::string_view frame) {
+    out_.append(frame);
+    Flush();
+  }
+
+  void Flush() {
+    if (writing_ || out_.empty()) return;
+    writing_ = true;
+    out_writing_.swap(out_);
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_writing_),
+                      [self, gen = generation_](const asio::error_code& ec, size_t) {
+                        if (gen != self->generation_) return;
+                        self->writing_ = false;
+                        self->out_writing_.clear();
+                        if (ec) return self->Lost(ec);
+                        self->Flush();
+                      });
+  }
+
+  void Lost(const asio::error_code& ec) {
+    Fail(Error(ErrorCode::kConnectionFailed, "connection lost: " + ec.message()));
+  }
+
+  void Read() {
+    if (in_.size() - in_len_ < 4096) in_.resize(std::max<size_t>(in_.size() * 2, 64 << 10));
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+                            [self, gen = generation_](const asio::error_code& ec, size_t n) {
+                              if (gen != self->generation_) return;
+                              if (ec) return self->Lost(ec);
+                              self->in_len_ += n;
+                              self->Parse();
+                            });
+  }
+
+  void Parse() {
+    size_t pos = 0;
+    uint64_t gen = generation_;
+    while (true) {
+      std::string_view payload;
+      size_t consumed = 0;
+      auto st = wire::ParseFrame(std::string_view(in_.data() + pos, in_len_ - pos),
+                                 max_frame_ + (1 << 20), &payload, &consumed);
+      if (st == wire::FrameStatus::kNeedMore) break;
+      if (st != wire::FrameStatus::kComplete || !wire::VerifyResponseFrame(payload)) {
+        return Fail(Error(ErrorCode::kProtocol, "the server sent a malformed frame"));
+      }
+      pos += consumed;
+      auto r = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data());
+      uint64_t id = r->id();
+      if (id == hello_id_ && state_ == kConnecting) {
+        OnHelloReply(payload);
+      } else if (id == 0) {
+        // A connection-level error: the connection is over.
+        const wire::Error* e = r->error();
+        return Fail(Error(e ? ErrorCode(e->code()) : ErrorCode::kProtocol,
+                          e && e->message() ? e->message()->str() : "connection error"));
+      } else if (auto it = inflight_.find(id); it != inflight_.end()) {
+        CallPtr c = std::move(it->second);
+        inflight_.erase(it);
+        c->Finish(nullptr, payload);
+      }  // else: a response to a call that timed out; dropped
+      if (gen != generation_ || state_ == kIdle) return;  // failed meanwhile
+    }
+    std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
+    in_len_ -= pos;
+    Read();
+  }
+
+  // Times out calls past their deadline, and a connect that takes too long.
+  void ArmSweep() {
+    if (sweeping_) return;
+    sweeping_ = true;
+    sweep_.expires_after(std::chrono::milliseconds(50));
+    sweep_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      self->sweeping_ = false;
+      if (!ec) self->Sweep();
+    });
+  }
+
+  void Sweep() {
+    auto now = Clock::now();
+    if (state_ == kConnecting && now > connect_deadline_) {
+      Fail(Error(ErrorCode::kConnectionFailed, "connect timed out"));
+    }
+    auto expire = [&](const CallPtr& c) {
+      if (now < c->deadline) return false;
+      c->Fail(Error(ErrorCode::kTimeout,
+                    c->write ? "no answer in time; the write may or may not have been applied"
+                             : "no answer in time"));
+      return true;
+    };
+    for (auto it = inflight_.begin(); it != inflight_.end();) {
+      it = expire(it->second) ? inflight_.erase(it) : std::next(it);
+    }
+    std::erase_if(waiting_, expire);
+    if (!inflight_.empty() || !waiting_.empty() || state_ == kConnecting) ArmSweep();
+  }
+
+  Client::Impl& impl_;
+  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer sweep_;
+  State state_ = kIdle;
+  uint64_t generation_ = 0;  // bumped when a socket is abandoned; stale handlers check it
+  uint64_t hello_id_ = 0;
+  uint32_t max_frame_ = wire::kDefaultMaxFrame;
+  Clock::time_point connect_deadline_;
+  bool sweeping_ = false;
+  std::unordered_map<uint64_t, CallPtr> inflight_;
+  std::deque<CallPtr> waiting_;
+  std::string out_, out_writing_;
+  bool writing_ = false;
+  std::vector<char> in_;
+  size_t in_len_ = 0;
+};
+
+void Client::Impl::Submit(CallPtr call) {
+  asio::post(io_, [this, call = std::move(call)]() mutable { Dispatch(std::move(call)); });
+}
+
+void Client::Impl::Dispatch(CallPtr call) {
+  if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
+  call->attempts++;
+  // Round robin, preferring a connection that is up.
+  std::shared_ptr<Connection> pick;
+  for (size_t i = 0; i < conns_.size(); i++) {
+    auto& c = conns_[(next_ + i) % conns_.size()];
+    if (c->ready()) {
+      pick = c;
+      next_ = (next_ + i + 1) % conns_.size();
+      break;
+    }
+  }
+  if (!pick) pick = conns_[next_++ % conns_.size()];
+  pick->Send(std::move(call));
+}
+
+void Client::Impl::Retry(CallPtr call, const Error& why) {
+  if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
+  auto delay = options_.retry_backoff * (1 << std::min(call->attempts - 1, 5));
+  if (call->attempts >= options_.max_attempts || Clock::now() + delay >= call->deadline) {
+    return call->Fail(Error(why.code() == ErrorCode::kConnectionFailed ? why.code() : why.code(),
+                            why.message() + " (after " + std::to_string(call->attempts) +
+                                " attempt" + (call->attempts == 1 ? "" : "s") + ")"));
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+  timer->async_wait([this, timer, call](const asio::error_code&) { Dispatch(call); });
+}
+
+void Client::Impl::Shutdown() {
+  if (!thread_.joinable()) return;
+  asio::post(io_, [this] {
+    closing_ = true;
+    for (auto& c : conns_) c->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"), true);
+    conns_.clear();
+  });
+  guard_.reset();
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    thread_.detach();  // destroyed from a handler: the thread ends by itself
+  } else {
+    thread_.join();
+  }
+}
+
+// --- Client.
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  if (!ParseAddress(options.address, &impl->host_, &impl->port_)) {
+    throw Error(ErrorCode::kBadRequest, "address must be HOST:PORT, not '" + options.address + "'");
+  }
+  size_t n = std::max<size_t>(1, options.connections);
+  for (size_t i = 0; i < n; i++) impl->conns_.push_back(std::make_shared<Connection>(*impl));
+  Impl* raw = impl.get();
+  impl->thread_ = std::thread([raw] { raw->io_.run(); });
+  asio::post(raw->io_, [raw] {
+    for (auto& c : raw->conns_) c->Connect();
+  });
+  std::shared_ptr<Client> client(new Client(std::move(impl)));
+  try {
+    client->Ping();
+  } catch (const Error& e) {
+    throw Error(e.code() == ErrorCode::kTimeout ? ErrorCode::kConnectionFailed : e.code(),
+                "cannot reach cairnd at " + options.address + ": " + e.message());
+  }
+  return client;
+}
+
+asio::any_io_executor Client::executor() const { return impl_->io_.get_executor(); }
+const ClientOptions& Client::options() const { return impl_->options_; }
+
+void Client::Submit(std::string request, bool write, RawDone done) {
+  auto call = std::make_shared<PendingCall>();
+  call->id = codec::FrameId(request);
+  call->frame = std::move(request);
+  call->write = write;
+  call->deadline = Clock::now() + impl_->options_.timeout;
+  call->done = std::move(done);
+  if (impl_->thread_.get_id() == std::this_thread::get_id()) {
+    impl_->Dispatch(std::move(call));
+  } else {
+    impl_->Submit(std::move(call));
+  }
+}
+
+namespace {
+
+void CheckNotIoThread(const std::thread& t) {
+  if (t.get_id() == std::this_thread::get_id()) {
+    throw Error(ErrorCode::kBadRequest,
+                "a synchronous call from the client's own IO thread would deadlock; use the "
+                "asynchronous form");
+  }
+}
+
+uint64_t DecodeDone(std::string_view payload) {
+  auto r = codec::Response(payload);
+  auto d = r->reply_as_Done();
+  if (!d) throw Error(ErrorCode::kProtocol, "expected Done");
+  return d->commit();
+}
+
+std::vector<CollectionInfo> DecodeCollections(std::string_view payload) {
+  auto r = codec::Response(payload);
+  auto c = r->reply_as_Collections();
+  if (!c) throw Error(ErrorCode::kProtocol, "expected Collections");
+  std::vector<CollectionInfo> out;
+  if (!c->collections()) return out;
+  for (const wire::CollectionInfo* ci : *c->collections()) {
+    CollectionInfo info;
+    info.name = ci->name() ? ci->name()->str() : "";
+    info.created = ci->created();
+    if (ci->indexes()) {
+      for (const wire::IndexInfo* ix : *ci->indexes()) {
+        IndexInfo ii;
+        if (ix->spec()) {
+          ii.spec.name = ix->spec()->name() ? ix->spec()->name()->str() : "";
+          ii.spec.unique = ix->spec()->unique();
+          if (ix->spec()->fields()) {
+            for (auto f : *ix->spec()->fields()) ii.spec.fields.push_back(f->str());
+          }
+        }
+        ii.state = ix->state() == wire::IndexState::Ready      ? "ready"
+                   : ix->state() == wire::IndexState::Building ? "building"
+                                                               : "failed";
+        ii.error = ix->error() ? ix->error()->str() : "";
+        info.indexes.push_back(std::move(ii));
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+ServerStats DecodeStats(std::string_view payload) {
+  auto r = codec::Response(payload);
+  auto s = r->reply_as_Stats();
+  if (!s) throw Error(ErrorCode::kProtocol, "expected Stats");
+  ServerStats out;
+  auto latency = [](const wire::Latency* l) {
+    ServerStats::Latency x;
+    if (!l) return x;
+    x.name = l->op() ? l->op()->str() : "";
+    x.count = l->count();
+    x.p50 = l->p50_us(), x.p90 = l->p90_us(), x.p99 = l->p99_us(), x.p999 = l->p999_us();
+    x.max = l->max_us();
+    return x;
+  };
+  if (s->counters()) {
+    for (auto c : *s->counters()) out.counters.emplace_back(c->name()->str(), c->value());
+  }
+  if (s->latencies()) {
+    for (auto l : *s->latencies()) out.latencies.push_back(latency(l));
+  }
+  out.batch_sizes = latency(s->batch_sizes());
+  out.last_commit = s->last_commit();
+  out.db_used_bytes = s->db_used_bytes();
+  out.db_file_bytes = s->db_file_bytes();
+  out.db_max_bytes = s->db_max_bytes();
+  return out;
+}
+
+std::string NameRequest(wire::Request type, std::string_view name) {
+  return codec::Request(type, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    auto n = fbb.CreateString(name);
+    switch (type) {
+      case wire::Request::CreateCollection: return wire::CreateCreateCollection(fbb, n).Union();
+      case wire::Request::DropCollection: return wire::CreateDropCollection(fbb, n).Union();
+      default: return wire::CreateDescribeCollection(fbb, n).Union();
+    }
+  });
+}
+
+}  // namespace
+
+void Client::Ping() {
+  CheckNotIoThread(impl_->thread_);
+  Call<bool>(EncodePing(), false, &DecodePong);
+}
+
+ServerStats Client::Stats() {
+  CheckNotIoThread(impl_->thread_);
+  return Call<ServerStats>(codec::Request(wire::Request::GetStats,
+                                          [](flatbuffers::FlatBufferBuilder& fbb) {
+                                            return wire::CreateGetStats(fbb).Union();
+                                          }),
+                           false, &DecodeStats);
+}
+
+void Client::CreateCollection(std::string_view name) {
+  CheckNotIoThread(impl_->thread_);
+  Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone);
+}
+
+void Client::DropCollection(std::string_view name) {
+  CheckNotIoThread(impl_->thread_);
+  Call<uint64_t>(NameRequest(wire::Request::DropCollection, name), true, &DecodeDone);
+}
+
+std::vector<CollectionInfo> Client::ListCollections() {
+  CheckNotIoThread(impl_->thread_);
+  return Call<std::vector<CollectionInfo>>(
+      codec::Request(wire::Request::ListCollections,
+                     [](flatbuffers::FlatBufferBuilder& fbb) {
+                       return wire::CreateListCollections(fbb).Union();
+                     }),
+      false, &DecodeCollections);
+}
+
+CollectionInfo Client::DescribeCollection(std::string_view name) {
+  CheckNotIoThread(impl_->thread_);
+  auto v = Call<std::vector<CollectionInfo>>(NameRequest(wire::Request::DescribeCollection, name),
+                                             false, &DecodeCollections);
+  if (v.empty()) throw Error(ErrorCode::kProtocol, "empty description");
+  return v[0];
+}
+
+void Client::CreateIndex(std::string_view collection, const IndexSpec& spec) {
+  CheckNotIoThread(impl_->thread_);
+  Call<uint64_t>(codec::Request(wire::Request::CreateIndex,
+                                [&](flatbuffers::FlatBufferBuilder& fbb) {
+                                  auto s = wire::CreateIndexSpec(
+                                      fbb, fbb.CreateString(spec.name),
+                                      fbb.CreateVectorOfStrings(spec.fields), spec.unique);
+                                  return wire::CreateCreateIndex(fbb, fbb.CreateString(collection), s)
+                                      .Union();
+                                }),
+                 true, &DecodeDone);
+}
+
+void Client::DropIndex(std::string_view collection, std::string_view index) {
+  CheckNotIoThread(impl_->thread_);
+  Call<uint64_t>(codec::Request(wire::Request::DropIndex,
+                                [&](flatbuffers::FlatBufferBuilder& fbb) {
+                                  return wire::CreateDropIndex(fbb, fbb.CreateString(collection),
+                                                               fbb.CreateString(index))
+                                      .Union();
+                                }),
+                 true, &DecodeDone);
+}
+
+TxnResult Client::Commit(const Txn& txn) {
+  CheckNotIoThread(impl_->thread_);
+  return Call<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult);
+}
+
+std::optional<Record> Client::Get(std::string_view collection, std::string_view key) {
+  CheckNotIoThread(impl_->thread_);
+  return Call<std::optional<Record>>(EncodeTxn(Txn().Get(collection, key)), false, &DecodeGet);
+}
+
+uint64_t Client::Put(std::string_view collection, std::string_view key, const Document& doc,
+                     std::optional<uint64_t> if_version) {
+  Txn t;
+  if (if_version) t.IfVersion(collection, key, *if_version);
+  return Commit(t.Put(collection, key, doc)).commit;
+}
+
+uint64_t Client::Insert(std::string_view collection, std::string_view key, const Document& doc) {
+  return Commit(Txn().Insert(collection, key, doc)).commit;
+}
+
+uint64_t Client::Replace(std::string_view collection, std::string_view key, const Document& doc,
+                         std::optional<uint64_t> if_version) {
+  Txn t;
+  if (if_version) t.IfVersion(collection, key, *if_version);
+  return Commit(t.Replace(collection, key, doc)).commit;
+}
+
+bool Client::Delete(std::string_view collection, std::string_view key,
+                    std::optional<uint64_t> if_version) {
+  Txn t;
+  if (if_version) t.IfVersion(collection, key, *if_version);
+  return Commit(t.Delete(collection, key)).results.at(0).found;
+}
+
+RecordStream Client::Scan(std::string_view collection, const ScanOptions& options) {
+  std::string coll(collection);
+  return RecordStream(
+      this,
+      [coll, options](std::string_view continuation) {
+        return Txn().Scan(coll, options, continuation);
+      },
+      options.limit);
+}
+
+RecordStream Client::Query(std::string_view collection, std::string_view index,
+                           const QueryOptions& options) {
+  std::string coll(collection), ix(index);
+  return RecordStream(
+      this,
+      [coll, ix, options](std::string_view continuation) {
+        return Txn().Query(coll, ix, options, continuation);
+      },
+      options.limit);
+}
+
+uint64_t Client::Count(std::string_view collection, const ScanOptions& options) {
+  return Commit(Txn().Count(collection, options)).results.at(0).count;
+}
+
+uint64_t Client::CountQuery(std::string_view collection, std::string_view index,
+                            const QueryOptions& options) {
+  return Commit(Txn().CountQuery(collection, index, options)).results.at(0).count;
+}
+
+// --- Paging.
+
+void RecordStream::Fetch() {
+  started_ = true;
+  do {
+    TxnResult r = client_->Commit(make_(continuation_));
+    OpResult& op = r.results.at(0);
+    page_ = std::move(op.records);
+    continuation_ = std::move(op.continuation);
+  } while (page_.empty() && !continuation_.empty());
+  pos_ = 0;
+  if (limit_ && page_.size() > limit_ - returned_) page_.resize(limit_ - returned_);
+  done_ = page_.empty();
+}
+
+void RecordStream::Advance() {
+  pos_++;
+  returned_++;
+  if (limit_ && returned_ >= limit_) {
+    done_ = true;
+  } else if (pos_ >= page_.size()) {
+    if (continuation_.empty()) {
+      done_ = true;
+    } else {
+      Fetch();
+    }
+  }
+}
+
+std::vector<Record> RecordStream::ToVector() {
+  std::vector<Record> out;
+  for (auto it = begin(); it != end(); ++it) out.push_back(*it);
+  return out;
+}
+
+// --- Optimistic transactions.
+
+std::optional<Record> OptimisticTxn::Get(std::string_view collection, std::string_view key) {
+  for (auto it = writes_.rbegin(); it != writes_.rend(); ++it) {
+    if (it->collection == collection && it->key == key) {
+      if (!it->doc) return std::nullopt;
+      return Record{std::string(key), 0, ValueKind::kDocument, it->doc->bytes()};
+    }
+  }
+  std::optional<Record> r = client_->Get(collection, key);
+  bool seen = false;
+  for (const Read& rd : reads_) seen |= rd.collection == collection && rd.key == key;
+  if (!seen) reads_.push_back({std::string(collection), std::string(key), r ? r->version : 0});
+  return r;
+}
+
+void OptimisticTxn::Put(std::string_view collection, std::string_view key, const Document& doc) {
+  writes_.push_back({std::string(collection), std::string(key), doc});
+}
+
+void OptimisticTxn::Delete(std::string_view collection, std::string_view key) {
+  writes_.push_back({std::string(collection), std::string(key), std::nullopt});
+}
+
+void Client::CommitOptimistic(OptimisticTxn& t) {
+  if (t.writes_.empty()) return;
+  Txn txn;
+  for (const auto& r : t.reads_) {
+    if (r.version) {
+      txn.IfVersion(r.collection, r.key, r.version);
+    } else {
+      txn.IfAbsent(r.collection, r.key);
+    }
+  }
+  for (const auto& w : t.writes_) {
+    if (w.doc) {
+      txn.Put(w.collection, w.key, *w.doc);
+    } else {
+      txn.Delete(w.collection, w.key);
+    }
+  }
+  Commit(txn);
+}
+
+void Client::Backoff(int attempt, const TransactOptions& options) {
+  auto cap = std::min(options.max_backoff, options.backoff * (1 << std::min(attempt - 1, 16)));
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(cap).count();
+  if (us > 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(
+        std::uniform_int_distribution<int64_t>(0, us)(rng)));
+  }
+}
+
+std::string ServerStats::ToJson() const {
+  std::string out = "{";
+  auto num = [&](std::string_view k, double v, bool comma = true) {
+    AppendJsonString(k, &out);
+    char b[64];
+    snprintf(b, sizeof b, ":%.1f", v);
+    out += b;
+    if (comma) out += ",";
+  };
+  auto integer = [&](std::string_view k, uint64_t v, bool comma = true) {
+    AppendJsonString(k, &out);
+    out += ":" + std::to_string(v);
+    if (comma) out += ",";
+  };
+  integer("last_commit", last_commit);
+  integer("db_used_bytes", db_used_bytes);
+  integer("db_file_bytes", db_file_bytes);
+  integer("db_max_bytes", db_max_bytes);
+  out += "\"counters\":{";
+  for (size_t i = 0; i < counters.size(); i++) {
+    integer(counters[i].first, counters[i].second, i + 1 < counters.size());
+  }
+  out += "},\"latency_us\":{";
+  auto lat = [&](const Latency& l, bool comma) {
+    AppendJsonString(l.name, &out);
+    out += ":{";
+    integer("count", l.count);
+    num("p50", l.p50);
+    num("p90", l.p90);
+    num("p99", l.p99);
+    num("p999", l.p999);
+    num("max", l.max, false);
+    out += comma ? "}," : "}";
+  };
+  for (size_t i = 0; i < latencies.size(); i++) lat(latencies[i], i + 1 < latencies.size());
+  out += "},\"group_commit_batch\":{";
+  integer("count", batch_sizes.count);
+  num("p50", batch_sizes.p50);
+  num("p99", batch_sizes.p99);
+  num("max", batch_sizes.max, false);
+  out += "}}";
+  return out;
+}
+
+}  // namespace cairn

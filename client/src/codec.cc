@@ -1,0 +1,359 @@
+// The client's side of the wire: building transactions, encoding requests as
+// frames and decoding responses into the library's types.
+#include <atomic>
+#include <random>
+
+#include "cairn/client/client.h"
+#include "cairn/protocol/frame.h"
+#include "cairn_generated.h"
+#include "codec.h"
+
+namespace cairn {
+
+struct Txn::OpSpec {
+  wire::Op type = wire::Op::NONE;
+  std::string collection, key, value, index, continuation;
+  ValueKind kind = ValueKind::kDocument;
+  wire::PutMode mode = wire::PutMode::Upsert;
+  ScanOptions scan;
+  QueryOptions query;
+  bool count_query = false;
+};
+
+struct Txn::ConditionSpec {
+  wire::ConditionKind kind;
+  std::string collection, key;
+  uint64_t version = 0;
+};
+
+namespace {
+
+std::shared_ptr<Txn::OpSpec> Op(wire::Op type, std::string_view collection, std::string_view key) {
+  auto op = std::make_shared<Txn::OpSpec>();
+  op->type = type;
+  op->collection.assign(collection);
+  op->key.assign(key);
+  return op;
+}
+
+}  // namespace
+
+Txn& Txn::Get(std::string_view collection, std::string_view key) {
+  ops_.push_back(Op(wire::Op::Get, collection, key));
+  return *this;
+}
+
+Txn& Txn::Put(std::string_view collection, std::string_view key, const Document& doc) {
+  auto op = Op(wire::Op::Put, collection, key);
+  op->value = doc.bytes();
+  ops_.push_back(std::move(op));
+  writes_ = true;
+  return *this;
+}
+
+Txn& Txn::Insert(std::string_view collection, std::string_view key, const Document& doc) {
+  Put(collection, key, doc);
+  std::const_pointer_cast<OpSpec>(ops_.back())->mode = wire::PutMode::Insert;
+  return *this;
+}
+
+Txn& Txn::Replace(std::string_view collection, std::string_view key, const Document& doc) {
+  Put(collection, key, doc);
+  std::const_pointer_cast<OpSpec>(ops_.back())->mode = wire::PutMode::Replace;
+  return *this;
+}
+
+Txn& Txn::PutRaw(std::string_view collection, std::string_view key, std::string_view bytes) {
+  auto op = Op(wire::Op::Put, collection, key);
+  op->value.assign(bytes);
+  op->kind = ValueKind::kRaw;
+  ops_.push_back(std::move(op));
+  writes_ = true;
+  return *this;
+}
+
+Txn& Txn::Delete(std::string_view collection, std::string_view key) {
+  ops_.push_back(Op(wire::Op::Delete, collection, key));
+  writes_ = true;
+  return *this;
+}
+
+Txn& Txn::Scan(std::string_view collection, const ScanOptions& o, std::string_view continuation) {
+  auto op = Op(wire::Op::Scan, collection, "");
+  op->scan = o;
+  op->continuation.assign(continuation);
+  ops_.push_back(std::move(op));
+  return *this;
+}
+
+Txn& Txn::Query(std::string_view collection, std::string_view index, const QueryOptions& o,
+                std::string_view continuation) {
+  auto op = Op(wire::Op::Query, collection, "");
+  op->index.assign(index);
+  op->query = o;
+  op->continuation.assign(continuation);
+  ops_.push_back(std::move(op));
+  return *this;
+}
+
+Txn& Txn::Count(std::string_view collection, const ScanOptions& o) {
+  auto op = Op(wire::Op::Count, collection, "");
+  op->scan = o;
+  ops_.push_back(std::move(op));
+  return *this;
+}
+
+Txn& Txn::CountQuery(std::string_view collection, std::string_view index, const QueryOptions& o) {
+  auto op = Op(wire::Op::Count, collection, "");
+  op->index.assign(index);
+  op->query = o;
+  op->count_query = true;
+  ops_.push_back(std::move(op));
+  return *this;
+}
+
+namespace {
+std::shared_ptr<Txn::ConditionSpec> Cond(wire::ConditionKind kind, std::string_view collection,
+                                         std::string_view key, uint64_t version) {
+  auto c = std::make_shared<Txn::ConditionSpec>();
+  c->kind = kind;
+  c->collection.assign(collection);
+  c->key.assign(key);
+  c->version = version;
+  return c;
+}
+}  // namespace
+
+Txn& Txn::IfAbsent(std::string_view collection, std::string_view key) {
+  conds_.push_back(Cond(wire::ConditionKind::Absent, collection, key, 0));
+  return *this;
+}
+Txn& Txn::IfPresent(std::string_view collection, std::string_view key) {
+  conds_.push_back(Cond(wire::ConditionKind::Present, collection, key, 0));
+  return *this;
+}
+Txn& Txn::IfVersion(std::string_view collection, std::string_view key, uint64_t version) {
+  conds_.push_back(Cond(wire::ConditionKind::VersionEquals, collection, key, version));
+  return *this;
+}
+
+// --- Encoding.
+
+namespace codec {
+
+uint64_t NextRequestId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string Frame(const flatbuffers::FlatBufferBuilder& fbb) {
+  std::string f(wire::kFrameHeaderSize, '\0');
+  wire::StoreFrameHeader(f.data(), fbb.GetSize());
+  f.append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  return f;
+}
+
+uint64_t FrameId(std::string_view frame) {
+  auto f = flatbuffers::GetRoot<wire::RequestFrame>(frame.data() + wire::kFrameHeaderSize);
+  return f->id();
+}
+
+std::string Request(wire::Request type,
+                    const std::function<flatbuffers::Offset<void>(flatbuffers::FlatBufferBuilder&)>& body) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto b = body(fbb);
+  fbb.Finish(wire::CreateRequestFrame(fbb, NextRequestId(), type, b));
+  return Frame(fbb);
+}
+
+const wire::ResponseFrame* Response(std::string_view payload) {
+  if (!wire::VerifyResponseFrame(payload)) {
+    throw Error(ErrorCode::kProtocol, "the server sent a response this client cannot read");
+  }
+  auto r = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data());
+  if (const wire::Error* e = r->error()) {
+    throw Error(ErrorCode(e->code()), e->message() ? e->message()->str() : "");
+  }
+  return r;
+}
+
+}  // namespace codec
+
+namespace {
+
+using flatbuffers::FlatBufferBuilder;
+using flatbuffers::Offset;
+
+Offset<flatbuffers::Vector<uint8_t>> Bytes(FlatBufferBuilder& fbb, std::string_view s) {
+  return fbb.CreateVector(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+Offset<wire::KeyBound> KeyBound(FlatBufferBuilder& fbb, const std::optional<Bound>& b) {
+  if (!b) return 0;
+  return wire::CreateKeyBound(fbb, Bytes(fbb, b->key), b->inclusive);
+}
+
+Offset<wire::ValueBound> ValueBound(FlatBufferBuilder& fbb, const std::optional<ScalarBound>& b) {
+  if (!b) return 0;
+  return wire::CreateValueBound(fbb, Bytes(fbb, EncodeScalar(b->value)), b->inclusive);
+}
+
+Offset<wire::Scan> EncodeScan(FlatBufferBuilder& fbb, const Txn::OpSpec& op) {
+  const ScanOptions& o = op.scan;
+  uint32_t page = o.page_size;
+  if (o.limit && (!page || o.limit < page)) page = o.limit;
+  return wire::CreateScan(fbb, fbb.CreateString(op.collection), KeyBound(fbb, o.from),
+                          KeyBound(fbb, o.to), page, o.reverse,
+                          op.continuation.empty() ? 0 : Bytes(fbb, op.continuation));
+}
+
+Offset<wire::Query> EncodeQuery(FlatBufferBuilder& fbb, const Txn::OpSpec& op) {
+  const QueryOptions& o = op.query;
+  uint32_t page = o.page_size;
+  if (o.limit && (!page || o.limit < page)) page = o.limit;
+  return wire::CreateQuery(fbb, fbb.CreateString(op.collection), fbb.CreateString(op.index),
+                           o.equal.empty() ? 0 : Bytes(fbb, EncodeScalars(o.equal)),
+                           ValueBound(fbb, o.from), ValueBound(fbb, o.to), page, o.reverse,
+                           op.continuation.empty() ? 0 : Bytes(fbb, op.continuation));
+}
+
+std::string IdempotencyKey() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string k(16, '\0');
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(k.data() + i, &v, 8);
+  }
+  return k;
+}
+
+}  // namespace
+
+std::string Client::EncodeTxn(const Txn& txn) {
+  return codec::Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
+    std::vector<Offset<wire::Operation>> ops;
+    for (const auto& op : txn.ops()) {
+      Offset<void> body;
+      switch (op->type) {
+        case wire::Op::Get:
+          body = wire::CreateGet(fbb, fbb.CreateString(op->collection), Bytes(fbb, op->key)).Union();
+          break;
+        case wire::Op::Put:
+          body = wire::CreatePut(fbb, fbb.CreateString(op->collection), Bytes(fbb, op->key),
+                                 Bytes(fbb, op->value), wire::ValueKind(op->kind), op->mode)
+                     .Union();
+          break;
+        case wire::Op::Delete:
+          body = wire::CreateDelete(fbb, fbb.CreateString(op->collection), Bytes(fbb, op->key))
+                     .Union();
+          break;
+        case wire::Op::Scan:
+          body = EncodeScan(fbb, *op).Union();
+          break;
+        case wire::Op::Query:
+          body = EncodeQuery(fbb, *op).Union();
+          break;
+        case wire::Op::Count:
+          body = op->count_query ? wire::CreateCount(fbb, 0, EncodeQuery(fbb, *op)).Union()
+                                 : wire::CreateCount(fbb, EncodeScan(fbb, *op)).Union();
+          break;
+        default:
+          break;
+      }
+      ops.push_back(wire::CreateOperation(fbb, op->type, body));
+    }
+    std::vector<Offset<wire::Condition>> conds;
+    for (const auto& c : txn.conditions()) {
+      conds.push_back(wire::CreateCondition(fbb, c->kind, fbb.CreateString(c->collection),
+                                            Bytes(fbb, c->key), c->version));
+    }
+    // Writes carry an idempotency key, so that a retry after a lost connection cannot
+    // apply them twice.
+    Offset<flatbuffers::Vector<uint8_t>> idem;
+    if (txn.writes()) idem = Bytes(fbb, IdempotencyKey());
+    return wire::CreateTxn(fbb, conds.empty() ? 0 : fbb.CreateVector(conds), fbb.CreateVector(ops),
+                           idem)
+        .Union();
+  });
+}
+
+std::string Client::EncodePing() {
+  return codec::Request(wire::Request::Ping,
+                        [](FlatBufferBuilder& fbb) { return wire::CreatePing(fbb).Union(); });
+}
+
+// --- Decoding.
+
+namespace {
+
+std::string Str(const flatbuffers::Vector<uint8_t>* v) {
+  return v ? std::string(reinterpret_cast<const char*>(v->data()), v->size()) : std::string();
+}
+
+const wire::TxnReply* TxnReplyOf(std::string_view payload) {
+  auto r = codec::Response(payload);
+  auto t = r->reply_as_TxnReply();
+  if (!t) throw Error(ErrorCode::kProtocol, "expected a TxnReply");
+  return t;
+}
+
+}  // namespace
+
+TxnResult Client::DecodeTxnResult(std::string_view payload) {
+  auto t = TxnReplyOf(payload);
+  TxnResult out;
+  out.commit = t->commit();
+  if (t->results()) {
+    for (const wire::OpResult* r : *t->results()) {
+      OpResult op;
+      op.found = r->found();
+      op.version = r->version();
+      op.count = r->count();
+      op.continuation = Str(r->continuation());
+      if (r->records()) {
+        for (const wire::Record* rec : *r->records()) {
+          op.records.push_back(
+              Record{Str(rec->key()), rec->version(), ValueKind(rec->kind()), Str(rec->value())});
+        }
+      }
+      out.results.push_back(std::move(op));
+    }
+  }
+  return out;
+}
+
+std::optional<Record> Client::DecodeGet(std::string_view payload) {
+  TxnResult r = DecodeTxnResult(payload);
+  if (r.results.empty() || !r.results[0].found || r.results[0].records.empty()) return std::nullopt;
+  return std::move(r.results[0].records[0]);
+}
+
+uint64_t Client::DecodeCommit(std::string_view payload) { return TxnReplyOf(payload)->commit(); }
+
+bool Client::DecodePong(std::string_view payload) {
+  auto r = codec::Response(payload);
+  if (!r->reply_as_Pong()) throw Error(ErrorCode::kProtocol, "expected a Pong");
+  return true;
+}
+
+std::string_view ErrorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNotFound: return "not found";
+    case ErrorCode::kAlreadyExists: return "already exists";
+    case ErrorCode::kConditionFailed: return "condition failed";
+    case ErrorCode::kUniqueViolation: return "unique violation";
+    case ErrorCode::kBadRequest: return "bad request";
+    case ErrorCode::kTooLarge: return "too large";
+    case ErrorCode::kDatabaseFull: return "database full";
+    case ErrorCode::kReadOnly: return "read-only";
+    case ErrorCode::kUnavailable: return "unavailable";
+    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kLogTruncated: return "log truncated";
+    case ErrorCode::kTimeout: return "timeout";
+    case ErrorCode::kConnectionFailed: return "connection failed";
+    case ErrorCode::kProtocol: return "protocol error";
+  }
+  return "unknown error";
+}
+
+}  // namespace cairn

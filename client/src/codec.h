@@ -1,0 +1,23 @@
+// Internal helpers shared by the client's sources.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "cairn_generated.h"
+#include "flatbuffers/flatbuffers.h"
+
+namespace cairn::codec {
+
+uint64_t NextRequestId();
+// A framed RequestFrame with a fresh id and the body `body` builds.
+std::string Request(wire::Request type,
+                    const std::function<flatbuffers::Offset<void>(flatbuffers::FlatBufferBuilder&)>& body);
+// The id of a framed request.
+uint64_t FrameId(std::string_view frame);
+// Verifies a response payload; throws cairn::Error for an error response or one that
+// does not verify.
+const wire::ResponseFrame* Response(std::string_view payload);
+
+}  // namespace cairn::codec

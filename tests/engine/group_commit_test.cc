@@ -1,0 +1,429 @@
+// Tests of group commit (Engine::ExecuteBatch): transactions of one batch share one LMDB
+// commit, yet each succeeds or fails alone, gets its own commit number in batch order,
+// sees the earlier ones, and has its own change-log entry.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <deque>
+#include <thread>
+
+#include "test_util.h"
+
+namespace cairn {
+namespace {
+
+using testing::Doc;
+using testing::Json;
+using testing::OpenOrDie;
+using testing::TempDir;
+using testing::Txn;
+
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = OpenOrDie(dir_.path());
+    ASSERT_TRUE(db_);
+    ASSERT_TRUE(db_->CreateCollection("c").ok());
+    ASSERT_TRUE(db_->CreateIndex("c", {"by_email", {"email"}, true}).ok());
+    ASSERT_TRUE(db_->CreateIndex("c", {"by_n", {"n"}}).ok());
+  }
+
+  // A document that lives as long as the test.
+  std::string_view D(std::string_view json) {
+    docs_.push_back(Doc(json));
+    return docs_.back();
+  }
+
+  std::vector<TxnResult> Batch(const std::vector<Transaction>& txns) {
+    std::vector<const Transaction*> ptrs;
+    for (const Transaction& t : txns) ptrs.push_back(&t);
+    return db_->ExecuteBatch(ptrs);
+  }
+
+  // Outcome of each transaction: "ok@<commit>", "ok" (committed nothing) or the code name.
+  static std::string Outcomes(const std::vector<TxnResult>& results) {
+    std::string out;
+    for (const TxnResult& r : results) {
+      if (!out.empty()) out += " ";
+      if (!r.status.ok()) {
+        out += CodeName(r.status.code());
+        // A failed transaction reports no commit and no results.
+        if (r.commit != 0 || !r.results.empty()) out += "(with results!)";
+      } else {
+        out += r.commit ? "ok@" + std::to_string(r.commit) : "ok";
+      }
+    }
+    return out;
+  }
+
+  // Every record of "c" as "key@version=json", in key order.
+  std::string State() {
+    TxnResult r = db_->Execute(Txn({ScanOp{ScanSpec{.collection = "c"}}}));
+    EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+    if (!r.status.ok()) return "error";
+    std::string out;
+    for (const Record& rec : r.results[0].records) {
+      out += (out.empty() ? "" : " ") + rec.key + "@" + std::to_string(rec.version) + "=" +
+             Json(rec.value);
+    }
+    return out;
+  }
+
+  // Keys of an index query, in index order.
+  std::string QueryKeys(std::string_view index, std::vector<IndexValue> equal = {}) {
+    TxnResult r = db_->Execute(
+        Txn({QueryOp{QuerySpec{.collection = "c", .index = index, .equal = std::move(equal)}}}));
+    EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+    if (!r.status.ok()) return "error";
+    std::string out;
+    for (const Record& rec : r.results[0].records) out += (out.empty() ? "" : ",") + rec.key;
+    return out;
+  }
+
+  // The change log from `from` on, one "commit: change; change" line per entry.
+  std::string LogFrom(uint64_t from) {
+    std::vector<LogEntry> log;
+    Status s = db_->ReadLog(from, 1000, size_t{1} << 30, &log);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    std::string out;
+    for (const LogEntry& e : log) {
+      out += std::to_string(e.commit) + ":";
+      for (const Change& c : e.changes) {
+        out += c.kind == Change::kPut      ? " put " + c.key + "=" + Json(c.value) + ";"
+               : c.kind == Change::kDelete ? " delete " + c.key + ";"
+                                           : " other;";
+        if (c.collection != "c") out += "(wrong collection " + c.collection + ")";
+      }
+      out += "\n";
+    }
+    return out;
+  }
+
+  std::string At(uint64_t base, uint64_t delta) { return std::to_string(base + delta); }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> db_;
+  std::deque<std::string> docs_;
+};
+
+TEST_F(GroupCommitTest, FailuresInABatchLeaveNoTraceAndTheOthersCommitInOrder) {
+  ASSERT_TRUE(db_->Execute(Txn({PutOp{"c", "taken", D(R"({"email": "x@", "n": 0})")},
+                                PutOp{"c", "present", D(R"({"email": "p@", "n": 0})")}}))
+                  .status.ok());
+  const uint64_t base = db_->LastCommit();
+  const std::string before = State();
+  const std::string long_key(kMaxKeySize + 1, 'k');
+  const std::string not_a_doc = "definitely not a FlexBuffer";
+
+  std::vector<Transaction> txns;
+  // 0: ok.
+  txns.push_back(Txn({PutOp{"c", "a", D(R"({"email": "a@", "n": 1})")}}));
+  // 1: condition false.
+  txns.push_back(Txn({PutOp{"c", "f1", D(R"({"email": "f1@", "n": 9})")}},
+                     {{Condition::kAbsent, "c", "present"}}));
+  // 2: ok.
+  txns.push_back(Txn({PutOp{"c", "b", D(R"({"email": "b@", "n": 1})")}}));
+  // 3: unique violation, after a write that must be undone.
+  txns.push_back(Txn({PutOp{"c", "f2", D(R"({"email": "f2@", "n": 9})")},
+                      PutOp{"c", "f2b", D(R"({"email": "x@", "n": 9})")}}));
+  // 4: ok, two changes.
+  txns.push_back(Txn({PutOp{"c", "c", D(R"({"email": "c@", "n": 2})")}, DeleteOp{"c", "present"}}));
+  // 5: bad document bytes, after a write.
+  txns.push_back(
+      Txn({PutOp{"c", "f3", D(R"({"email": "f3@", "n": 9})")}, PutOp{"c", "f3b", not_a_doc}}));
+  // 6: insert of a present key, after a write.
+  txns.push_back(
+      Txn({PutOp{"c", "f4", D(R"({"email": "f4@", "n": 9})")},
+           PutOp{"c", "taken", D(R"({"n": 9})"), ValueKind::kDocument, PutMode::kInsert}}));
+  // 7: write to a missing collection, after a write.
+  txns.push_back(
+      Txn({PutOp{"c", "f5", D(R"({"email": "f5@", "n": 9})")}, PutOp{"missing", "k", D("{}")}}));
+  // 8: key too long, after a write holding a unique value...
+  txns.push_back(
+      Txn({PutOp{"c", "f6", D(R"({"email": "f6@", "n": 9})")}, PutOp{"c", long_key, D("{}")}}));
+  // 9: ...which is free again for the next transaction.
+  txns.push_back(Txn({PutOp{"c", "d", D(R"({"email": "f6@", "n": 2})")}}));
+  // 10: a read in the batch commits nothing but sees the batch so far.
+  txns.push_back(Txn({GetOp{"c", "a"}, GetOp{"c", "f1"}, CountOp{ScanSpec{.collection = "c"}}}));
+
+  std::vector<TxnResult> r = Batch(txns);
+  ASSERT_EQ(r.size(), txns.size());
+  EXPECT_EQ(Outcomes(r), "ok@" + At(base, 1) + " condition failed ok@" + At(base, 2) +
+                             " unique violation ok@" + At(base, 3) +
+                             " bad request already exists not found too large ok@" + At(base, 4) +
+                             " ok");
+  EXPECT_EQ(db_->LastCommit(), base + 4);
+  ASSERT_EQ(r[10].results.size(), 3u);
+  EXPECT_TRUE(r[10].results[0].found);
+  EXPECT_EQ(r[10].results[0].version, base + 1);
+  EXPECT_FALSE(r[10].results[1].found);
+  EXPECT_EQ(r[10].results[2].count, 5u) << "taken, a, b, c, d";
+  EXPECT_TRUE(r[4].results[1].found) << "the delete found its record";
+  EXPECT_EQ(r[4].results[1].version, base + 3);
+
+  // The failed transactions left nothing: records, index entries, log entries.
+  std::string v0 = before.substr(before.find("taken@") + 6);
+  EXPECT_EQ(State(), "a@" + At(base, 1) + R"(={"email":"a@","n":1} b@)" + At(base, 2) +
+                         R"(={"email":"b@","n":1} c@)" + At(base, 3) +
+                         R"(={"email":"c@","n":2} d@)" + At(base, 4) +
+                         R"(={"email":"f6@","n":2} taken@)" + v0);
+  EXPECT_EQ(QueryKeys("by_email"), "a,b,c,d,taken");
+  EXPECT_EQ(QueryKeys("by_email", {std::string("x@")}), "taken");
+  EXPECT_EQ(QueryKeys("by_email", {std::string("f6@")}), "d");
+  EXPECT_EQ(QueryKeys("by_n", {int64_t{9}}), "");
+  EXPECT_EQ(QueryKeys("by_n"), "taken,a,b,c,d");
+  EXPECT_EQ(LogFrom(base + 1), At(base, 1) + R"(: put a={"email":"a@","n":1};)" + "\n" +
+                                   At(base, 2) + R"(: put b={"email":"b@","n":1};)" + "\n" +
+                                   At(base, 3) +
+                                   R"(: put c={"email":"c@","n":2}; delete present;)" + "\n" +
+                                   At(base, 4) + R"(: put d={"email":"f6@","n":2};)" + "\n");
+  VerifyReport v = db_->Verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+}
+
+TEST_F(GroupCommitTest, LaterTransactionsSeeEarlierOnesOfTheSameBatch) {
+  const uint64_t base = db_->LastCommit();
+  std::vector<Transaction> txns;
+  txns.push_back(Txn({PutOp{"c", "k", D(R"({"n": 1})")}}));
+  // Its condition holds only if transaction 0 is visible, at its commit number.
+  txns.push_back(
+      Txn({PutOp{"c", "k", D(R"({"n": 2})")}}, {{Condition::kVersionEquals, "c", "k", base + 1}}));
+  txns.push_back(Txn({GetOp{"c", "k"}}));
+  txns.push_back(Txn({PutOp{"c", "k", D("{}"), ValueKind::kDocument, PutMode::kInsert}}));
+  txns.push_back(Txn({PutOp{"c", "u1", D(R"({"email": "e@"})")}}));
+  // The unique value taken by transaction 4 is taken for this one too.
+  txns.push_back(Txn({PutOp{"c", "u2", D(R"({"email": "e@"})")}}));
+  txns.push_back(Txn({DeleteOp{"c", "k"}}, {{Condition::kVersionEquals, "c", "k", base + 2}}));
+  txns.push_back(Txn({GetOp{"c", "k"}}, {{Condition::kPresent, "c", "k"}}));
+  txns.push_back(Txn({PutOp{"c", "k", D(R"({"n": 3})"), ValueKind::kDocument, PutMode::kInsert}},
+                     {{Condition::kAbsent, "c", "k"}}));
+
+  std::vector<TxnResult> r = Batch(txns);
+  ASSERT_EQ(r.size(), txns.size());
+  EXPECT_EQ(Outcomes(r), "ok@" + At(base, 1) + " ok@" + At(base, 2) + " ok already exists ok@" +
+                             At(base, 3) + " unique violation ok@" + At(base, 4) +
+                             " condition failed ok@" + At(base, 5));
+  ASSERT_EQ(r[1].results.size(), 1u);
+  EXPECT_TRUE(r[1].results[0].found);
+  EXPECT_EQ(r[1].results[0].version, base + 2);
+  ASSERT_TRUE(r[2].results.at(0).found);
+  EXPECT_EQ(r[2].results[0].version, base + 2);
+  EXPECT_EQ(Json(r[2].results[0].records.at(0).value), R"({"n":2})");
+  EXPECT_TRUE(r[6].results.at(0).found);
+  EXPECT_FALSE(r[8].results.at(0).found);
+  EXPECT_EQ(State(), "k@" + At(base, 5) + R"(={"n":3} u1@)" + At(base, 3) + R"(={"email":"e@"})");
+  EXPECT_EQ(LogFrom(base + 1), At(base, 1) + R"(: put k={"n":1};)" + "\n" + At(base, 2) +
+                                   R"(: put k={"n":2};)" + "\n" + At(base, 3) +
+                                   R"(: put u1={"email":"e@"};)" + "\n" + At(base, 4) +
+                                   ": delete k;\n" + At(base, 5) + R"(: put k={"n":3};)" + "\n");
+}
+
+TEST_F(GroupCommitTest, FailureBetweenTwoWritesOfOneKeyDoesNotDisturbThem) {
+  const uint64_t base = db_->LastCommit();
+  std::vector<Transaction> txns;
+  txns.push_back(Txn({PutOp{"c", "k", D(R"({"email": "one@", "n": 1})")}}));
+  // Writes k, then fails: k must stay as transaction 0 left it.
+  txns.push_back(Txn({PutOp{"c", "k", D(R"({"email": "two@", "n": 2})")},
+                      PutOp{"c", "absent", D("{}"), ValueKind::kDocument, PutMode::kReplace}}));
+  txns.push_back(Txn({PutOp{"c", "k", D(R"({"email": "three@", "n": 3})")}},
+                     {{Condition::kVersionEquals, "c", "k", base + 1}}));
+  std::vector<TxnResult> r = Batch(txns);
+  EXPECT_EQ(Outcomes(r), "ok@" + At(base, 1) + " not found ok@" + At(base, 2));
+  ASSERT_EQ(r[2].results.size(), 1u);
+  EXPECT_TRUE(r[2].results[0].found);
+  EXPECT_EQ(State(), "k@" + At(base, 2) + R"(={"email":"three@","n":3})");
+  EXPECT_EQ(QueryKeys("by_email"), "k");
+  EXPECT_EQ(QueryKeys("by_email", {std::string("one@")}), "");
+  EXPECT_EQ(QueryKeys("by_email", {std::string("two@")}), "");
+  EXPECT_EQ(QueryKeys("by_n", {int64_t{3}}), "k");
+  EXPECT_EQ(QueryKeys("by_n", {int64_t{2}}), "");
+  EXPECT_EQ(LogFrom(base + 1), At(base, 1) + R"(: put k={"email":"one@","n":1};)" + "\n" +
+                                   At(base, 2) + R"(: put k={"email":"three@","n":3};)" + "\n");
+  VerifyReport v = db_->Verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+}
+
+TEST_F(GroupCommitTest, StatsCountOneGroupCommitPerBatch) {
+  EngineStats s0 = db_->Stats();
+  std::vector<Transaction> txns;
+  txns.push_back(Txn({PutOp{"c", "a", D("{}")}}));
+  txns.push_back(Txn({PutOp{"c", "b", D("{}")}}, {{Condition::kPresent, "c", "nope"}}));
+  txns.push_back(Txn({PutOp{"c", "b", D("{}")}}));
+  txns.push_back(Txn({GetOp{"c", "a"}}));
+  txns.push_back(Txn({PutOp{"c", "c", D("{}")}, DeleteOp{"c", "a"}}));
+  ASSERT_EQ(Outcomes(Batch(txns)), "ok@" + At(s0.last_commit, 1) + " condition failed ok@" +
+                                       At(s0.last_commit, 2) + " ok ok@" + At(s0.last_commit, 3));
+  EngineStats s1 = db_->Stats();
+  EXPECT_EQ(s1.commits, s0.commits + 3);
+  EXPECT_EQ(s1.group_commits, s0.group_commits + 1);
+  EXPECT_EQ(s1.last_commit, s0.last_commit + 3);
+
+  txns.clear();
+  txns.push_back(Txn({PutOp{"c", "d", D("{}")}}));
+  txns.push_back(Txn({PutOp{"c", "e", D("{}")}}));
+  ASSERT_EQ(Outcomes(Batch(txns)), "ok@" + At(s0.last_commit, 4) + " ok@" + At(s0.last_commit, 5));
+  ASSERT_TRUE(db_->Execute(Txn({PutOp{"c", "f", D("{}")}})).status.ok());
+  EngineStats s2 = db_->Stats();
+  EXPECT_EQ(s2.commits, s1.commits + 3);
+  EXPECT_EQ(s2.group_commits, s1.group_commits + 2);
+}
+
+TEST_F(GroupCommitTest, BatchOfOnlyFailuresOrReadsCommitsNothing) {
+  ASSERT_TRUE(db_->Execute(Txn({PutOp{"c", "k", D(R"({"email": "k@"})")}})).status.ok());
+  const uint64_t base = db_->LastCommit();
+  const EngineStats s0 = db_->Stats();
+  auto unchanged = [&](const char* what) {
+    EXPECT_EQ(db_->LastCommit(), base) << what;
+    EngineStats s = db_->Stats();
+    EXPECT_EQ(s.commits, s0.commits) << what;
+    EXPECT_EQ(s.group_commits, s0.group_commits) << what;
+    EXPECT_EQ(LogFrom(base + 1), "") << what;
+  };
+
+  std::vector<Transaction> failures;
+  failures.push_back(Txn({PutOp{"c", "x", D("{}")}}, {{Condition::kAbsent, "c", "k"}}));
+  failures.push_back(Txn({PutOp{"c", "k", D("{}"), ValueKind::kDocument, PutMode::kInsert}}));
+  failures.push_back(Txn({PutOp{"c", "y", D(R"({"email": "k@"})")}}));
+  EXPECT_EQ(Outcomes(Batch(failures)), "condition failed already exists unique violation");
+  unchanged("failures");
+
+  std::vector<Transaction> reads;
+  reads.push_back(Txn({GetOp{"c", "k"}}));
+  reads.push_back(Txn({ScanOp{ScanSpec{.collection = "c"}}, CountOp{ScanSpec{.collection = "c"}}}));
+  reads.push_back(Txn({DeleteOp{"c", "not-there"}}));  // a write op that writes nothing
+  std::vector<TxnResult> r = Batch(reads);
+  EXPECT_EQ(Outcomes(r), "ok ok ok");
+  ASSERT_EQ(r[1].results.size(), 2u);
+  EXPECT_EQ(r[1].results[0].records.size(), 1u);
+  EXPECT_EQ(r[1].results[1].count, 1u);
+  EXPECT_FALSE(r[2].results.at(0).found);
+  unchanged("reads");
+
+  EXPECT_TRUE(db_->ExecuteBatch({}).empty());
+  unchanged("empty batch");
+
+  // No commit number was used up.
+  EXPECT_EQ(db_->Execute(Txn({PutOp{"c", "z", D("{}")}})).commit, base + 1);
+  EXPECT_EQ(State().substr(0, 2), "k@");
+}
+
+TEST(GroupCommitConcurrencyTest, ConcurrentBatchesAndSnapshotReaders) {
+  constexpr int kWriters = 4;
+  constexpr int kReaders = 2;
+  constexpr int kBatches = 200;
+  TempDir dir;
+  Options o;
+  o.durability = Durability::kNoSync;
+  o.flush_interval = std::chrono::hours(1);
+  auto db = OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  ASSERT_TRUE(db->CreateIndex("c", {"by_t", {"t"}}).ok());
+  const uint64_t base = db->LastCommit();
+  const EngineStats s0 = db->Stats();
+
+  std::atomic<int> writers_left{kWriters};
+  std::vector<std::string> errors(kWriters + kReaders);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWriters; t++) {
+    threads.emplace_back([&, t] {
+      const std::string tag = "w" + std::to_string(t) + "-";
+      const std::string counter = "counter-" + std::to_string(t);
+      std::string doc = Doc("{\"t\": " + std::to_string(t) + "}");
+      uint64_t counter_version = 0;
+      for (int i = 0; i < kBatches && errors[t].empty(); i++) {
+        // Two inserts, a failing insert (it sees the first), and a counter update that
+        // holds only if the thread's previous batch is what it thinks.
+        std::string a = tag + std::to_string(i) + "a", b = tag + std::to_string(i) + "b";
+        std::string n = Doc("{\"n\": " + std::to_string(i) + "}");
+        Condition cond = i == 0
+                             ? Condition{Condition::kAbsent, "c", counter}
+                             : Condition{Condition::kVersionEquals, "c", counter, counter_version};
+        std::vector<Transaction> txns;
+        txns.push_back(Txn({PutOp{"c", a, doc, ValueKind::kDocument, PutMode::kInsert}}));
+        txns.push_back(Txn({PutOp{"c", b, doc, ValueKind::kDocument, PutMode::kInsert}}));
+        txns.push_back(Txn({PutOp{"c", a, doc, ValueKind::kDocument, PutMode::kInsert}}));
+        txns.push_back(Txn({PutOp{"c", counter, n}}, {cond}));
+        std::vector<const Transaction*> ptrs;
+        for (const Transaction& x : txns) ptrs.push_back(&x);
+        std::vector<TxnResult> r = db->ExecuteBatch(ptrs);
+        uint64_t c = r.size() == 4 ? r[0].commit : 0;
+        if (r.size() != 4 || !r[0].status.ok() || !r[1].status.ok() ||
+            r[2].status.code() != Code::kAlreadyExists || !r[3].status.ok() || c == 0 ||
+            r[1].commit != c + 1 || r[2].commit != 0 || r[3].commit != c + 2) {
+          errors[t] = "batch " + std::to_string(i) + " of writer " + std::to_string(t) +
+                      " did not commit as expected";
+        } else {
+          counter_version = r[3].commit;
+        }
+      }
+      writers_left--;
+    });
+  }
+  for (int t = 0; t < kReaders; t++) {
+    threads.emplace_back([&, t] {
+      std::string& error = errors[kWriters + t];
+      uint64_t last_seen = 0;
+      int snapshots = 0;
+      while (error.empty() && (writers_left > 0 || snapshots < 5)) {
+        snapshots++;
+        auto read = db->BeginRead();
+        if (!read.ok()) {
+          error = "BeginRead: " + read.status().ToString();
+          break;
+        }
+        if (read->commit() < last_seen) error = "snapshots went back in time";
+        std::this_thread::sleep_for(std::chrono::microseconds(200));  // let writers run too
+        last_seen = read->commit();
+        // A batch is all or nothing: each writer's records and its counter agree.
+        int keys[kWriters] = {};
+        std::string token;
+        Status s = read->Scan(
+            {.collection = "c"},
+            [&](const RecordView& rv) {
+              if (rv.key.starts_with("w")) keys[rv.key[1] - '0']++;
+            },
+            &token);
+        if (!s.ok()) error = "scan: " + s.ToString();
+        for (int w = 0; w < kWriters && error.empty(); w++) {
+          std::string key = "counter-" + std::to_string(w);
+          RecordView rv;
+          bool found = false;
+          if (!read->Get("c", key, &rv, &found).ok()) error = "get failed";
+          std::string json = found ? Json(rv.value) : "";  // {"n":<last batch>}
+          int batches = found ? std::stoi(json.substr(json.find(':') + 1)) + 1 : 0;
+          if (keys[w] != 2 * batches) {
+            error = "writer " + std::to_string(w) + ": " + std::to_string(keys[w]) +
+                    " records but " + std::to_string(batches) + " batches in one snapshot";
+          }
+          Result<uint64_t> n =
+              read->Count(QuerySpec{.collection = "c", .index = "by_t", .equal = {int64_t{w}}});
+          if (!n.ok() || *n != uint64_t(keys[w])) {
+            error = "index by_t disagrees with the records for writer " + std::to_string(w);
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const std::string& e : errors) EXPECT_EQ(e, "");
+
+  const uint64_t total = uint64_t(kWriters) * kBatches;
+  EXPECT_EQ(db->LastCommit(), base + 3 * total);
+  EngineStats s = db->Stats();
+  EXPECT_EQ(s.commits, s0.commits + 3 * total);
+  EXPECT_EQ(s.group_commits, s0.group_commits + total);
+  TxnResult count = db->Execute(Txn({CountOp{ScanSpec{.collection = "c"}}}));
+  ASSERT_TRUE(count.status.ok());
+  EXPECT_EQ(count.results[0].count, 2 * total + kWriters);
+  std::vector<LogEntry> log;
+  ASSERT_TRUE(db->ReadLog(base + 1, 100000, size_t{1} << 30, &log).ok());
+  ASSERT_EQ(log.size(), 3 * total);
+  for (size_t i = 0; i < log.size(); i++) ASSERT_EQ(log[i].commit, base + 1 + i);
+  VerifyReport v = db->Verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+  EXPECT_EQ(v.records, 2 * total + kWriters);
+}
+
+}  // namespace
+}  // namespace cairn
