@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cairn/client/error.h"
+#include "cairn/protocol/flex.h"
 #include "cairn/protocol/json.h"
 
 namespace cairn {
@@ -64,16 +65,11 @@ Value Value::operator[](std::string_view key) const {
 }
 
 Value Value::operator[](size_t index) const {
-  if (!present_ || !ref_.IsAnyVector()) return Value();
-  auto v = ref_.AsVector();
-  if (index >= v.size()) return Value();
-  return Value(v[index]);
+  if (!present_ || index >= FlexSize(ref_)) return Value();
+  return Value(FlexElement(ref_, index));
 }
 
-size_t Value::size() const {
-  if (!present_ || !ref_.IsAnyVector()) return 0;
-  return ref_.AsVector().size();
-}
+size_t Value::size() const { return present_ ? FlexSize(ref_) : 0; }
 
 std::string Value::ToJson() const {
   if (!present_) return "null";

@@ -1,5 +1,7 @@
 #include "cairn/protocol/json.h"
 
+#include "cairn/protocol/flex.h"
+
 #include <algorithm>
 #include <charconv>
 #include <vector>
@@ -96,11 +98,10 @@ void AppendValue(const flexbuffers::Reference& r, std::string* out, int depth) {
     }
     default:
       if (r.IsVector() || r.IsTypedVector() || r.IsFixedTypedVector()) {
-        auto v = r.AsVector();
         out->push_back('[');
-        for (size_t i = 0; i < v.size(); i++) {
+        for (size_t i = 0, n = FlexSize(r); i < n; i++) {
           if (i) out->push_back(',');
-          AppendValue(v[i], out, depth + 1);
+          AppendValue(FlexElement(r, i), out, depth + 1);
         }
         out->push_back(']');
         return;

@@ -120,17 +120,10 @@ void Connection::DoRead() {
     in_begin_ = 0;
   }
   if (in_end_ == in_.size()) {
-    size_t need = in_.size() * 2;
-    std::string_view payload;
-    size_t consumed;
-    // The header says how big the frame is; never grow past the largest frame.
-    if (wire::ParseFrame(std::string_view(in_.data(), in_end_), ~0u, &payload, &consumed) ==
-        wire::FrameStatus::kNeedMore) {
-      uint32_t n;
-      std::memcpy(&n, in_.data(), 4);
-      need = std::max(need, size_t(n) + wire::kFrameHeaderSize);
-    }
-    in_.resize(std::min(need, size_t(ctx_.options->max_frame) + wire::kFrameHeaderSize));
+    // Grow by doubling as bytes arrive, never to what a header merely announces: a
+    // client that sends a large header and a trickle of bytes pins at most twice what it
+    // sent.
+    in_.resize(std::min(in_.size() * 2, size_t(ctx_.options->max_frame) + wire::kFrameHeaderSize));
   }
   reading_ = true;
   socket_.async_read_some(
@@ -142,10 +135,14 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
   reading_ = false;
   if (ec) {
     if (draining_ && ec == asio::error::operation_aborted) return MaybeFinish();
-    // EOF, reset, or an aborted read at close: expected ends of a connection.
-    if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
-      spdlog::debug("connection read: {}", ec.message());
+    if (ec == asio::error::eof) {
+      // The client is done sending (it may have half-closed): finish and answer what it
+      // sent, then close.
+      draining_ = true;
+      return MaybeFinish();
     }
+    // Reset, or an aborted read at close: expected ends of a connection.
+    if (ec != asio::error::operation_aborted) spdlog::debug("connection read: {}", ec.message());
     return Close();
   }
   ctx_.stats->bytes_in += n;
@@ -177,7 +174,7 @@ void Connection::ProcessInput() {
       }
       case wire::FrameStatus::kEmpty:
         ctx_.stats->bad_frames++;
-        SendError(0, Status(Code::kBadRequest, "empty frame"));
+        ErrorInTurn(0, Status(Code::kBadRequest, "empty frame"));
         in_begin_ += consumed;
         continue;
       case wire::FrameStatus::kComplete:
@@ -192,10 +189,19 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   ctx_.stats->requests++;
   if (!wire::VerifyRequestFrame(payload)) {
     ctx_.stats->bad_frames++;
-    SendError(0, Status(Code::kBadRequest, "frame is not a valid RequestFrame"));
+    ErrorInTurn(0, Status(Code::kBadRequest, "frame is not a valid RequestFrame"));
     return;
   }
   const wire::RequestFrame* f = Frame(payload);
+  // The verifier accepts a union whose type is set and whose table is absent; only the
+  // requests without fields can do without it.
+  if (f->request_type() != wire::Request::NONE && !f->request() &&
+      f->request_type() != wire::Request::ListCollections &&
+      f->request_type() != wire::Request::GetStats) {
+    ctx_.stats->bad_frames++;
+    ErrorInTurn(f->id(), Status(Code::kBadRequest, "request without its table"));
+    return;
+  }
   if (!hello_done_ && f->request_type() != wire::Request::Hello) {
     SendError(f->id(), Status(Code::kBadRequest, "handshake required: send Hello first"));
     CloseAfterFlush();
@@ -207,17 +213,28 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   if (backlog_.empty() && (write || writes_in_flight_ == 0)) {
     Execute(payload, nullptr, received);
   } else {
-    backlog_.push_back(Pending{std::string(payload), received});
+    backlog_.push_back(Pending{std::string(payload), received, std::nullopt, 0});
   }
 }
 
+void Connection::ErrorInTurn(uint64_t id, const Status& s) {
+  if (backlog_.empty() && writes_in_flight_ == 0) return SendError(id, s);
+  backlog_.push_back(Pending{std::string(), Clock::now(), s, id});
+}
+
 void Connection::Pump() {
-  while (!backlog_.empty() && !closed_) {
+  // Once the connection is being closed (a refused handshake), nothing more runs.
+  while (!backlog_.empty() && !closed_ && !close_after_flush_) {
     Pending& p = backlog_.front();
-    if (!IsWriteRequest(Frame(p.payload)) && writes_in_flight_ > 0) return;
+    bool write = !p.error && IsWriteRequest(Frame(p.payload));
+    if (!write && writes_in_flight_ > 0) return;
     Pending next = std::move(p);
     backlog_.pop_front();
-    Execute(next.payload, &next.payload, next.received);
+    if (next.error) {
+      SendError(next.error_id, *next.error);
+    } else {
+      Execute(next.payload, &next.payload, next.received);
+    }
   }
 }
 
@@ -360,7 +377,9 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
       s = Status(Code::kInternal, "not a write request");
   }
   if (!s.ok()) {
-    SendError(id, s);
+    if (writes_in_flight_ == 0) return SendError(id, s);
+    // Earlier writes are still out: answer in turn, ahead of whatever waits behind this.
+    backlog_.push_front(Pending{std::string(), received, s, id});
     return;
   }
   writes_in_flight_++;
@@ -411,6 +430,7 @@ void Connection::Flush() {
   if (writing_ || out_.empty() || closed_) return;
   out_writing_.swap(out_);
   writing_ = true;
+  last_write_progress_ = Clock::now();
   asio::async_write(socket_, asio::buffer(out_writing_),
                     [self = shared_from_this()](const asio::error_code& ec, size_t n) {
                       self->OnWritten(ec, n);
@@ -467,6 +487,11 @@ void Connection::ArmIdleTimer() {
 
 void Connection::OnIdleTimer(const asio::error_code& ec) {
   if (ec || closed_) return;
+  if (writing_ && Clock::now() - last_write_progress_ >= ctx_.options->idle_timeout) {
+    // The client has not read its responses for a whole idle period.
+    spdlog::debug("closing a connection whose client stopped reading");
+    return Close();
+  }
   bool busy = inflight() > 0 || writing_;
   if (!busy && Clock::now() - last_activity_ >= ctx_.options->idle_timeout) {
     SendError(0, Status(Code::kUnavailable, "idle timeout"));

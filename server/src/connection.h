@@ -11,6 +11,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Pending {            // a request waiting for earlier writes of this connection
+  struct Pending {            // a request waiting for earlier requests of this connection
     std::string payload;
     Clock::time_point received;
+    std::optional<Status> error;  // set: answer this error in turn instead
+    uint64_t error_id = 0;        // the id to answer it with
   };
 
   void DoRead();
@@ -50,6 +53,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Appends the response in fbb_ to the output (or an error if it is too large).
   void Send(uint64_t id);
   void SendError(uint64_t id, const Status& s);
+  // Answers a frame-level error in request order: now if nothing is ahead of it.
+  void ErrorInTurn(uint64_t id, const Status& s);
   void Flush();
   void OnWritten(const asio::error_code& ec, size_t n);
   void Close();
@@ -66,6 +71,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ServerContext& ctx_;
   asio::steady_timer idle_timer_;
   Clock::time_point last_activity_;
+  Clock::time_point last_write_progress_;  // when the socket last took response bytes
 
   std::vector<char> in_;       // bytes read; [in_begin_, in_end_) not yet parsed
   size_t in_begin_ = 0, in_end_ = 0;

@@ -1,5 +1,6 @@
 #include "convert.h"
 
+#include "cairn/protocol/flex.h"
 #include "flatbuffers/flexbuffers.h"
 
 namespace cairn::server {
@@ -97,12 +98,14 @@ Status DecodeQuery(const wire::Query& q, const RequestLimits& limits, QuerySpec*
   if (q.equal()) {
     flexbuffers::Reference root;
     if (Status s = Flex(q.equal(), &root); !s.ok()) return s;
-    if (!root.IsVector() && !root.IsTypedVector()) return Bad("query 'equal' is not a vector");
-    auto vec = root.AsVector();
-    if (vec.size() > 16) return Bad("query 'equal' has more values than an index has fields");
-    for (size_t i = 0; i < vec.size(); i++) {
+    if (!root.IsVector() && !root.IsTypedVector() && !root.IsFixedTypedVector()) {
+      return Bad("query 'equal' is not a vector");
+    }
+    size_t n = FlexSize(root);
+    if (n > 16) return Bad("query 'equal' has more values than an index has fields");
+    for (size_t i = 0; i < n; i++) {
       IndexValue v;
-      if (Status s = DecodeValue(vec[i], &v); !s.ok()) return s;
+      if (Status s = DecodeValue(FlexElement(root, i), &v); !s.ok()) return s;
       out->equal.push_back(std::move(v));
     }
   }
@@ -117,6 +120,8 @@ Status DecodeQuery(const wire::Query& q, const RequestLimits& limits, QuerySpec*
 
 Status DecodeOp(const wire::Operation* o, const RequestLimits& limits, Op* out) {
   if (!o) return Bad("null operation");
+  // The verifier accepts a union whose type is set and whose table is absent.
+  if (o->op_type() != wire::Op::NONE && !o->op()) return Bad("operation without its table");
   switch (o->op_type()) {
     case wire::Op::Get: {
       auto g = o->op_as_Get();

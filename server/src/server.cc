@@ -27,6 +27,11 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
 Server::~Server() {
   Shutdown();
   Wait();
+  // Pending handlers (and the connections they hold) go with their io_contexts.
+  acceptor_.reset();
+  drain_timer_.reset();
+  guards_.clear();
+  contexts_.clear();
 }
 
 bool ParseHostPort(const std::string& s, std::string* host, std::string* port) {
@@ -157,11 +162,8 @@ void Server::Wait() {
   }
   threads_.clear();
   if (writer_) writer_->Stop();  // commits whatever is still queued
-  // Pending handlers (and the connections they hold) go before the engine does.
-  acceptor_.reset();
-  drain_timer_.reset();
-  guards_.clear();
-  contexts_.clear();
+  // The io_contexts stay until the destructor: objects of the caller's (a signal_set)
+  // may still use them.
   writer_.reset();
   engine_.reset();
 }

@@ -27,7 +27,8 @@ class Server {
   // Stops accepting, lets connections finish what they sent (up to the grace period),
   // commits what is queued, then stops the IO threads. Thread-safe; idempotent.
   void Shutdown();
-  // Blocks until the IO threads have stopped, then closes the writer and the engine.
+  // Blocks until the IO threads have stopped, then closes the writer and the engine
+  // (the io_contexts live on until the Server is destroyed).
   void Wait();
 
   // The io_context that runs signal handling and the acceptor.

@@ -63,6 +63,7 @@ void Writer::Run() {
       for (size_t k = 0; k < results.size(); k++) jobs[i + k]->Complete(std::move(results[k]));
       i = j;
     }
+    jobs.clear();  // a job holds its connection: let go of it now, not at the next batch
   }
 }
 

@@ -100,7 +100,17 @@ class ServerProcess {
     return status_;
   }
 
-  bool alive() const { return pid_ > 0 && kill(pid_, 0) == 0; }
+  // Whether the server is still running (a crashed, unreaped server counts as dead).
+  bool alive() {
+    if (pid_ <= 0) return false;
+    if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+      pid_ = -1;
+      if (reader_.joinable()) reader_.join();
+      close(out_fd_);
+      return false;
+    }
+    return true;
+  }
 
   // Resident memory of the server, from /proc.
   size_t RssKb() const {
