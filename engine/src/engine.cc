@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <unordered_map>
 
 #include "coding.h"
 #include "engine_impl.h"
+#include "idempotency.h"
 
 namespace fs = std::filesystem;
 
@@ -98,6 +100,44 @@ Status TrimLog(MDB_txn* txn, MDB_dbi log, uint64_t last, uint64_t retention, siz
   *first = rc == 0 ? internal::LoadU64BE(static_cast<const char*>(k.mv_data)) : 0;
   mdb_cursor_close(cur);
   return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "change log trim");
+}
+
+uint64_t NowMs() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+// Forgets idempotency keys older than the retention time, or beyond the key cap, up
+// to `budget` of them.
+Status TrimIdempotency(MDB_txn* txn, const internal::Dbs& dbs, const Options& o, uint64_t now_ms,
+                       size_t budget) {
+  MDB_stat st;
+  if (int rc = mdb_stat(txn, dbs.idem_order, &st); rc != 0) return MdbStatus(rc, "stat");
+  uint64_t entries = st.ms_entries;
+  uint64_t horizon = now_ms - std::min<uint64_t>(now_ms, uint64_t(o.idempotency_retention.count()) * 1000);
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(txn, dbs.idem_order, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  while (rc == 0 && budget > 0) {
+    std::string_view key = View(k);
+    if (key.size() < 8) break;
+    bool old = internal::LoadU64BE(key.data()) < horizon;
+    if (!old && entries <= o.idempotency_max_keys) break;
+    MDB_val ik = Val(key.substr(8));
+    int drc = mdb_del(txn, dbs.idem, &ik, nullptr);
+    if (drc != 0 && drc != MDB_NOTFOUND) {
+      rc = drc;
+      break;
+    }
+    if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+    entries--;
+    budget--;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  }
+  mdb_cursor_close(cur);
+  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "idempotency trim");
 }
 
 }  // namespace
@@ -187,7 +227,7 @@ Status Engine::Impl::Open() {
   }
 
   if (int rc = mdb_env_create(&env_); rc != 0) return MdbStatus(rc, "env create");
-  mdb_env_set_maxdbs(env_, 4);
+  mdb_env_set_maxdbs(env_, 8);
   mdb_env_set_maxreaders(env_, options_.max_readers);
   uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
   uint64_t map_size = std::max<uint64_t>(options_.max_size, 64 * page);
@@ -244,10 +284,17 @@ Status Engine::Impl::Open() {
                              std::to_string(internal::kFormatVersion)));
     }
   }
+  const unsigned writable = options_.read_only ? 0 : MDB_CREATE;
   if ((rc = mdb_dbi_open(txn, "records", create, &dbs_.records)) != 0 ||
       (rc = mdb_dbi_open(txn, "index", create | MDB_DUPSORT, &dbs_.index)) != 0 ||
-      (rc = mdb_dbi_open(txn, "log", create, &dbs_.log)) != 0) {
-    return fail(MdbStatus(rc, "open databases"));
+      (rc = mdb_dbi_open(txn, "log", create, &dbs_.log)) != 0 ||
+      (rc = mdb_dbi_open(txn, "idem", writable, &dbs_.idem)) != 0 ||
+      (rc = mdb_dbi_open(txn, "idem_order", writable, &dbs_.idem_order)) != 0) {
+    // A read-only open of a database that never saw an idempotency key lacks the last
+    // two; nothing reads them then.
+    if (!(options_.read_only && rc == MDB_NOTFOUND && dbs_.log)) {
+      return fail(MdbStatus(rc, "open databases"));
+    }
   }
   last_commit_ = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaSeq);
   next_id_ = uint32_t(internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaNextId));
@@ -516,14 +563,54 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       }
       txn = child.get();
     }
+    const Transaction& t = *txns[i];
+    std::string_view idem_key = t.read_only() ? std::string_view() : t.idempotency_key;
+    if (idem_key.size() > internal::kMaxIdempotencyKey) {
+      r.status = Status(Code::kBadRequest, "idempotency keys are at most 64 bytes");
+      if (!nested) return results;
+      continue;
+    }
+    if (!idem_key.empty()) {
+      // A transaction seen before: answer with what it got then.
+      MDB_val k = Val(idem_key), v;
+      int rc = mdb_get(txn, dbs_.idem, &k, &v);
+      if (rc == 0) {
+        uint64_t when;
+        if (internal::DecodeRemembered(View(v), &when, &r)) {
+          r.status = Status::Ok();
+          r.replayed = true;
+          replays_++;
+          continue;  // the child (if any) aborts: it wrote nothing
+        }
+        r.status = Status(Code::kInternal, "corrupt idempotency record");
+      } else if (rc != MDB_NOTFOUND) {
+        r.status = MdbStatus(rc, "idempotency lookup");
+      }
+      if (!r.status.ok()) {
+        if (!nested) return results;
+        continue;
+      }
+    }
     log_builder_.Clear();
     internal::Ctx ctx = ReadCtx(txn, catalog.get());
     ctx.commit = commit + 1;
     ctx.log = &log_builder_;
     ctx.scratch = &scratch_;
-    r.status = internal::RunTransaction(ctx, *txns[i], &r);
+    r.status = internal::RunTransaction(ctx, t, &r);
     bool wrote = r.status.ok() && !log_builder_.empty();
     if (wrote) r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_);
+    if (wrote && r.status.ok() && !idem_key.empty()) {
+      // Remember the key and the result, in the same commit as the writes.
+      uint64_t now = NowMs();
+      r.commit = commit + 1;
+      std::string remembered = internal::EncodeRemembered(now, r);
+      r.commit = 0;
+      std::string order = internal::RetentionKey(now, idem_key);
+      MDB_val k = Val(idem_key), v = Val(remembered), ok = Val(order), ov{0, nullptr};
+      int rc = mdb_put(txn, dbs_.idem, &k, &v, 0);
+      if (rc == 0) rc = mdb_put(txn, dbs_.idem_order, &ok, &ov, 0);
+      r.status = MdbStatus(rc, "idempotency record");
+    }
     if (nested && r.status.ok()) {
       int rc = child.Commit();
       LatchIfFatal(rc);
@@ -544,6 +631,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   if (s.ok()) {
     s = TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
   }
+  if (s.ok()) s = TrimIdempotency(parent.get(), dbs_, options_, NowMs(), 2 * written + 8);
   if (s.ok()) {
     int rc = parent.Commit();
     LatchIfFatal(rc);
@@ -740,6 +828,15 @@ EngineStats Engine::Impl::Stats() const {
   s.max_readers = info.me_maxreaders;
   s.commits = commits_;
   s.group_commits = group_commits_;
+  s.replays = replays_;
+  if (dbs_.idem_order) {
+    MDB_txn* txn;
+    if (AcquireReadTxn(&txn).ok()) {
+      MDB_stat ist;
+      if (mdb_stat(txn, dbs_.idem_order, &ist) == 0) s.idempotency_keys = ist.ms_entries;
+      ReleaseReadTxn(txn);
+    }
+  }
   return s;
 }
 

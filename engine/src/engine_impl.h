@@ -31,6 +31,8 @@ struct Dbs {
   MDB_dbi records = 0;  // [collection id: u32 BE][primary key] -> record value
   MDB_dbi index = 0;    // DUPSORT: [index id: u32 BE][encoded values] -> primary key
   MDB_dbi log = 0;      // [commit: u64 BE] -> change-log entry
+  MDB_dbi idem = 0;        // idempotency key -> [time][commit][result]
+  MDB_dbi idem_order = 0;  // [time: u64 BE][idempotency key] -> empty, for retention
 };
 
 // --- Records. The stored value: [version: u64 LE][kind: u8][payload].
@@ -171,6 +173,7 @@ class Engine::Impl {
   std::atomic<uint64_t> last_commit_{0};
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> group_commits_{0};
+  std::atomic<uint64_t> replays_{0};
   std::atomic<int> fatal_rc_{0};
 
   mutable std::mutex catalog_mu_;

@@ -215,6 +215,7 @@ Status DecodeTxn(const wire::Txn& t, const RequestLimits& limits, Transaction* o
     }
   }
   out->max_result_bytes = limits.max_result_bytes;
+  out->idempotency_key = View(t.idempotency_key());
   return Status::Ok();
 }
 
@@ -354,6 +355,8 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("bytes.out", stats.bytes_out);
   counter("backpressure", stats.backpressure);
   counter("commits", engine.commits);
+  counter("idempotent_replays", engine.replays);
+  counter("idempotency_keys", engine.idempotency_keys);
   counter("group_commits", engine.group_commits);
   counter("log.first", engine.log_first);
   counter("readers.used", engine.readers_used);

@@ -427,3 +427,100 @@ TEST(GroupCommitConcurrencyTest, ConcurrentBatchesAndSnapshotReaders) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+using testing::Doc;
+using testing::OpenOrDie;
+using testing::TempDir;
+
+TEST(IdempotencyTest, RetryWithTheSameKeyReturnsTheFirstResultAndWritesNothing) {
+  TempDir dir;
+  auto db = OpenOrDie(dir.path());
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string d1 = Doc(R"({"n": 1})"), d2 = Doc(R"({"n": 2})");
+  Transaction insert;
+  insert.ops = {PutOp{"c", "k", d1, ValueKind::kDocument, PutMode::kInsert}, GetOp{"c", "k"}};
+  insert.idempotency_key = "retry-me-0001";
+  TxnResult first = db->Execute(insert);
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+  EXPECT_FALSE(first.replayed);
+  uint64_t last = db->LastCommit();
+
+  // The same insert again would fail (the key exists); with its key it gets the first result.
+  TxnResult again = db->Execute(insert);
+  ASSERT_TRUE(again.status.ok()) << again.status.ToString();
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.commit, first.commit);
+  ASSERT_EQ(again.results.size(), 2u);
+  EXPECT_EQ(again.results[0].version, first.results[0].version);
+  EXPECT_EQ(again.results[1].records, first.results[1].records);
+  EXPECT_EQ(db->LastCommit(), last) << "a replay commits nothing";
+
+  // In a batch, next to the original: still applied once.
+  Transaction other;
+  other.ops = {PutOp{"c", "k2", d2}};
+  other.idempotency_key = "retry-me-0002";
+  std::vector<const Transaction*> batch = {&other, &insert, &other};
+  auto results = db->ExecuteBatch(batch);
+  EXPECT_FALSE(results[0].replayed);
+  EXPECT_TRUE(results[1].replayed);
+  EXPECT_TRUE(results[2].replayed);
+  EXPECT_EQ(results[2].commit, results[0].commit);
+  EXPECT_EQ(db->LastCommit(), last + 1);
+  EXPECT_EQ(db->Stats().replays, 3u);
+
+  // Survives a reopen.
+  db.reset();
+  db = OpenOrDie(dir.path());
+  EXPECT_TRUE(db->Execute(insert).replayed);
+  EXPECT_TRUE(db->Verify().ok());
+}
+
+TEST(IdempotencyTest, FailedTransactionsAreNotRemembered) {
+  TempDir dir;
+  auto db = OpenOrDie(dir.path());
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string d = Doc("{}");
+  Transaction t;
+  t.conditions = {{Condition::kPresent, "c", "gate"}};
+  t.ops = {PutOp{"c", "k", d}};
+  t.idempotency_key = "key";
+  EXPECT_EQ(db->Execute(t).status.code(), Code::kConditionFailed);
+  ASSERT_TRUE(db->Execute(testing::Txn({PutOp{"c", "gate", d}})).status.ok());
+  TxnResult r = db->Execute(t);
+  EXPECT_TRUE(r.status.ok()) << "a failed attempt leaves the key free";
+  EXPECT_FALSE(r.replayed);
+  t.idempotency_key = std::string_view("0123456789012345678901234567890123456789012345678901234567890123456789");
+  EXPECT_EQ(db->Execute(t).status.code(), Code::kBadRequest);
+}
+
+TEST(IdempotencyTest, KeysAreForgottenPastTheCap) {
+  TempDir dir;
+  Options o;
+  o.idempotency_max_keys = 10;
+  auto db = OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string d = Doc("{}");
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; i++) keys.push_back("idem-" + std::to_string(i));
+  for (int i = 0; i < 100; i++) {
+    Transaction t;
+    t.ops = {PutOp{"c", keys[i], d}};
+    t.idempotency_key = keys[i];
+    ASSERT_TRUE(db->Execute(t).status.ok());
+  }
+  EXPECT_LE(db->Stats().idempotency_keys, 12u);
+  Transaction recent;
+  recent.ops = {PutOp{"c", keys[99], d}};
+  recent.idempotency_key = keys[99];
+  EXPECT_TRUE(db->Execute(recent).replayed);
+  Transaction old;
+  old.ops = {PutOp{"c", keys[0], d}};
+  old.idempotency_key = keys[0];
+  EXPECT_FALSE(db->Execute(old).replayed) << "the oldest keys are forgotten first";
+}
+
+}  // namespace
+}  // namespace cairn

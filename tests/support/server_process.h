@@ -40,7 +40,8 @@ namespace cairn::testing {
 class ServerProcess {
  public:
   // Starts cairnd on 127.0.0.1:0 with `data_dir` and extra flags; waits for its ready line.
-  explicit ServerProcess(std::string data_dir, std::vector<std::string> flags = {})
+  explicit ServerProcess(std::string data_dir, std::vector<std::string> flags = {},
+                         std::string listen = "127.0.0.1:0")
       : data_dir_(std::move(data_dir)) {
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
@@ -51,7 +52,7 @@ class ServerProcess {
       close(out[0]);
       close(out[1]);
       std::vector<std::string> args = {CAIRND_PATH, "--data", data_dir_, "--listen",
-                                       "127.0.0.1:0", "--threads", "2"};
+                                       listen, "--threads", "2"};
       args.insert(args.end(), flags.begin(), flags.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());

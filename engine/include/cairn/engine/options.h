@@ -31,6 +31,12 @@ struct Options {
   // trimmed a few at a time by later commits. Replicas further behind must bootstrap again.
   uint64_t log_retention = 1'000'000;
 
+  // Idempotency keys (Transaction::idempotency_key) are remembered at least this long,
+  // unless more than idempotency_max_keys arrive in that time: then the oldest go first.
+  // A retry that comes later than that may apply its writes again.
+  std::chrono::seconds idempotency_retention{600};
+  uint64_t idempotency_max_keys = 1'000'000;
+
   // Largest value (document or raw bytes) accepted by a write.
   size_t max_value_size = size_t{16} << 20;
 

@@ -150,6 +150,11 @@ struct Transaction {
   // a read that finds the cap already reached fails the transaction with kTooLarge.
   // 0: no cap.
   size_t max_result_bytes = 0;
+  // When set (1 to 64 bytes) on a transaction that writes: the engine remembers the key
+  // with the result, in the same commit, and a later transaction carrying the same key
+  // gets that result back without running (a retry cannot apply writes twice). Keys are
+  // kept for Options::idempotency_retention.
+  std::string_view idempotency_key{};
 
   bool read_only() const;
 };
@@ -173,6 +178,9 @@ struct TxnResult {
   uint64_t commit = 0;
   // One per operation when status is ok; empty otherwise.
   std::vector<OpResult> results{};
+  // The result was remembered from an earlier transaction with the same idempotency
+  // key; nothing ran now.
+  bool replayed = false;
 };
 
 // Catalog descriptions.
@@ -236,6 +244,8 @@ struct EngineStats {
   uint32_t max_readers = 0;
   uint64_t commits = 0;          // since open
   uint64_t group_commits = 0;    // LMDB write transactions that held >= 1 commit, since open
+  uint64_t replays = 0;          // transactions answered from their idempotency key, since open
+  uint64_t idempotency_keys = 0; // keys remembered now
 };
 
 }  // namespace cairn
