@@ -1,0 +1,381 @@
+// cairn-bench: a load generator for cairnd, in the manner of redis-benchmark,
+// memtier and YCSB, built on libcairn's asynchronous API (so it measures what an
+// application gets).
+//
+//   cairn-bench --addr 127.0.0.1:7420 --workload get --connections 50 --pipeline 16
+//               --keys 100000 --value-size 100 --duration 10 --load
+//
+// Each of --threads threads owns one Client (one IO thread) with its share of the
+// connections, and keeps connections x pipeline requests in flight: every
+// completion records its latency and sends the next request. Latencies go into a
+// histogram with bounded relative error; errors are counted, never dropped.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "cairn/client/client.h"
+#include "cairn/protocol/histogram.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace cairn;
+
+// YCSB's scrambled zipfian generator (Gray et al., "Quickly generating billion-record
+// synthetic databases"), over [0, n).
+class Zipfian {
+ public:
+  explicit Zipfian(uint64_t n, double theta = 0.99) : n_(n), theta_(theta) {
+    zetan_ = Zeta(n, theta);
+    double zeta2 = Zeta(2, theta);
+    alpha_ = 1.0 / (1.0 - theta);
+    eta_ = (1 - std::pow(2.0 / double(n), 1 - theta)) / (1 - zeta2 / zetan_);
+  }
+  uint64_t Next(std::mt19937_64& rng) const {
+    double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    double uz = u * zetan_;
+    uint64_t v;
+    if (uz < 1.0) {
+      v = 0;
+    } else if (uz < 1.0 + std::pow(0.5, theta_)) {
+      v = 1;
+    } else {
+      v = uint64_t(double(n_) * std::pow(eta_ * u - eta_ + 1, alpha_));
+    }
+    // Scramble so that popular keys are spread over the key space (FNV-1a of v).
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < 8; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * 0x100000001b3ull;
+    return h % n_;
+  }
+
+ private:
+  static double Zeta(uint64_t n, double theta) {
+    double sum = 0;
+    for (uint64_t i = 0; i < n; i++) sum += 1 / std::pow(double(i + 1), theta);
+    return sum;
+  }
+  uint64_t n_;
+  double theta_, zetan_, alpha_, eta_;
+};
+
+struct Config {
+  std::string addr = "127.0.0.1:7420";
+  std::string workload = "get";
+  double read_ratio = 0.9;
+  int connections = 50;
+  int pipeline = 1;
+  int threads = 1;
+  uint64_t keys = 100000;
+  size_t value_size = 100;
+  std::string distribution = "uniform";
+  double duration = 10;
+  uint64_t requests = 0;
+  bool load = false;
+  bool json = false;
+  std::string collection = "bench";
+  int txn_ops = 4;
+};
+
+std::string Key(uint64_t i) {
+  char buf[24];
+  snprintf(buf, sizeof buf, "key%012llu", (unsigned long long)i);
+  return buf;
+}
+
+// A document of about `size` bytes: {"g": <group>, "v": "xxxx..."}.
+Document Value(uint64_t i, size_t size) {
+  size_t pad = size > 24 ? size - 24 : 1;
+  std::string v(pad, char('a' + i % 26));
+  return Document::Builder().Set("g", int64_t(i % 1000)).Set("v", v).Build();
+}
+
+struct Totals {
+  std::atomic<uint64_t> ops{0}, errors{0}, issued{0};
+  Histogram latency_ns;
+  std::mutex mu;
+  std::string first_error;  // guarded by mu
+};
+
+// One thread's share: a Client and `window` requests in flight.
+class Driver {
+ public:
+  Driver(const Config& c, int index, int connections, Totals* totals, const Zipfian* zipf)
+      : c_(c), totals_(totals), zipf_(zipf), rng_(0x5eed + index) {
+    ClientOptions o;
+    o.address = c.addr;
+    o.connections = size_t(std::max(1, connections));
+    o.client_name = "cairn-bench";
+    client_ = Client::Connect(o);
+    window_ = std::max(1, connections) * c.pipeline;
+    next_insert_ = c.keys + uint64_t(index) * (uint64_t(1) << 40);
+  }
+
+  // Starts the window; returns once every request has completed after `stop`.
+  void Run(std::atomic<bool>* stop) {
+    stop_ = stop;
+    // Everything this driver does runs on its client's IO thread.
+    asio::post(client_->executor(), [this] {
+      for (int i = 0; i < window_; i++) Issue();
+    });
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return inflight_ == 0; });
+  }
+
+ private:
+  uint64_t PickKey() {
+    if (c_.distribution == "zipfian") return zipf_->Next(rng_);
+    return std::uniform_int_distribution<uint64_t>(0, c_.keys - 1)(rng_);
+  }
+  double Coin() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
+
+  bool ShouldStop() {
+    if (stop_->load(std::memory_order_relaxed)) return true;
+    if (c_.requests && totals_->issued.fetch_add(1) >= c_.requests) return true;
+    return false;
+  }
+
+  void Done(Clock::time_point t0, std::exception_ptr e) {
+    totals_->latency_ns.Record(uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+    if (e) {
+      totals_->errors++;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        std::lock_guard lock(totals_->mu);
+        if (totals_->first_error.empty()) totals_->first_error = ex.what();
+      }
+    } else {
+      totals_->ops++;
+    }
+    Issue(/*replacing=*/true);
+  }
+
+  // Sends the next request (on the client's IO thread once running).
+  void Issue(bool replacing = false) {
+    if (ShouldStop()) {
+      if (replacing) Finish();
+      return;
+    }
+    if (!replacing) {
+      std::lock_guard lock(mu_);
+      inflight_++;
+    }
+    auto t0 = Clock::now();
+    std::string w = c_.workload;
+    bool read = true;
+    if (w == "get" || w == "ycsb-c") {
+      read = true;
+    } else if (w == "put") {
+      read = false;
+    } else if (w == "mixed") {
+      read = Coin() < c_.read_ratio;
+    } else if (w == "ycsb-a") {
+      read = Coin() < 0.5;
+    } else if (w == "ycsb-b" || w == "ycsb-d") {
+      read = Coin() < 0.95;
+    }
+    auto done = [this, t0](std::exception_ptr e, auto&&...) { Done(t0, e); };
+    if (w == "ycsb-d" && !read) {
+      uint64_t k = next_insert_++;
+      client_->AsyncCommit(Txn().Insert(c_.collection, Key(k), Value(k, c_.value_size)), done);
+    } else if (w == "ycsb-e") {
+      if (Coin() < 0.95) {
+        ScanOptions s;
+        s.from = Bound{Key(PickKey()), true};
+        s.limit = uint32_t(std::uniform_int_distribution<int>(1, 100)(rng_));
+        client_->AsyncCommit(Txn().Scan(c_.collection, s), done);
+      } else {
+        uint64_t k = next_insert_++;
+        client_->AsyncCommit(Txn().Insert(c_.collection, Key(k), Value(k, c_.value_size)), done);
+      }
+    } else if (w == "ycsb-f") {
+      if (Coin() < 0.5) {
+        client_->AsyncGet(c_.collection, Key(PickKey()), done);
+      } else {
+        // Read-modify-write as YCSB does it: a read, then an update of the same record
+        // (not atomic, as in YCSB; one operation, two round trips).
+        uint64_t k = PickKey();
+        client_->AsyncGet(c_.collection, Key(k),
+                          [this, t0, k](std::exception_ptr e, std::optional<Record>) {
+                            if (e) return Done(t0, e);
+                            Txn t;
+                            t.Put(c_.collection, Key(k), Value(k + 1, c_.value_size));
+                            client_->AsyncCommit(t, [this, t0](std::exception_ptr e, TxnResult) {
+                              Done(t0, e);
+                            });
+                          });
+      }
+    } else if (w == "txn") {
+      Txn t;
+      for (int i = 0; i + 1 < c_.txn_ops; i++) t.Get(c_.collection, Key(PickKey()));
+      uint64_t k = PickKey();
+      t.Put(c_.collection, Key(k), Value(k, c_.value_size));
+      client_->AsyncCommit(t, done);
+    } else if (w == "query") {
+      QueryOptions q;
+      q.equal = {int64_t(PickKey() % 1000)};
+      q.limit = 10;
+      client_->AsyncCommit(Txn().Query(c_.collection, "by_g", q), done);
+    } else if (read) {
+      client_->AsyncGet(c_.collection, Key(PickKey()), done);
+    } else {
+      uint64_t k = PickKey();
+      client_->AsyncPut(c_.collection, Key(k), Value(k, c_.value_size), done);
+    }
+  }
+
+  void Finish() {
+    std::lock_guard lock(mu_);
+    if (--inflight_ == 0) cv_.notify_all();
+  }
+
+  const Config& c_;
+  Totals* totals_;
+  const Zipfian* zipf_;
+  std::mt19937_64 rng_;
+  std::shared_ptr<Client> client_;
+  int window_ = 1;
+  uint64_t next_insert_;
+  std::atomic<bool>* stop_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int inflight_ = 0;  // guarded by mu_
+};
+
+// Creates the collection (and the index the query workload uses) and writes every key.
+void Load(const Config& c) {
+  ClientOptions o;
+  o.address = c.addr;
+  o.connections = 2;
+  o.client_name = "cairn-bench-load";
+  auto db = Client::Connect(o);
+  try {
+    db->CreateCollection(c.collection);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kAlreadyExists) throw;
+  }
+  if (c.workload == "query") {
+    try {
+      db->CreateIndex(c.collection, {"by_g", {"g"}, false});
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kAlreadyExists) throw;
+    }
+  }
+  auto t0 = Clock::now();
+  const uint64_t batch = 200;
+  std::vector<std::future<TxnResult>> inflight;
+  for (uint64_t i = 0; i < c.keys; i += batch) {
+    Txn t;
+    for (uint64_t k = i; k < std::min(c.keys, i + batch); k++) t.Put(c.collection, Key(k), Value(k, c.value_size));
+    inflight.push_back(db->AsyncCommit(t, asio::use_future));
+    if (inflight.size() >= 8) {
+      for (auto& f : inflight) f.get();
+      inflight.clear();
+    }
+  }
+  for (auto& f : inflight) f.get();
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!c.json) std::fprintf(stderr, "loaded %llu keys in %.1f s\n", (unsigned long long)c.keys, s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  CLI::App app{"cairn-bench: load generator for cairnd"};
+  app.add_option("--addr", c.addr, "HOST:PORT of cairnd")->capture_default_str();
+  app.add_option("--workload", c.workload,
+                 "get, put, mixed, txn, query, ycsb-a ... ycsb-f")
+      ->check(CLI::IsMember({"get", "put", "mixed", "txn", "query", "ycsb-a", "ycsb-b", "ycsb-c",
+                             "ycsb-d", "ycsb-e", "ycsb-f"}))
+      ->capture_default_str();
+  app.add_option("--read-ratio", c.read_ratio, "mixed: share of reads")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--connections", c.connections, "connections in all")->check(CLI::Range(1, 10000))->capture_default_str();
+  app.add_option("--pipeline", c.pipeline, "requests in flight per connection")->check(CLI::Range(1, 10000))->capture_default_str();
+  app.add_option("--threads", c.threads, "client threads (each one Client, one IO thread)")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--keys", c.keys, "key space")->check(CLI::Range(uint64_t(1), uint64_t(1) << 40))->capture_default_str();
+  app.add_option("--value-size", c.value_size, "bytes per document (about)")->capture_default_str();
+  app.add_option("--distribution", c.distribution, "uniform or zipfian")->check(CLI::IsMember({"uniform", "zipfian"}))->capture_default_str();
+  auto* dur = app.add_option("--duration", c.duration, "seconds to run")->capture_default_str();
+  app.add_option("--requests", c.requests, "stop after this many requests instead")->excludes(dur);
+  app.add_flag("--load", c.load, "populate the key space first, in batches");
+  app.add_flag("--json", c.json, "print one JSON object");
+  app.add_option("--collection", c.collection, "collection to use")->capture_default_str();
+  app.add_option("--txn-ops", c.txn_ops, "txn: operations per transaction (gets, then a put)")->check(CLI::Range(1, 1000))->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  c.threads = std::min(c.threads, c.connections);
+
+  try {
+    if (c.load) Load(c);
+    Zipfian zipf(c.distribution == "zipfian" ? c.keys : 2);
+    Totals totals;
+    std::vector<std::unique_ptr<Driver>> drivers;
+    for (int t = 0; t < c.threads; t++) {
+      int conns = c.connections / c.threads + (t < c.connections % c.threads ? 1 : 0);
+      drivers.push_back(std::make_unique<Driver>(c, t, conns, &totals, &zipf));
+    }
+    std::atomic<bool> stop{false};
+    auto t0 = Clock::now();
+    std::vector<std::thread> threads;
+    for (auto& d : drivers) threads.emplace_back([&d, &stop] { d->Run(&stop); });
+    bool tty = isatty(2) && !c.json;
+    uint64_t last_ops = 0;
+    while (true) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(c.requests ? 100 : 250));
+      double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      bool done = c.requests ? totals.ops + totals.errors >= c.requests : elapsed >= c.duration;
+      static double last_print = 0;
+      if (tty && elapsed - last_print >= 1.0) {
+        uint64_t ops = totals.ops;
+        std::fprintf(stderr, "\r%5.0f s  %10.0f ops/s  errors %llu   ", elapsed,
+                     double(ops - last_ops) / (elapsed - last_print), (unsigned long long)totals.errors.load());
+        last_ops = ops;
+        last_print = elapsed;
+      }
+      if (done) break;
+    }
+    stop = true;
+    for (auto& t : threads) t.join();
+    double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (tty) std::fprintf(stderr, "\r%60s\r", "");
+    const Histogram& h = totals.latency_ns;
+    auto us = [&](double q) { return double(h.Percentile(q)) / 1e3; };
+    double ops_per_sec = double(totals.ops) / elapsed;
+    if (c.json) {
+      std::printf(
+          "{\"workload\":\"%s\",\"connections\":%d,\"pipeline\":%d,\"threads\":%d,\"keys\":%llu,"
+          "\"value_size\":%zu,\"distribution\":\"%s\",\"seconds\":%.3f,\"ops\":%llu,"
+          "\"ops_per_sec\":%.1f,\"errors\":%llu,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+          "\"p999_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f}\n",
+          c.workload.c_str(), c.connections, c.pipeline, c.threads, (unsigned long long)c.keys,
+          c.value_size, c.distribution.c_str(), elapsed, (unsigned long long)totals.ops.load(),
+          ops_per_sec, (unsigned long long)totals.errors.load(), us(0.5), us(0.9), us(0.99),
+          us(0.999), double(h.max()) / 1e3, h.Mean() / 1e3);
+    } else {
+      std::printf("workload %s: %d connections x pipeline %d, %d thread(s), %llu keys, %zu-byte values, %s\n",
+                  c.workload.c_str(), c.connections, c.pipeline, c.threads, (unsigned long long)c.keys,
+                  c.value_size, c.distribution.c_str());
+      std::printf("  %llu ops in %.2f s: %.0f ops/s, %llu errors\n", (unsigned long long)totals.ops.load(),
+                  elapsed, ops_per_sec, (unsigned long long)totals.errors.load());
+      std::printf("  latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", us(0.5), us(0.9),
+                  us(0.99), us(0.999), double(h.max()) / 1e3);
+    }
+    if (totals.errors) {
+      std::fprintf(stderr, "cairn-bench: %llu errors; first: %s\n", (unsigned long long)totals.errors.load(),
+                   totals.first_error.c_str());
+    }
+    return totals.errors ? 1 : 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "cairn-bench: %s\n", e.what());
+    return 3;
+  }
+}
