@@ -84,10 +84,11 @@ struct Config {
   int txn_ops = 4;
 };
 
+// 16-byte keys, "k" + 15 digits (redis-benchmark's are "key:" + 12 digits).
 std::string Key(uint64_t i) {
-  char buf[24];
-  snprintf(buf, sizeof buf, "key%012llu", (unsigned long long)i);
-  return buf;
+  std::string k = "k000000000000000";
+  for (size_t p = k.size(); p > 1 && i; i /= 10) k[--p] = char('0' + i % 10);
+  return k;
 }
 
 // A document of about `size` bytes: {"g": <group>, "v": "xxxx..."}.

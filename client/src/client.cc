@@ -179,9 +179,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Enqueue(call->frame);
   }
 
+  // Frames queued while the IO thread handles one batch of events go out together: the
+  // flush runs after the current handler, in one write.
   void Enqueue(std::string_view frame) {
     out_.append(frame);
-    Flush();
+    if (flush_posted_ || writing_) return;
+    flush_posted_ = true;
+    asio::post(impl_.io_, [self = shared_from_this(), gen = generation_] {
+      self->flush_posted_ = false;
+      if (gen == self->generation_) self->Flush();
+    });
   }
 
   void Flush() {
@@ -293,6 +300,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<CallPtr> waiting_;
   std::string out_, out_writing_;
   bool writing_ = false;
+  bool flush_posted_ = false;
   std::vector<char> in_;
   size_t in_len_ = 0;
 };
@@ -552,7 +560,7 @@ TxnResult Client::Commit(const Txn& txn) {
 
 std::optional<Record> Client::Get(std::string_view collection, std::string_view key) {
   CheckNotIoThread(impl_->thread_);
-  return Call<std::optional<Record>>(EncodeTxn(Txn().Get(collection, key)), false, &DecodeGet);
+  return Call<std::optional<Record>>(EncodeGet(collection, key), false, &DecodeGet);
 }
 
 uint64_t Client::Put(std::string_view collection, std::string_view key, const Document& doc,

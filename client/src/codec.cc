@@ -160,16 +160,15 @@ uint64_t FrameId(std::string_view frame) {
 
 std::string Request(wire::Request type,
                     const std::function<flatbuffers::Offset<void>(flatbuffers::FlatBufferBuilder&)>& body) {
-  flatbuffers::FlatBufferBuilder fbb;
+  thread_local flatbuffers::FlatBufferBuilder fbb;  // reused: no buffer allocation per request
+  fbb.Clear();
   auto b = body(fbb);
   fbb.Finish(wire::CreateRequestFrame(fbb, NextRequestId(), type, b));
   return Frame(fbb);
 }
 
 const wire::ResponseFrame* Response(std::string_view payload) {
-  if (!wire::VerifyResponseFrame(payload)) {
-    throw Error(ErrorCode::kProtocol, "the server sent a response this client cannot read");
-  }
+  // Connection::Parse verified the payload before handing it over.
   auto r = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data());
   if (const wire::Error* e = r->error()) {
     throw Error(ErrorCode(e->code()), e->message() ? e->message()->str() : "");
@@ -277,6 +276,25 @@ std::string Client::EncodeTxn(const Txn& txn) {
   });
 }
 
+std::string Client::EncodeGet(std::string_view collection, std::string_view key) {
+  return codec::Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
+    auto get = wire::CreateGet(fbb, fbb.CreateString(collection), Bytes(fbb, key));
+    auto op = wire::CreateOperation(fbb, wire::Op::Get, get.Union());
+    return wire::CreateTxn(fbb, 0, fbb.CreateVector(&op, 1)).Union();
+  });
+}
+
+std::string Client::EncodePut(std::string_view collection, std::string_view key,
+                              const Document& doc) {
+  return codec::Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
+    auto put = wire::CreatePut(fbb, fbb.CreateString(collection), Bytes(fbb, key),
+                               Bytes(fbb, doc.bytes()));
+    auto op = wire::CreateOperation(fbb, wire::Op::Put, put.Union());
+    return wire::CreateTxn(fbb, 0, fbb.CreateVector(&op, 1), Bytes(fbb, IdempotencyKey()))
+        .Union();
+  });
+}
+
 std::string Client::EncodePing() {
   return codec::Request(wire::Request::Ping,
                         [](FlatBufferBuilder& fbb) { return wire::CreatePing(fbb).Union(); });
@@ -323,9 +341,12 @@ TxnResult Client::DecodeTxnResult(std::string_view payload) {
 }
 
 std::optional<Record> Client::DecodeGet(std::string_view payload) {
-  TxnResult r = DecodeTxnResult(payload);
-  if (r.results.empty() || !r.results[0].found || r.results[0].records.empty()) return std::nullopt;
-  return std::move(r.results[0].records[0]);
+  auto t = TxnReplyOf(payload);
+  if (!t->results() || t->results()->size() == 0) return std::nullopt;
+  const wire::OpResult* r = t->results()->Get(0);
+  if (!r->found() || !r->records() || r->records()->size() == 0) return std::nullopt;
+  const wire::Record* rec = r->records()->Get(0);
+  return Record{Str(rec->key()), rec->version(), ValueKind(rec->kind()), Str(rec->value())};
 }
 
 uint64_t Client::DecodeCommit(std::string_view payload) { return TxnReplyOf(payload)->commit(); }

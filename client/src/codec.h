@@ -16,8 +16,8 @@ std::string Request(wire::Request type,
                     const std::function<flatbuffers::Offset<void>(flatbuffers::FlatBufferBuilder&)>& body);
 // The id of a framed request.
 uint64_t FrameId(std::string_view frame);
-// Verifies a response payload; throws cairn::Error for an error response or one that
-// does not verify.
+// A response payload, already verified by the connection that read it; throws
+// cairn::Error for an error response.
 const wire::ResponseFrame* Response(std::string_view payload);
 
 }  // namespace cairn::codec

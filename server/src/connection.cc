@@ -149,11 +149,14 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
   in_end_ += n;
   last_activity_ = Clock::now();
   ProcessInput();
+  snapshot_.reset();
   DoRead();
   Flush();
 }
 
 void Connection::ProcessInput() {
+  // Frames that arrived in one read arrived at one time.
+  const Clock::time_point received = Clock::now();
   while (CanAccept()) {
     std::string_view avail(in_.data() + in_begin_, in_end_ - in_begin_);
     std::string_view payload;
@@ -179,7 +182,7 @@ void Connection::ProcessInput() {
         continue;
       case wire::FrameStatus::kComplete:
         in_begin_ += consumed;
-        HandleFrame(payload, Clock::now());
+        HandleFrame(payload, received);
         continue;
     }
   }
@@ -211,7 +214,11 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   // read waits for this connection's earlier writes.
   bool write = IsWriteRequest(f);
   if (backlog_.empty() && (write || writes_in_flight_ == 0)) {
-    Execute(payload, nullptr, received);
+    if (write) {
+      SubmitWrite(std::string(payload), received);
+    } else {
+      ExecuteRead(f, received);
+    }
   } else {
     backlog_.push_back(Pending{std::string(payload), received, std::nullopt, 0});
   }
@@ -287,16 +294,25 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       return;
     }
     case wire::Request::Txn: {
-      Transaction txn;
-      Status s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &txn);
-      if (!s.ok()) {
-        SendError(id, s);
-      } else {
-        CountOps(txn, ctx_.stats);
-        TxnResult r = ctx_.engine->Execute(txn);
-        BuildTxnReply(fbb_, id, r);
+      txn_.conditions.clear();
+      txn_.ops.clear();
+      txn_.idempotency_key = {};
+      Status s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &txn_);
+      ReadTxn* read = s.ok() ? Snapshot(&s) : nullptr;
+      if (read) {
+        CountOps(txn_, ctx_.stats);
+        if (OnlyGets(txn_)) {
+          s = BuildGetsReply(fbb_, id, *read, txn_);
+        } else {
+          TxnResult r = read->Execute(txn_);
+          s = r.status;
+          if (s.ok()) BuildTxnReply(fbb_, id, r);
+        }
+      }
+      if (s.ok()) {
         Send(id);
-        if (!r.status.ok()) ctx_.stats->errors++;
+      } else {
+        SendError(id, s);
       }
       Record(RequestKind::kRead, received);
       return;
@@ -401,9 +417,22 @@ void Connection::OnWriteDone(uint64_t id, TxnResult result, RequestKind kind,
   Record(kind, received);
   Pump();
   ProcessInput();
+  snapshot_.reset();
   DoRead();
   Flush();
   MaybeFinish();
+}
+
+ReadTxn* Connection::Snapshot(Status* error) {
+  if (!snapshot_) {
+    auto r = ctx_.engine->BeginRead();
+    if (!r.ok()) {
+      *error = r.status();
+      return nullptr;
+    }
+    snapshot_.emplace(std::move(r).value());
+  }
+  return &*snapshot_;
 }
 
 // --- Writing.
@@ -447,6 +476,7 @@ void Connection::OnWritten(const asio::error_code& ec, size_t n) {
   ctx_.stats->bytes_out += n;
   if (close_after_flush_ && out_.empty()) return Close();
   ProcessInput();
+  snapshot_.reset();
   DoRead();
   Flush();
   MaybeFinish();
@@ -473,6 +503,7 @@ void Connection::Close() {
   socket_.close(ec);
   idle_timer_.cancel();
   backlog_.clear();
+  snapshot_.reset();
   ctx_.Unregister(this);
 }
 

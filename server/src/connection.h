@@ -58,6 +58,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Flush();
   void OnWritten(const asio::error_code& ec, size_t n);
   void Close();
+  // The snapshot for reads in this turn, taken on first use; nullptr (and *error set)
+  // if none can be had.
+  ReadTxn* Snapshot(Status* error);
   void CloseAfterFlush();
   void MaybeFinish();  // closes once draining and idle
   void ArmIdleTimer();
@@ -78,6 +81,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string out_;            // responses waiting for the socket
   std::string out_writing_;    // responses being written
   flatbuffers::FlatBufferBuilder fbb_;
+  // The read snapshot shared by the reads handled in one turn of the event loop (taken
+  // after this connection's earlier writes committed; released before going back to
+  // the loop), and a transaction reused for decoding.
+  std::optional<ReadTxn> snapshot_;
+  Transaction txn_;
 
   std::deque<Pending> backlog_;
   size_t writes_in_flight_ = 0;

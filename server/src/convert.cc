@@ -292,6 +292,47 @@ void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnRe
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
 }
 
+bool OnlyGets(const Transaction& t) {
+  if (!t.conditions.empty() || t.ops.empty()) return false;
+  for (const Op& op : t.ops) {
+    if (!std::holds_alternative<GetOp>(op)) return false;
+  }
+  return true;
+}
+
+Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& read,
+                      const Transaction& t) {
+  fbb.Clear();
+  thread_local std::vector<Offset<wire::OpResult>> results;
+  results.clear();
+  size_t budget = t.max_result_bytes ? t.max_result_bytes : SIZE_MAX;
+  for (size_t i = 0; i < t.ops.size(); i++) {
+    const GetOp& g = std::get<GetOp>(t.ops[i]);
+    RecordView rv;
+    bool found = false;
+    Status s = read.Get(g.collection, g.key, &rv, &found);
+    if (s.ok() && found && rv.key.size() + rv.value.size() > budget) {
+      s = Status(Code::kTooLarge,
+                 "the results exceed the response limit; split the transaction or page the scan");
+    }
+    if (!s.ok()) return s.WithContext("operation " + std::to_string(i) + " (get)");
+    if (!found) {
+      results.push_back(wire::CreateOpResult(fbb));
+      continue;
+    }
+    budget -= rv.key.size() + rv.value.size();
+    auto key = Bytes(fbb, rv.key);
+    auto value = Bytes(fbb, rv.value);
+    auto rec = wire::CreateRecord(fbb, key, rv.version, wire::ValueKind(rv.kind), value);
+    auto recs = fbb.CreateVector(&rec, 1);
+    results.push_back(wire::CreateOpResult(fbb, true, rv.version, recs));
+  }
+  auto vec = fbb.CreateVector(results);
+  auto reply = wire::CreateTxnReply(fbb, 0, vec);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
+  return Status::Ok();
+}
+
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit) {
   fbb.Clear();
   auto done = wire::CreateDone(fbb, commit);

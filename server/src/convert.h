@@ -33,6 +33,13 @@ wire::ErrorCode ToWire(Code code);
 // Response builders: each clears `fbb` and finishes a ResponseFrame in it.
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s);
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r);
+// Whether a transaction is only gets, without conditions: it can be answered straight
+// from the snapshot's views (BuildGetsReply), without copying records twice.
+bool OnlyGets(const Transaction& t);
+// Runs such a transaction on `read` and builds its reply; a non-ok Status means nothing
+// was built and the caller answers with the error.
+Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& read,
+                      const Transaction& t);
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit);
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
                       const std::vector<CollectionInfo>& collections);

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "cairn/client/client.h"
@@ -82,6 +83,14 @@ TEST(ClientFailureTest, CallsTimeOutWhenTheServerStopsAnswering) {
   auto client = Client::Connect(o);
   client->CreateCollection("c");
   kill(server.pid(), SIGSTOP);
+  // kill() returns before the signal lands: wait until the server is really stopped.
+  for (int i = 0; i < 2000; i++) {
+    std::ifstream stat("/proc/" + std::to_string(server.pid()) + "/stat");
+    std::string pid, comm, state;
+    stat >> pid >> comm >> state;
+    if (state == "T") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   auto t0 = std::chrono::steady_clock::now();
   try {
     client->Get("c", "k");

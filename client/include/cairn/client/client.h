@@ -308,13 +308,13 @@ class Client {
   }
   template <typename Token>
   auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
-    return Initiate<std::optional<Record>>(EncodeTxn(Txn().Get(collection, key)), false,
-                                           &DecodeGet, std::forward<Token>(token));
+    return Initiate<std::optional<Record>>(EncodeGet(collection, key), false, &DecodeGet,
+                                           std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
                 Token&& token) {
-    return Initiate<uint64_t>(EncodeTxn(Txn().Put(collection, key, doc)), true, &DecodeCommit,
+    return Initiate<uint64_t>(EncodePut(collection, key, doc), true, &DecodeCommit,
                               std::forward<Token>(token));
   }
   template <typename Token>
@@ -370,6 +370,10 @@ class Client {
   // Wire encoding and decoding (client/src/codec.cc). Requests are framed payloads with
   // a fresh request id.
   static std::string EncodeTxn(const Txn& txn);
+  // The same as EncodeTxn of a one-operation Txn, without building the Txn.
+  static std::string EncodeGet(std::string_view collection, std::string_view key);
+  static std::string EncodePut(std::string_view collection, std::string_view key,
+                               const Document& doc);
   static std::string EncodePing();
   static TxnResult DecodeTxnResult(std::string_view payload);
   static std::optional<Record> DecodeGet(std::string_view payload);
