@@ -335,6 +335,23 @@ void Engine::Impl::LatchIfFatal(int rc) {
   }
 }
 
+// Whether a transaction, run outside a nested transaction, fails (if it fails for a
+// reason of its own) before changing anything: it has at most one write, and that write
+// is its last operation. Conditions and reads come before; every check of a write
+// precedes its first change (records.cc).
+bool FailsBeforeWriting(const Transaction& t) {
+  size_t writes = 0;
+  for (const Op& op : t.ops) writes += IsWrite(op);
+  return writes == 0 || (writes == 1 && IsWrite(t.ops.back()));
+}
+
+// Errors that can strike in the middle of a write (storage errors, limits of LMDB's
+// transaction), as opposed to the checks that precede it.
+bool MayHaveWritten(Code code) {
+  return code == Code::kDatabaseFull || code == Code::kInternal || code == Code::kTooLarge ||
+         code == Code::kUnavailable || code == Code::kReadOnly;
+}
+
 Status FatalStatus(int rc) {
   return Status(Code::kInternal, std::string("the database hit a fatal storage error (") +
                                      mdb_strerror(rc) + "); restart after checking the disk");
@@ -546,82 +563,98 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   if (int f = fatal_rc_.load()) return fail_all(FatalStatus(f));
   auto catalog = this->catalog();
   WriteTxn parent;
-  if (int rc = parent.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
-
-  // A batch of one runs directly in the top transaction; larger batches nest each one, so
-  // that a failure aborts only its own changes.
-  const bool nested = txns.size() > 1;
   uint64_t commit = last_commit_;
-  for (size_t i = 0; i < txns.size(); i++) {
-    TxnResult& r = results[i];
-    WriteTxn child;
-    MDB_txn* txn = parent.get();
-    if (nested) {
-      if (int rc = child.Begin(env_, parent.get()); rc != 0) {
-        r.status = MdbStatus(rc, "nested begin");
+  // Each transaction of a batch must fail alone. Most can run straight in the top
+  // transaction: those with at most one write, as their last operation, fail (if at all)
+  // before they change anything (every check of an operation precedes its first
+  // change). The others run in a nested transaction of their own, which costs LMDB a
+  // dirty-page list per transaction. A batch of one needs neither: its failure aborts
+  // the top transaction. If a storage error (full map, I/O) strikes a transaction
+  // running in the top transaction, it may have written half: the batch starts over
+  // with every transaction nested.
+  const bool single = txns.size() == 1;
+  bool force_nested = false;
+  while (true) {
+    if (int rc = parent.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
+    commit = last_commit_;
+    bool restart = false;
+    for (size_t i = 0; i < txns.size() && !restart; i++) {
+      TxnResult& r = results[i];
+      r = TxnResult();
+      const Transaction& t = *txns[i];
+      const bool flat = single || (!force_nested && FailsBeforeWriting(t));
+      WriteTxn child;
+      MDB_txn* txn = parent.get();
+      if (!flat) {
+        if (int rc = child.Begin(env_, parent.get()); rc != 0) {
+          r.status = MdbStatus(rc, "nested begin");
+          continue;
+        }
+        txn = child.get();
+      }
+      std::string_view idem_key = t.read_only() ? std::string_view() : t.idempotency_key;
+      if (idem_key.size() > internal::kMaxIdempotencyKey) {
+        r.status = Status(Code::kBadRequest, "idempotency keys are at most 64 bytes");
+        if (single) return results;
         continue;
       }
-      txn = child.get();
-    }
-    const Transaction& t = *txns[i];
-    std::string_view idem_key = t.read_only() ? std::string_view() : t.idempotency_key;
-    if (idem_key.size() > internal::kMaxIdempotencyKey) {
-      r.status = Status(Code::kBadRequest, "idempotency keys are at most 64 bytes");
-      if (!nested) return results;
-      continue;
-    }
-    if (!idem_key.empty()) {
-      // A transaction seen before: answer with what it got then.
-      MDB_val k = Val(idem_key), v;
-      int rc = mdb_get(txn, dbs_.idem, &k, &v);
-      if (rc == 0) {
-        uint64_t when;
-        if (internal::DecodeRemembered(View(v), &when, &r)) {
-          r.status = Status::Ok();
-          r.replayed = true;
-          replays_++;
-          continue;  // the child (if any) aborts: it wrote nothing
+      if (!idem_key.empty()) {
+        // A transaction seen before: answer with what it got then.
+        MDB_val k = Val(idem_key), v;
+        int rc = mdb_get(txn, dbs_.idem, &k, &v);
+        if (rc == 0) {
+          uint64_t when;
+          if (internal::DecodeRemembered(View(v), &when, &r)) {
+            r.status = Status::Ok();
+            r.replayed = true;
+            replays_++;
+            continue;  // it wrote nothing (a nested child aborts as it goes)
+          }
+          r.status = Status(Code::kInternal, "corrupt idempotency record");
+        } else if (rc != MDB_NOTFOUND) {
+          r.status = MdbStatus(rc, "idempotency lookup");
         }
-        r.status = Status(Code::kInternal, "corrupt idempotency record");
-      } else if (rc != MDB_NOTFOUND) {
-        r.status = MdbStatus(rc, "idempotency lookup");
+        if (!r.status.ok()) {
+          if (single) return results;
+          continue;
+        }
+      }
+      log_builder_.Clear();
+      internal::Ctx ctx = ReadCtx(txn, catalog.get());
+      ctx.commit = commit + 1;
+      ctx.log = &log_builder_;
+      ctx.scratch = &scratch_;
+      r.status = internal::RunTransaction(ctx, t, &r);
+      bool wrote = r.status.ok() && !log_builder_.empty();
+      if (wrote) r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_);
+      if (wrote && r.status.ok() && !idem_key.empty()) {
+        // Remember the key and the result, in the same commit as the writes.
+        uint64_t now = NowMs();
+        r.commit = commit + 1;
+        std::string remembered = internal::EncodeRemembered(now, r);
+        r.commit = 0;
+        std::string order = internal::RetentionKey(now, idem_key);
+        MDB_val k = Val(idem_key), v = Val(remembered), ok = Val(order), ov{0, nullptr};
+        int rc = mdb_put(txn, dbs_.idem, &k, &v, 0);
+        if (rc == 0) rc = mdb_put(txn, dbs_.idem_order, &ok, &ov, 0);
+        r.status = MdbStatus(rc, "idempotency record");
+      }
+      if (!flat && r.status.ok()) {
+        int rc = child.Commit();
+        LatchIfFatal(rc);
+        r.status = MdbStatus(rc, "nested commit");
       }
       if (!r.status.ok()) {
-        if (!nested) return results;
+        r.results.clear();
+        if (single) return results;  // the top transaction aborts as `parent` goes
+        if (flat && MayHaveWritten(r.status.code())) restart = true;
         continue;
       }
+      if (wrote) r.commit = ++commit;
     }
-    log_builder_.Clear();
-    internal::Ctx ctx = ReadCtx(txn, catalog.get());
-    ctx.commit = commit + 1;
-    ctx.log = &log_builder_;
-    ctx.scratch = &scratch_;
-    r.status = internal::RunTransaction(ctx, t, &r);
-    bool wrote = r.status.ok() && !log_builder_.empty();
-    if (wrote) r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_);
-    if (wrote && r.status.ok() && !idem_key.empty()) {
-      // Remember the key and the result, in the same commit as the writes.
-      uint64_t now = NowMs();
-      r.commit = commit + 1;
-      std::string remembered = internal::EncodeRemembered(now, r);
-      r.commit = 0;
-      std::string order = internal::RetentionKey(now, idem_key);
-      MDB_val k = Val(idem_key), v = Val(remembered), ok = Val(order), ov{0, nullptr};
-      int rc = mdb_put(txn, dbs_.idem, &k, &v, 0);
-      if (rc == 0) rc = mdb_put(txn, dbs_.idem_order, &ok, &ov, 0);
-      r.status = MdbStatus(rc, "idempotency record");
-    }
-    if (nested && r.status.ok()) {
-      int rc = child.Commit();
-      LatchIfFatal(rc);
-      r.status = MdbStatus(rc, "nested commit");
-    }
-    if (!r.status.ok()) {
-      r.results.clear();
-      if (!nested) return results;  // the top transaction aborts as `parent` goes
-      continue;
-    }
-    if (wrote) r.commit = ++commit;
+    if (!restart) break;
+    parent.Abort();
+    force_nested = true;
   }
 
   if (commit == last_commit_) return results;  // nothing written: no commit, no fsync

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "coding.h"
 #include "document.h"
@@ -458,7 +459,15 @@ Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc
 
 Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view key,
                      const RecordView* old_record, ValueKind new_kind, std::string_view new_value) {
-  std::string old_enc, new_enc, old_ik, new_ik;
+  // Every check comes before the first change, so that an operation that fails leaves
+  // nothing behind even outside a nested transaction (Engine::Impl::ExecuteBatch).
+  struct Change {
+    uint32_t id;
+    std::string old_ik, new_ik;  // empty: no entry before / after
+  };
+  thread_local std::vector<Change> changes;
+  changes.clear();
+  std::string old_enc, new_enc;
   for (const IndexDesc& ix : c.indexes) {
     if (!ix.maintained()) continue;
     old_enc.clear();
@@ -468,17 +477,15 @@ Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view k
     bool has = new_kind == ValueKind::kDocument && !new_value.empty() &&
                EncodeIndexFields(new_value, ix.paths, &new_enc);
     if (had && has && old_enc == new_enc) continue;
-    if (had) {
-      MakeIndexKey(ix.id, old_enc, &old_ik);
-      MDB_val k = Val(old_ik), v = Val(key);
-      int rc = mdb_del(ctx.txn, ctx.dbs->index, &k, &v);
-      if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "index delete");
-    }
+    Change& ch = changes.emplace_back();
+    ch.id = ix.id;
+    if (had) MakeIndexKey(ix.id, old_enc, &ch.old_ik);
     if (has) {
-      MakeIndexKey(ix.id, new_enc, &new_ik);
+      MakeIndexKey(ix.id, new_enc, &ch.new_ik);
       if (ix.spec.unique) {
+        // The record's own old entry does not count (FindUniqueHolder skips `key`).
         std::string holder;
-        if (Status s = FindUniqueHolder(ctx, c, ix, new_ik, new_enc, key, &holder); !s.ok()) {
+        if (Status s = FindUniqueHolder(ctx, c, ix, ch.new_ik, new_enc, key, &holder); !s.ok()) {
           return s;
         }
         if (!holder.empty()) {
@@ -487,7 +494,16 @@ Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view k
                                                     Printable(holder) + "'");
         }
       }
-      MDB_val k = Val(new_ik), v = Val(key);
+    }
+  }
+  for (const Change& ch : changes) {
+    if (!ch.old_ik.empty()) {
+      MDB_val k = Val(ch.old_ik), v = Val(key);
+      int rc = mdb_del(ctx.txn, ctx.dbs->index, &k, &v);
+      if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "index delete");
+    }
+    if (!ch.new_ik.empty()) {
+      MDB_val k = Val(ch.new_ik), v = Val(key);
       int rc = mdb_put(ctx.txn, ctx.dbs->index, &k, &v, MDB_NODUPDATA);
       if (rc != 0 && rc != MDB_KEYEXIST) return MdbStatus(rc, "index put");
     }

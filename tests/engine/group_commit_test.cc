@@ -524,3 +524,52 @@ TEST(IdempotencyTest, KeysAreForgottenPastTheCap) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// A full map strikes in the middle of a batch: the transactions that fit commit, the
+// others fail alone with kDatabaseFull, and nothing half-written remains.
+TEST(GroupCommitFullTest, BatchThatFillsTheMapCommitsWhatFits) {
+  testing::TempDir dir;
+  Options o;
+  o.max_size = 2 << 20;
+  auto db = testing::OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  ASSERT_TRUE(db->CreateIndex("c", {"by_n", {"n"}}).ok());
+  std::string big(300 << 10, 'x');
+  std::vector<std::string> keys, docs;
+  for (int i = 0; i < 12; i++) {
+    keys.push_back("k" + std::to_string(i));
+    docs.push_back(testing::Doc("{\"n\": " + std::to_string(i) + ", \"pad\": \"" + big + "\"}"));
+  }
+  std::vector<Transaction> txns(12);
+  std::vector<const Transaction*> ptrs;
+  for (int i = 0; i < 12; i++) {
+    txns[i].ops = {PutOp{"c", keys[i], docs[i]}};
+    ptrs.push_back(&txns[i]);
+  }
+  auto results = db->ExecuteBatch(ptrs);
+  int ok = 0, full = 0;
+  for (const TxnResult& r : results) {
+    if (r.status.ok()) {
+      ok++;
+    } else {
+      EXPECT_EQ(r.status.code(), Code::kDatabaseFull) << r.status.ToString();
+      full++;
+    }
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(full, 0);
+  VerifyReport v = db->Verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+  TxnResult count = db->Execute(testing::Txn({CountOp{ScanSpec{.collection = "c"}}}));
+  EXPECT_EQ(count.results.at(0).count, uint64_t(ok));
+  for (int i = 0; i < 12; i++) {
+    TxnResult g = db->Execute(testing::Txn({GetOp{"c", keys[i]}}));
+    EXPECT_EQ(g.results.at(0).found, results[i].status.ok()) << i;
+  }
+}
+
+}  // namespace
+}  // namespace cairn
