@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -361,10 +362,23 @@ class Client {
         token, std::move(request), write);
   }
 
-  // Synchronous form of Initiate: waits for the result or rethrows the error.
+  // Synchronous form of Initiate: waits for the result or rethrows the error. The promise
+  // is completed on the IO thread itself (asio::use_future would hop through another
+  // thread pool first).
   template <typename T, typename Decode>
   T Call(std::string request, bool write, Decode decode) {
-    return Initiate<T>(std::move(request), write, decode, asio::use_future).get();
+    std::promise<T> promise;
+    std::future<T> result = promise.get_future();
+    Submit(std::move(request), write,
+           [&promise, decode](std::exception_ptr e, std::string_view payload) {
+             if (e) return promise.set_exception(e);
+             try {
+               promise.set_value(decode(payload));
+             } catch (...) {
+               promise.set_exception(std::current_exception());
+             }
+           });
+    return result.get();
   }
 
   // Wire encoding and decoding (client/src/codec.cc). Requests are framed payloads with
