@@ -2,6 +2,8 @@
 // thread, with timeouts, reconnection and retries.
 #include "cairn/client/client.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <random>
 #include <thread>
@@ -129,7 +131,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     in_len_ = 0;
     hello_id_ = 0;
     std::vector<CallPtr> calls;
-    for (auto& [id, c] : inflight_) calls.push_back(std::move(c));
+    for (auto& c : inflight_) calls.push_back(std::move(c));
     for (auto& c : waiting_) calls.push_back(std::move(c));
     inflight_.clear();
     waiting_.clear();
@@ -175,7 +177,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Write(const CallPtr& call) {
-    inflight_[call->id] = call;
+    inflight_.push_back(call);
     Enqueue(call->frame);
   }
 
@@ -244,11 +246,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
         const wire::Error* e = r->error();
         return Fail(Error(e ? ErrorCode(e->code()) : ErrorCode::kProtocol,
                           e && e->message() ? e->message()->str() : "connection error"));
-      } else if (auto it = inflight_.find(id); it != inflight_.end()) {
-        CallPtr c = std::move(it->second);
-        inflight_.erase(it);
-        c->Finish(nullptr, payload);
-      }  // else: a response to a call that timed out; dropped
+      } else {
+        // Responses come in request order: the answered call is at the front, behind
+        // calls that timed out meanwhile.
+        while (!inflight_.empty() && inflight_.front()->finished) inflight_.pop_front();
+        auto it = inflight_.begin();
+        if (it != inflight_.end() && (*it)->id != id) {
+          it = std::find_if(inflight_.begin(), inflight_.end(),
+                            [id](const CallPtr& c) { return c->id == id; });
+        }
+        if (it != inflight_.end()) {
+          CallPtr c = std::move(*it);
+          inflight_.erase(it);
+          c->Finish(nullptr, payload);
+        }  // else: a response to a call that timed out; dropped
+      }
       if (gen != generation_ || state_ == kIdle) return;  // failed meanwhile
     }
     std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
@@ -279,9 +291,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
                              : "no answer in time"));
       return true;
     };
-    for (auto it = inflight_.begin(); it != inflight_.end();) {
-      it = expire(it->second) ? inflight_.erase(it) : std::next(it);
+    // Expired calls stay in inflight_ (finished) until their turn at the front comes.
+    for (const CallPtr& c : inflight_) {
+      if (!c->finished) expire(c);
     }
+    while (!inflight_.empty() && inflight_.front()->finished) inflight_.pop_front();
     std::erase_if(waiting_, expire);
     if (!inflight_.empty() || !waiting_.empty() || state_ == kConnecting) ArmSweep();
   }
@@ -296,7 +310,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint32_t max_frame_ = wire::kDefaultMaxFrame;
   Clock::time_point connect_deadline_;
   bool sweeping_ = false;
-  std::unordered_map<uint64_t, CallPtr> inflight_;
+  std::deque<CallPtr> inflight_;  // sent, in order; answers come back in this order
   std::deque<CallPtr> waiting_;
   std::string out_, out_writing_;
   bool writing_ = false;
@@ -366,7 +380,19 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
   size_t n = std::max<size_t>(1, options.connections);
   for (size_t i = 0; i < n; i++) impl->conns_.push_back(std::make_shared<Connection>(*impl));
   Impl* raw = impl.get();
-  impl->thread_ = std::thread([raw] { raw->io_.run(); });
+  impl->thread_ = std::thread([raw] {
+    while (true) {
+      try {
+        raw->io_.run();
+        return;
+      } catch (const std::exception& e) {
+        // A completion handler of the application threw; the client keeps serving.
+        std::fprintf(stderr, "libcairn: exception from a completion handler: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "libcairn: exception from a completion handler\n");
+      }
+    }
+  });
   asio::post(raw->io_, [raw] {
     for (auto& c : raw->conns_) c->Connect();
   });

@@ -354,7 +354,8 @@ class Client {
                        e = std::current_exception();
                      }
                    }
-                   asio::post(ex, [h, e, value = std::move(value)]() mutable {
+                   // Inline when the handler's executor is the IO thread (the default).
+                   asio::dispatch(ex, [h, e, value = std::move(value)]() mutable {
                      (*h)(e, std::move(value));
                    });
                  });
