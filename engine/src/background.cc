@@ -37,8 +37,8 @@ void Engine::Impl::StartBackground() {
         next_flush = now + options_.flush_interval;
       }
       if (now >= next_check) {
-        int dead;
-        mdb_reader_check(env_, &dead);
+        int dead = 0;
+        if (mdb_reader_check(env_, &dead) == 0) stale_readers_cleared_ += uint64_t(dead);
         next_check = now + options_.reader_check_interval;
       }
       lock.lock();

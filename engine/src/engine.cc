@@ -242,8 +242,8 @@ Status Engine::Impl::Open() {
                                          mdb_strerror(rc) + ")");
   }
   if (rc != 0) return MdbStatus(rc, "open " + dir_);
-  int dead;
-  mdb_reader_check(env_, &dead);
+  int dead = 0;
+  if (mdb_reader_check(env_, &dead) == 0) stale_readers_cleared_ += uint64_t(dead);
 
   MDB_txn* txn;
   if ((rc = mdb_txn_begin(env_, nullptr, options_.read_only ? MDB_RDONLY : 0, &txn)) != 0) {
@@ -862,6 +862,7 @@ EngineStats Engine::Impl::Stats() const {
   s.commits = commits_;
   s.group_commits = group_commits_;
   s.replays = replays_;
+  s.stale_readers_cleared = stale_readers_cleared_;
   if (dbs_.idem_order) {
     MDB_txn* txn;
     if (AcquireReadTxn(&txn).ok()) {

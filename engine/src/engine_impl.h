@@ -174,6 +174,7 @@ class Engine::Impl {
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> group_commits_{0};
   std::atomic<uint64_t> replays_{0};
+  std::atomic<uint64_t> stale_readers_cleared_{0};
   std::atomic<int> fatal_rc_{0};
 
   mutable std::mutex catalog_mu_;

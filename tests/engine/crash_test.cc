@@ -175,3 +175,47 @@ TEST(CrashTest, RepeatedCrashesAndRestarts) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// A process killed while it holds a read transaction leaves its LMDB reader slot
+// behind. The next engine to open the database (the only one: cairn.lock) starts
+// with the slot free: LMDB resets the reader table when no other process has the
+// environment open, and the stale-reader check (at open, then every
+// reader_check_interval) frees slots of dead processes otherwise (e.g. while an LMDB
+// tool keeps the environment open).
+TEST(CrashTest, StaleReaderOfAKilledProcessDoesNotLinger) {
+  testing::TempDir dir;
+  Prepare(dir.path());
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    auto db = Engine::Open(dir.path(), {});
+    if (!db.ok()) _exit(2);
+    auto read = (*db)->BeginRead();
+    if (!read.ok()) _exit(3);
+    char c = 'r';
+    if (write(fds[1], &c, 1) != 1) _exit(4);
+    pause();  // holds the read transaction until killed
+    _exit(0);
+  }
+  close(fds[1]);
+  char c;
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  close(fds[0]);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  auto db = testing::OpenOrDie(dir.path());
+  ASSERT_TRUE(db);
+  EXPECT_EQ(db->Stats().readers_used, 0u) << "the dead reader's slot is not in use";
+  EXPECT_TRUE(db->Verify().ok());
+  // Readers keep working, and their slots are reused.
+  for (int i = 0; i < 10; i++) ASSERT_TRUE(db->BeginRead().ok());
+  EXPECT_LE(db->Stats().readers_used, 1u);
+}
+
+}  // namespace
+}  // namespace cairn

@@ -246,6 +246,7 @@ struct EngineStats {
   uint64_t group_commits = 0;    // LMDB write transactions that held >= 1 commit, since open
   uint64_t replays = 0;          // transactions answered from their idempotency key, since open
   uint64_t idempotency_keys = 0; // keys remembered now
+  uint64_t stale_readers_cleared = 0;  // reader slots of dead processes freed, since open
 };
 
 }  // namespace cairn
