@@ -1,6 +1,8 @@
 // The client's side of the wire: building transactions, encoding requests as
 // frames and decoding responses into the library's types.
 #include <atomic>
+#include <chrono>
+#include <cstring>
 #include <random>
 
 #include "cairn/client/client.h"
@@ -216,13 +218,19 @@ Offset<wire::Query> EncodeQuery(FlatBufferBuilder& fbb, const Txn::OpSpec& op) {
                            op.continuation.empty() ? 0 : Bytes(fbb, op.continuation));
 }
 
+// [microseconds since the epoch: u64 BE][random: 8 bytes]. The time first makes keys
+// from all clients arrive roughly in order, so the server's key index grows at its end
+// (one B+tree page per commit, not one random page per write); the random half makes
+// them unique.
 std::string IdempotencyKey() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count());
   std::string k(16, '\0');
-  for (int i = 0; i < 16; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(k.data() + i, &v, 8);
-  }
+  for (int i = 0; i < 8; i++) k[i] = char(us >> (56 - 8 * i));
+  uint64_t r = rng();
+  std::memcpy(k.data() + 8, &r, 8);
   return k;
 }
 
