@@ -149,7 +149,7 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
   in_end_ += n;
   last_activity_ = Clock::now();
   ProcessInput();
-  snapshot_.reset();
+  FinishTurn();
   DoRead();
   Flush();
 }
@@ -246,8 +246,19 @@ void Connection::Pump() {
 }
 
 void Connection::Record(RequestKind kind, Clock::time_point received) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - received);
-  ctx_.stats->latency_ns[size_t(kind)].Record(uint64_t(ns.count()));
+  // Responses leave when the turn ends: latencies are taken then, with one clock read.
+  answered_.emplace_back(kind, received);
+}
+
+void Connection::FinishTurn() {
+  snapshot_.reset();
+  if (answered_.empty()) return;
+  Clock::time_point now = Clock::now();
+  for (const auto& [kind, received] : answered_) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - received);
+    ctx_.stats->latency_ns[size_t(kind)].Record(uint64_t(ns.count()));
+  }
+  answered_.clear();
 }
 
 void Connection::Execute(std::string_view payload, std::string* owned,
@@ -417,7 +428,7 @@ void Connection::OnWriteDone(uint64_t id, TxnResult result, RequestKind kind,
   Record(kind, received);
   Pump();
   ProcessInput();
-  snapshot_.reset();
+  FinishTurn();
   DoRead();
   Flush();
   MaybeFinish();
@@ -476,7 +487,7 @@ void Connection::OnWritten(const asio::error_code& ec, size_t n) {
   ctx_.stats->bytes_out += n;
   if (close_after_flush_ && out_.empty()) return Close();
   ProcessInput();
-  snapshot_.reset();
+  FinishTurn();
   DoRead();
   Flush();
   MaybeFinish();

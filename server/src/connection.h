@@ -69,6 +69,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool CanAccept() const;
   size_t inflight() const { return backlog_.size() + writes_in_flight_; }
   void Record(RequestKind kind, Clock::time_point received);
+  // Ends a turn of the event loop: releases the read snapshot, records latencies.
+  void FinishTurn();
 
   asio::ip::tcp::socket socket_;
   ServerContext& ctx_;
@@ -86,6 +88,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // the loop), and a transaction reused for decoding.
   std::optional<ReadTxn> snapshot_;
   Transaction txn_;
+  std::vector<std::pair<RequestKind, Clock::time_point>> answered_;  // this turn's, for stats
 
   std::deque<Pending> backlog_;
   size_t writes_in_flight_ = 0;
