@@ -20,25 +20,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// One call in flight: its encoded request, and what to do with the answer.
-struct PendingCall {
-  std::string frame;
-  uint64_t id = 0;
-  bool write = false;
-  Clock::time_point deadline;
-  int attempts = 0;
-  std::function<void(std::exception_ptr, std::string_view)> done;
-  bool finished = false;
-
-  void Finish(std::exception_ptr e, std::string_view payload = {}) {
-    if (finished) return;
-    finished = true;
-    done(e, payload);
-  }
-  void Fail(const Error& e) { Finish(std::make_exception_ptr(e)); }
-};
-
-using CallPtr = std::shared_ptr<PendingCall>;
+using CallPtr = std::shared_ptr<detail::Call>;
 
 bool ParseAddress(const std::string& address, std::string* host, std::string* port) {
   size_t colon = address.rfind(':');
@@ -409,13 +391,11 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
 asio::any_io_executor Client::executor() const { return impl_->io_.get_executor(); }
 const ClientOptions& Client::options() const { return impl_->options_; }
 
-void Client::Submit(std::string request, bool write, RawDone done) {
-  auto call = std::make_shared<PendingCall>();
+void Client::Submit(std::shared_ptr<detail::Call> call, std::string request, bool write) {
   call->id = codec::FrameId(request);
   call->frame = std::move(request);
   call->write = write;
   call->deadline = Clock::now() + impl_->options_.timeout;
-  call->done = std::move(done);
   if (impl_->thread_.get_id() == std::this_thread::get_id()) {
     impl_->Dispatch(std::move(call));
   } else {

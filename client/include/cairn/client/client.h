@@ -40,6 +40,36 @@
 
 namespace cairn {
 
+namespace detail {
+// One call in flight: its encoded request, and what to do with the answer (one
+// allocation per call, holding the caller's completion handler). Internal to libcairn.
+struct Call {
+  virtual ~Call() = default;
+  // The answer: a response payload or an error. Runs once, on the client's IO thread.
+  virtual void Complete(std::exception_ptr e, std::string_view payload) = 0;
+  void Finish(std::exception_ptr e, std::string_view payload = {}) {
+    if (finished) return;
+    finished = true;
+    Complete(e, payload);
+  }
+  void Fail(const Error& e) { Finish(std::make_exception_ptr(e)); }
+
+  std::string frame;
+  uint64_t id = 0;
+  bool write = false;
+  std::chrono::steady_clock::time_point deadline;
+  int attempts = 0;
+  bool finished = false;
+};
+
+template <typename F>
+struct CallWith final : Call {
+  explicit CallWith(F f) : fn(std::move(f)) {}
+  void Complete(std::exception_ptr e, std::string_view payload) override { fn(e, payload); }
+  F fn;
+};
+}  // namespace detail
+
 struct ClientOptions {
   std::string address = "127.0.0.1:7420";  // HOST:PORT
   size_t connections = 2;                    // the pool; requests spread over it
@@ -333,19 +363,22 @@ class Client {
  private:
   explicit Client(std::unique_ptr<Impl> impl);
 
-  // Sends an encoded request (retrying per the options) and calls `done` on the IO thread
-  // with the response payload or the error.
-  using RawDone = std::function<void(std::exception_ptr, std::string_view payload)>;
-  void Submit(std::string request, bool write, RawDone done);
+  // Sends an encoded request (retrying per the options); `call` is completed on the IO
+  // thread with the response payload or the error.
+  void Submit(std::shared_ptr<detail::Call> call, std::string request, bool write);
+  template <typename F>
+  void Submit(std::string request, bool write, F done) {
+    Submit(std::make_shared<detail::CallWith<F>>(std::move(done)), std::move(request), write);
+  }
 
   template <typename T, typename Decode, typename Token>
   auto Initiate(std::string request, bool write, Decode decode, Token&& token) {
     return asio::async_initiate<Token, void(std::exception_ptr, T)>(
         [this, decode](auto handler, std::string request, bool write) {
-          auto h = std::make_shared<decltype(handler)>(std::move(handler));
-          auto ex = asio::get_associated_executor(*h, executor());
+          auto ex = asio::get_associated_executor(handler, executor());
           Submit(std::move(request), write,
-                 [h, ex, decode](std::exception_ptr e, std::string_view payload) {
+                 [handler = std::move(handler), ex, decode](std::exception_ptr e,
+                                                             std::string_view payload) mutable {
                    T value{};
                    if (!e) {
                      try {
@@ -355,8 +388,8 @@ class Client {
                      }
                    }
                    // Inline when the handler's executor is the IO thread (the default).
-                   asio::dispatch(ex, [h, e, value = std::move(value)]() mutable {
-                     (*h)(e, std::move(value));
+                   asio::dispatch(ex, [h = std::move(handler), e, value = std::move(value)]() mutable {
+                     h(e, std::move(value));
                    });
                  });
         },
