@@ -45,6 +45,7 @@ class Client::Impl {
   ~Impl() { Shutdown(); }
 
   void Shutdown();
+  void CloseAll();  // IO thread: fail every call, close every connection
   void Submit(CallPtr call);
   void Dispatch(CallPtr call);  // IO thread
   void Retry(CallPtr call, const Error& why);  // IO thread
@@ -56,6 +57,7 @@ class Client::Impl {
   std::vector<std::shared_ptr<Connection>> conns_;  // IO thread
   size_t next_ = 0;                                  // IO thread
   bool closing_ = false;                             // IO thread
+  bool delete_on_exit_ = false;  // set when the Client was destroyed on the IO thread
   std::thread thread_;
   std::mt19937_64 rng_{std::random_device{}()};      // IO thread
 };
@@ -109,6 +111,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.close(ignored);
     socket_ = asio::ip::tcp::socket(impl_.io_);
     out_.clear();
+    // The abandoned socket's pending write is cancelled and never completes here (its
+    // handler sees another generation): drop what it was writing, or it would go out
+    // on the next connection.
+    std::string().swap(out_writing_);
     writing_ = false;
     in_len_ = 0;
     hello_id_ = 0;
@@ -159,6 +165,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Write(const CallPtr& call) {
+    if (call->frame.size() - wire::kFrameHeaderSize > max_frame_) {
+      // The server would refuse it and close the connection, failing the calls beside it.
+      return call->Fail(Error(ErrorCode::kTooLarge,
+                              "request of " + std::to_string(call->frame.size()) +
+                                  " bytes is over the server's limit of " +
+                                  std::to_string(max_frame_)));
+    }
+    call->sent = true;
     inflight_.push_back(call);
     Enqueue(call->frame);
   }
@@ -325,10 +339,19 @@ void Client::Impl::Dispatch(CallPtr call) {
 void Client::Impl::Retry(CallPtr call, const Error& why) {
   if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
   auto delay = options_.retry_backoff * (1 << std::min(call->attempts - 1, 5));
+  // Whatever the connection died of, for this call the outcome is a lost connection: its
+  // write may or may not have been applied. (The server's reason is in the message.)
+  std::string unknown = call->write && call->sent ? "; the write may or may not have been applied"
+                                                  : "";
+  if (call->sent && !call->resendable) {
+    // No idempotency key (catalog changes): sending it again could apply it twice.
+    return call->Fail(Error(ErrorCode::kConnectionFailed, why.message() + unknown));
+  }
   if (call->attempts >= options_.max_attempts || Clock::now() + delay >= call->deadline) {
-    return call->Fail(Error(why.code() == ErrorCode::kConnectionFailed ? why.code() : why.code(),
+    return call->Fail(Error(why.code() == ErrorCode::kTimeout ? ErrorCode::kTimeout
+                                                              : ErrorCode::kConnectionFailed,
                             why.message() + " (after " + std::to_string(call->attempts) +
-                                " attempt" + (call->attempts == 1 ? "" : "s") + ")"));
+                                " attempt" + (call->attempts == 1 ? "" : "s") + ")" + unknown));
   }
   auto timer = std::make_shared<asio::steady_timer>(io_, delay);
   timer->async_wait([this, timer, call](const asio::error_code&) { Dispatch(call); });
@@ -336,23 +359,34 @@ void Client::Impl::Retry(CallPtr call, const Error& why) {
 
 void Client::Impl::Shutdown() {
   if (!thread_.joinable()) return;
-  asio::post(io_, [this] {
-    closing_ = true;
-    for (auto& c : conns_) c->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"), true);
-    conns_.clear();
-  });
+  asio::post(io_, [this] { CloseAll(); });
   guard_.reset();
-  if (thread_.get_id() == std::this_thread::get_id()) {
-    thread_.detach();  // destroyed from a handler: the thread ends by itself
-  } else {
-    thread_.join();
-  }
+  thread_.join();
+}
+
+void Client::Impl::CloseAll() {
+  closing_ = true;
+  for (auto& c : conns_) c->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"), true);
+  conns_.clear();
 }
 
 // --- Client.
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Client::~Client() = default;
+
+Client::~Client() {
+  if (impl_ && impl_->thread_.get_id() == std::this_thread::get_id()) {
+    // The last reference went away in a completion handler, on the IO thread itself:
+    // that thread cannot be joined from here, and the io_context it runs cannot be
+    // destroyed under it. Close everything now; the thread frees the rest when run()
+    // returns.
+    Impl* impl = impl_.release();
+    impl->CloseAll();
+    impl->guard_.reset();
+    impl->thread_.detach();
+    impl->delete_on_exit_ = true;
+  }
+}
 
 std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
   auto impl = std::make_unique<Impl>(options);
@@ -366,6 +400,7 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
     while (true) {
       try {
         raw->io_.run();
+        if (raw->delete_on_exit_) delete raw;  // the Client went away on this thread
         return;
       } catch (const std::exception& e) {
         // A completion handler of the application threw; the client keeps serving.
@@ -509,12 +544,14 @@ ServerStats Client::Stats() {
 
 void Client::CreateCollection(std::string_view name) {
   CheckNotIoThread(impl_->thread_);
-  Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone);
+  Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone,
+                 /*resendable=*/false);
 }
 
 void Client::DropCollection(std::string_view name) {
   CheckNotIoThread(impl_->thread_);
-  Call<uint64_t>(NameRequest(wire::Request::DropCollection, name), true, &DecodeDone);
+  Call<uint64_t>(NameRequest(wire::Request::DropCollection, name), true, &DecodeDone,
+                 /*resendable=*/false);
 }
 
 std::vector<CollectionInfo> Client::ListCollections() {
@@ -545,7 +582,7 @@ void Client::CreateIndex(std::string_view collection, const IndexSpec& spec) {
                                   return wire::CreateCreateIndex(fbb, fbb.CreateString(collection), s)
                                       .Union();
                                 }),
-                 true, &DecodeDone);
+                 true, &DecodeDone, /*resendable=*/false);
 }
 
 void Client::DropIndex(std::string_view collection, std::string_view index) {
@@ -556,7 +593,7 @@ void Client::DropIndex(std::string_view collection, std::string_view index) {
                                                                fbb.CreateString(index))
                                       .Union();
                                 }),
-                 true, &DecodeDone);
+                 true, &DecodeDone, /*resendable=*/false);
 }
 
 TxnResult Client::Commit(const Txn& txn) {

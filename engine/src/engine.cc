@@ -607,7 +607,6 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
           if (internal::DecodeRemembered(View(v), &when, &r)) {
             r.status = Status::Ok();
             r.replayed = true;
-            replays_++;
             continue;  // it wrote nothing (a nested child aborts as it goes)
           }
           r.status = Status(Code::kInternal, "corrupt idempotency record");
@@ -656,6 +655,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
     parent.Abort();
     force_nested = true;
   }
+  for (const TxnResult& r : results) replays_ += r.replayed;
 
   if (commit == last_commit_) return results;  // nothing written: no commit, no fsync
   uint64_t first = log_first_;
@@ -672,7 +672,8 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   }
   if (!s.ok()) {
     for (TxnResult& r : results) {
-      if (r.status.ok() && r.commit) r = TxnResult{s, 0, {}};
+      // A replay stands: what it reports was committed by an earlier batch.
+      if (r.status.ok() && r.commit && !r.replayed) r = TxnResult{s, 0, {}};
     }
     return results;
   }

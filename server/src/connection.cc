@@ -152,6 +152,7 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
   FinishTurn();
   DoRead();
   Flush();
+  MaybeFinish();  // a read that completed just as a drain began
 }
 
 void Connection::ProcessInput() {

@@ -25,7 +25,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(asio::ip::tcp::socket socket, ServerContext& ctx);
   ~Connection();
 
-  void Start();
+  void Start();  // REQUIRES: running on executor()
+  asio::any_io_executor executor() { return socket_.get_executor(); }
   // Graceful shutdown: stop reading; finish what was received; close. Thread-safe.
   void Drain();
 

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
+#include <functional>
+
 #include "connection.h"
 
 namespace cairn::server {
@@ -97,7 +100,9 @@ void Server::Accept() {
     if (ctx_.open_connections() >= options_.max_connections) {
       Reject(std::move(s));
     } else {
-      std::make_shared<Connection>(std::move(s), ctx_)->Start();
+      // The connection lives on its socket's io_context: start it there.
+      auto c = std::make_shared<Connection>(std::move(s), ctx_);
+      asio::dispatch(c->executor(), [c] { c->Start(); });
     }
     Accept();
   });
@@ -112,10 +117,31 @@ void Server::Reject(asio::ip::tcp::socket socket) {
   wire::StoreFrameHeader(frame->data(), fbb.GetSize());
   frame->append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
   auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
-  asio::async_write(*sock, asio::buffer(*frame), [sock, frame](const asio::error_code&, size_t) {
+  // Send the error, stop sending, and read (and drop) what the client sent until it
+  // closes or a second passes: closing with unread data would reset the connection and
+  // might destroy the error before the client reads it.
+  asio::async_write(*sock, asio::buffer(*frame), [sock, frame](const asio::error_code& ec, size_t) {
     asio::error_code ignored;
-    sock->shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    sock->close(ignored);
+    if (ec) return sock->close(ignored);
+    sock->shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    auto timer = std::make_shared<asio::steady_timer>(sock->get_executor(), std::chrono::seconds(1));
+    timer->async_wait([sock](const asio::error_code&) {
+      asio::error_code ignored;
+      sock->close(ignored);
+    });
+    auto buf = std::make_shared<std::array<char, 512>>();
+    auto drain = std::make_shared<std::function<void(const asio::error_code&, size_t)>>();
+    *drain = [sock, timer, buf, drain](const asio::error_code& ec, size_t) {
+      if (ec) {
+        timer->cancel();
+        asio::error_code ignored;
+        sock->close(ignored);
+        *drain = nullptr;  // breaks the cycle through the captured `drain`
+        return;
+      }
+      sock->async_read_some(asio::buffer(*buf), *drain);
+    };
+    sock->async_read_some(asio::buffer(*buf), *drain);
   });
 }
 

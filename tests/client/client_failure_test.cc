@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "cairn/client/client.h"
@@ -129,6 +130,78 @@ TEST(ClientFailureTest, PeerThatNeverAnswersTheHandshakeFailsTheConnect) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
   close(fd);
+}
+
+}  // namespace
+}  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// A request over the server's frame limit fails alone, locally, with kTooLarge: it is
+// never sent (the server would close the connection, failing the calls beside it).
+TEST(ClientLimitsTest, OversizedRequestFailsAloneWithoutHurtingOthers) {
+  TempDir dir;
+  ServerProcess server(dir.Sub("data"), {"--max-frame", "64K"});
+  ASSERT_TRUE(server.ready());
+  auto client = Client::Connect(At(server.port()));
+  client->CreateCollection("c");
+  std::string big(100 << 10, 'x');
+  std::vector<std::future<uint64_t>> small;
+  for (int i = 0; i < 200; i++) {
+    small.push_back(client->AsyncPut("c", "k" + std::to_string(i),
+                                     Document::Builder().Set("i", i).Build(), asio::use_future));
+    if (i == 100) {
+      auto f = client->AsyncPut("c", "big", Document::Builder().Set("pad", big).Build(),
+                                asio::use_future);
+      try {
+        f.get();
+        ADD_FAILURE() << "a 100 KiB request cannot pass a 64 KiB limit";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kTooLarge) << e.what();
+      }
+    }
+  }
+  for (auto& f : small) EXPECT_NO_THROW(f.get());
+  EXPECT_EQ(client->Count("c"), 200u);
+  EXPECT_FALSE(client->Get("c", "big"));
+}
+
+// The last reference to a Client may go away inside one of its completion handlers
+// (which run on the client's own IO thread).
+TEST(ClientLifetimeTest, ClientReleasedInsideItsOwnHandler) {
+  TempDir dir;
+  ServerProcess server(dir.Sub("data"));
+  ASSERT_TRUE(server.ready());
+  for (int round = 0; round < 3; round++) {
+    auto client = Client::Connect(At(server.port()));
+    std::promise<void> done;
+    Client* raw = client.get();
+    raw->AsyncPing([c = std::move(client), &done](std::exception_ptr e, bool) mutable {
+      EXPECT_FALSE(e);
+      c.reset();  // the Client is destroyed here, on its IO thread
+      done.set_value();
+    });
+    done.get_future().get();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the IO threads wind down
+}
+
+// A handler bound to the application's io_context counts as work there until it runs:
+// run() does not return early.
+TEST(ClientLifetimeTest, PendingCallKeepsTheHandlersExecutorBusy) {
+  TempDir dir;
+  ServerProcess server(dir.Sub("data"));
+  ASSERT_TRUE(server.ready());
+  auto client = Client::Connect(At(server.port()));
+  asio::io_context app;
+  bool called = false;
+  client->AsyncPing(asio::bind_executor(app, [&](std::exception_ptr e, bool) {
+    EXPECT_FALSE(e);
+    called = true;
+  }));
+  app.run();  // returns once the callback ran, not before
+  EXPECT_TRUE(called);
 }
 
 }  // namespace

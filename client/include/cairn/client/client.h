@@ -57,6 +57,8 @@ struct Call {
   std::string frame;
   uint64_t id = 0;
   bool write = false;
+  bool resendable = true;  // false: may not be sent again once sent (no idempotency key)
+  bool sent = false;       // written to a connection at least once
   std::chrono::steady_clock::time_point deadline;
   int attempts = 0;
   bool finished = false;
@@ -375,7 +377,9 @@ class Client {
   auto Initiate(std::string request, bool write, Decode decode, Token&& token) {
     return asio::async_initiate<Token, void(std::exception_ptr, T)>(
         [this, decode](auto handler, std::string request, bool write) {
-          auto ex = asio::get_associated_executor(handler, executor());
+          // The handler's executor counts this call as outstanding work until it completes.
+          auto ex = asio::prefer(asio::get_associated_executor(handler, executor()),
+                                 asio::execution::outstanding_work.tracked);
           Submit(std::move(request), write,
                  [handler = std::move(handler), ex, decode](std::exception_ptr e,
                                                              std::string_view payload) mutable {
@@ -399,19 +403,23 @@ class Client {
   // Synchronous form of Initiate: waits for the result or rethrows the error. The promise
   // is completed on the IO thread itself (asio::use_future would hop through another
   // thread pool first).
+  // `resendable`: whether the request may be sent again after a lost connection (reads,
+  // and writes that carry an idempotency key).
   template <typename T, typename Decode>
-  T Call(std::string request, bool write, Decode decode) {
+  T Call(std::string request, bool write, Decode decode, bool resendable = true) {
     std::promise<T> promise;
     std::future<T> result = promise.get_future();
-    Submit(std::move(request), write,
-           [&promise, decode](std::exception_ptr e, std::string_view payload) {
-             if (e) return promise.set_exception(e);
-             try {
-               promise.set_value(decode(payload));
-             } catch (...) {
-               promise.set_exception(std::current_exception());
-             }
-           });
+    auto call = std::make_shared<detail::CallWith<std::function<void(std::exception_ptr, std::string_view)>>>(
+        [&promise, decode](std::exception_ptr e, std::string_view payload) {
+          if (e) return promise.set_exception(e);
+          try {
+            promise.set_value(decode(payload));
+          } catch (...) {
+            promise.set_exception(std::current_exception());
+          }
+        });
+    call->resendable = resendable;
+    Submit(std::move(call), std::move(request), write);
     return result.get();
   }
 
