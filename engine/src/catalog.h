@@ -47,7 +47,6 @@ struct Catalog {
 // Meta database keys (docs/storage.md).
 inline constexpr std::string_view kMetaMagic = "#magic";
 inline constexpr std::string_view kMetaFormat = "#format";
-inline constexpr std::string_view kMetaSeq = "#seq";
 inline constexpr std::string_view kMetaNextId = "#next_id";
 inline constexpr std::string_view kMagicValue = "cairn";
 inline constexpr uint32_t kFormatVersion = 1;

@@ -182,6 +182,20 @@ Status LoadCatalog(MDB_txn* txn, MDB_dbi meta, Catalog* catalog) {
   return status;
 }
 
+uint64_t LastCommitIn(MDB_txn* txn, const Dbs& dbs) {
+  // The change log always holds the last commit's entry (retention keeps at least one),
+  // so its last key is the last commit number; no counter is written per commit.
+  MDB_cursor* cur;
+  if (mdb_cursor_open(txn, dbs.log, &cur) != 0) return 0;
+  MDB_val k, v;
+  uint64_t last = 0;
+  if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) {
+    last = LoadU64BE(static_cast<const char*>(k.mv_data));
+  }
+  mdb_cursor_close(cur);
+  return last;
+}
+
 }  // namespace internal
 
 // --- Opening and closing.
@@ -296,7 +310,7 @@ Status Engine::Impl::Open() {
       return fail(MdbStatus(rc, "open databases"));
     }
   }
-  last_commit_ = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaSeq);
+  last_commit_ = internal::LastCommitIn(txn, dbs_);
   next_id_ = uint32_t(internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaNextId));
   auto catalog = std::make_shared<Catalog>();
   if (Status s = internal::LoadCatalog(txn, dbs_.meta, catalog.get()); !s.ok()) return fail(s);
@@ -372,7 +386,6 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
   uint64_t commit = last_commit_ + 1;
   uint64_t first = log_first_;
   if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_);
-  if (s.ok()) s = PutMetaU64(txn.get(), dbs_.meta, internal::kMetaSeq, commit);
   if (s.ok()) s = TrimLog(txn.get(), dbs_.log, commit, options_.log_retention, 8, &first);
   if (s.ok()) {
     int rc = txn.Commit();
@@ -659,11 +672,9 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
 
   if (commit == last_commit_) return results;  // nothing written: no commit, no fsync
   uint64_t first = log_first_;
-  Status s = PutMetaU64(parent.get(), dbs_.meta, internal::kMetaSeq, commit);
   size_t written = commit - last_commit_;
-  if (s.ok()) {
-    s = TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
-  }
+  Status s =
+      TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
   if (s.ok()) s = TrimIdempotency(parent.get(), dbs_, options_, NowMs(), 2 * written + 8);
   if (s.ok()) {
     int rc = parent.Commit();
@@ -800,7 +811,7 @@ TxnResult ReadTxn::Execute(const Transaction& txn) {
 }
 
 uint64_t ReadTxn::commit() const {
-  return internal::ReadMetaU64(txn_, engine_->dbs_.meta, internal::kMetaSeq);
+  return internal::LastCommitIn(txn_, engine_->dbs_);
 }
 
 // --- Change log, stats, misc.
@@ -815,7 +826,7 @@ Status Engine::Impl::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes
     ~Release() { impl->ReleaseReadTxn(txn); }
   } release{this, txn};
   from = std::max<uint64_t>(from, 1);
-  uint64_t last = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaSeq);
+  uint64_t last = internal::LastCommitIn(txn, dbs_);
   if (from > last) return Status::Ok();
   MDB_cursor* cur;
   if (int rc = mdb_cursor_open(txn, dbs_.log, &cur); rc != 0) return MdbStatus(rc, "cursor");

@@ -96,6 +96,9 @@ Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc
 // Reads the catalog as stored in the meta database.
 Status LoadCatalog(MDB_txn* txn, MDB_dbi meta, Catalog* catalog);
 
+// The last commit number visible in `txn`: the change log's last key (0: none yet).
+uint64_t LastCommitIn(MDB_txn* txn, const Dbs& dbs);
+
 // Reads a key from the meta database as a u64; 0 if absent.
 uint64_t ReadMetaU64(MDB_txn* txn, MDB_dbi meta, std::string_view key);
 

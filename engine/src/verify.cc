@@ -33,7 +33,7 @@ class Checker {
       Problem("catalog: " + s.ToString());
       return;
     }
-    seq_ = internal::ReadMetaU64(txn_, dbs_.meta, internal::kMetaSeq);
+    seq_ = internal::LastCommitIn(txn_, dbs_);
     LoadCleanups();
     for (const auto& [name, c] : catalog.collections) {
       live_collections_[c.id] = &c;
