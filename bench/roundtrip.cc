@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
   // Warm up, then measure.
   Result warm{"warmup", {}};
   Measure(fd, 2000, [](int i) { return PingFrame(uint64_t(i)); }, &warm);
-  Result tcp{"tcp ping-pong (64 B)", {}};
+  Result tcp{"tcp ping-pong (68 B)", {}};
   TcpPingPong(count, 68, &tcp);
   Result ping{"cairn ping", {}};
   Measure(fd, count, [](int i) { return PingFrame(uint64_t(i)); }, &ping);

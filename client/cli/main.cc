@@ -32,24 +32,6 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
-std::string Base64(std::string_view in) {
-  static constexpr char k[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t n = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out.push_back(k[(n >> s) & 63]);
-  }
-  if (size_t rest = in.size() - i) {
-    uint32_t n = uint32_t(uint8_t(in[i])) << 16 | (rest == 2 ? uint32_t(uint8_t(in[i + 1])) << 8 : 0);
-    out.push_back(k[(n >> 18) & 63]);
-    out.push_back(k[(n >> 12) & 63]);
-    out.push_back(rest == 2 ? k[(n >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
 std::string RecordJson(const Record& r) {
   std::string out = "{\"key\":" + Quote(r.key) + ",\"version\":" + std::to_string(r.version);
   if (r.kind == ValueKind::kDocument) {
@@ -58,6 +40,14 @@ std::string RecordJson(const Record& r) {
     out += ",\"raw_base64\":\"" + Base64(r.value) + "\"}";
   }
   return out;
+}
+
+std::string IndexJson(const IndexInfo& ix) {
+  std::string out = "{\"name\":" + Quote(ix.spec.name) + ",\"fields\":[";
+  for (size_t j = 0; j < ix.spec.fields.size(); j++) out += (j ? "," : "") + Quote(ix.spec.fields[j]);
+  out += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Quote(ix.state);
+  if (!ix.error.empty()) out += ",\"error\":" + Quote(ix.error);
+  return out + "}";
 }
 
 Document ParseDoc(const std::string& json) {
@@ -353,28 +343,13 @@ int main(int argc, char** argv) {
         infos.push_back(db()->DescribeCollection(coll));
       }
       for (const CollectionInfo& c : infos) {
-        std::string line = "{\"name\":" + Quote(c.name) + ",\"created\":" + std::to_string(c.created) + ",\"indexes\":[";
-        for (size_t i = 0; i < c.indexes.size(); i++) {
-          const IndexInfo& ix = c.indexes[i];
-          line += (i ? "," : "") + std::string("{\"name\":") + Quote(ix.spec.name) + ",\"fields\":[";
-          for (size_t j = 0; j < ix.spec.fields.size(); j++) line += (j ? "," : "") + Quote(ix.spec.fields[j]);
-          line += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Quote(ix.state);
-          if (!ix.error.empty()) line += ",\"error\":" + Quote(ix.error);
-          line += "}";
-        }
-        line += "]}";
         if (*indexes) {
-          // One line per index.
-          for (const IndexInfo& ix : c.indexes) {
-            std::string l = "{\"name\":" + Quote(ix.spec.name) + ",\"fields\":[";
-            for (size_t j = 0; j < ix.spec.fields.size(); j++) l += (j ? "," : "") + Quote(ix.spec.fields[j]);
-            l += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Quote(ix.state);
-            if (!ix.error.empty()) l += ",\"error\":" + Quote(ix.error);
-            std::printf("%s}\n", l.c_str());
-          }
-        } else {
-          std::printf("%s\n", line.c_str());
+          for (const IndexInfo& ix : c.indexes) std::printf("%s\n", IndexJson(ix).c_str());
+          continue;
         }
+        std::string line = "{\"name\":" + Quote(c.name) + ",\"created\":" + std::to_string(c.created) + ",\"indexes\":[";
+        for (size_t i = 0; i < c.indexes.size(); i++) line += (i ? "," : "") + IndexJson(c.indexes[i]);
+        std::printf("%s]}\n", line.c_str());
       }
     } else if (*create_ix) {
       IndexSpec spec{index, {}, unique};

@@ -635,7 +635,6 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       internal::Ctx ctx = ReadCtx(txn, catalog.get());
       ctx.commit = commit + 1;
       ctx.log = &log_builder_;
-      ctx.scratch = &scratch_;
       r.status = internal::RunTransaction(ctx, t, &r);
       bool wrote = r.status.ok() && !log_builder_.empty();
       if (wrote) r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_);
@@ -804,7 +803,6 @@ Result<uint64_t> ReadTxn::Count(const std::variant<ScanSpec, QuerySpec>& range) 
 }
 
 TxnResult ReadTxn::Execute(const Transaction& txn) {
-  assert(txn.read_only());
   TxnResult r;
   r.status = internal::RunTransaction(engine_->ReadCtx(txn_, catalog_.get()), txn, &r);
   return r;

@@ -72,7 +72,6 @@ struct Ctx {
   // Write transactions only:
   uint64_t commit = 0;               // the number this transaction commits as
   LogEntryBuilder* log = nullptr;    // its change-log entry
-  std::string* scratch = nullptr;    // reusable buffer
 };
 
 Status FindCollection(const Ctx& ctx, std::string_view name, const CollectionDesc** out);
@@ -170,7 +169,6 @@ class Engine::Impl {
   std::mutex write_mu_;
   uint32_t next_id_ = 1;
   internal::LogEntryBuilder log_builder_;
-  std::string scratch_;
 
   std::atomic<uint64_t> log_first_{0};  // oldest commit in the log, 0 if empty; written under write_mu_
   std::atomic<uint64_t> last_commit_{0};

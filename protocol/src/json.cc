@@ -12,26 +12,6 @@
 namespace cairn {
 namespace {
 
-void AppendBase64(std::string_view in, std::string* out) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  out->push_back('"');
-  size_t i = 0;
-  auto byte = [&](size_t j) { return uint32_t(uint8_t(in[j])); };
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t n = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
-    for (int s = 18; s >= 0; s -= 6) out->push_back(kAlphabet[(n >> s) & 63]);
-  }
-  if (size_t rest = in.size() - i) {
-    uint32_t n = byte(i) << 16 | (rest == 2 ? byte(i + 1) << 8 : 0);
-    out->push_back(kAlphabet[(n >> 18) & 63]);
-    out->push_back(kAlphabet[(n >> 12) & 63]);
-    out->push_back(rest == 2 ? kAlphabet[(n >> 6) & 63] : '=');
-    out->push_back('=');
-  }
-  out->push_back('"');
-}
-
 void AppendDouble(double d, std::string* out) {
   if (!std::isfinite(d)) {
     out->append("null");
@@ -79,7 +59,9 @@ void AppendValue(const flexbuffers::Reference& r, std::string* out, int depth) {
     }
     case flexbuffers::FBT_BLOB: {
       auto b = r.AsBlob();
-      AppendBase64(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), out);
+      out->push_back('"');
+      out->append(Base64(std::string_view(reinterpret_cast<const char*>(b.data()), b.size())));
+      out->push_back('"');
       return;
     }
     case flexbuffers::FBT_MAP: {
@@ -111,6 +93,27 @@ void AppendValue(const flexbuffers::Reference& r, std::string* out, int depth) {
 }
 
 }  // namespace
+
+std::string Base64(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  auto byte = [&](size_t j) { return uint32_t(uint8_t(in[j])); };
+  size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    uint32_t n = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
+    for (int s = 18; s >= 0; s -= 6) out.push_back(kAlphabet[(n >> s) & 63]);
+  }
+  if (size_t rest = in.size() - i) {
+    uint32_t n = byte(i) << 16 | (rest == 2 ? byte(i + 1) << 8 : 0);
+    out.push_back(kAlphabet[(n >> 18) & 63]);
+    out.push_back(kAlphabet[(n >> 12) & 63]);
+    out.push_back(rest == 2 ? kAlphabet[(n >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
 
 void AppendJsonString(std::string_view s, std::string* out) {
   out->push_back('"');

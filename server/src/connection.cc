@@ -240,8 +240,10 @@ void Connection::Pump() {
     backlog_.pop_front();
     if (next.error) {
       SendError(next.error_id, *next.error);
+    } else if (write) {
+      SubmitWrite(std::move(next.payload), next.received);
     } else {
-      Execute(next.payload, &next.payload, next.received);
+      ExecuteRead(Frame(next.payload), next.received);
     }
   }
 }
@@ -260,13 +262,6 @@ void Connection::FinishTurn() {
     ctx_.stats->latency_ns[size_t(kind)].Record(uint64_t(ns.count()));
   }
   answered_.clear();
-}
-
-void Connection::Execute(std::string_view payload, std::string* owned,
-                         Clock::time_point received) {
-  const wire::RequestFrame* f = Frame(payload);
-  if (!IsWriteRequest(f)) return ExecuteRead(f, received);
-  SubmitWrite(owned ? std::move(*owned) : std::string(payload), received);
 }
 
 void Connection::HandleHello(uint64_t id, const void* hello_ptr) {

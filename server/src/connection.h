@@ -44,8 +44,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ProcessInput();          // parses and handles the complete frames buffered
   void HandleFrame(std::string_view payload, Clock::time_point received);
   void Pump();                  // runs backlog requests that may now run
-  // Runs a verified request now. `owned` is set when `payload` can be moved from.
-  void Execute(std::string_view payload, std::string* owned, Clock::time_point received);
   void ExecuteRead(const void* frame, Clock::time_point received);
   void SubmitWrite(std::string payload, Clock::time_point received);
   void OnWriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received);

@@ -287,11 +287,17 @@ TEST_F(EngineTest, ReadsInATransactionSeeItsOwnWrites) {
 }
 
 TEST_F(EngineTest, ReadOnlyTransactionCannotWrite) {
+  Put("a", R"({"n": 1})");
   auto read = db_->BeginRead();
   ASSERT_TRUE(read.ok());
-  std::string d = Doc("{}");
-  Transaction t = Txn({GetOp{"c", "a"}});
-  EXPECT_TRUE(read->Execute(t).status.ok());
+  TxnResult r = read->Execute(Txn({GetOp{"c", "a"}}));
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_TRUE(r.results[0].found);
+  std::string d = Doc(R"({"n": 2})");
+  r = read->Execute(Txn({GetOp{"c", "a"}, PutOp{"c", "a", d}, DeleteOp{"c", "b"}}));
+  EXPECT_EQ(r.status.code(), Code::kReadOnly) << r.status.ToString();
+  EXPECT_TRUE(r.results.empty());
+  EXPECT_EQ(Get("a"), R"({"n":1})");
 }
 
 // --- Scans.

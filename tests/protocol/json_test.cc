@@ -85,5 +85,16 @@ TEST(JsonTest, NestingIsBounded) {
   EXPECT_TRUE(JsonToFlex(ok, &flex, &err)) << err;
 }
 
+TEST(JsonTest, Base64MatchesRfc4648Vectors) {
+  EXPECT_EQ(Base64(""), "");
+  EXPECT_EQ(Base64("f"), "Zg==");
+  EXPECT_EQ(Base64("fo"), "Zm8=");
+  EXPECT_EQ(Base64("foo"), "Zm9v");
+  EXPECT_EQ(Base64("foob"), "Zm9vYg==");
+  EXPECT_EQ(Base64("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(Base64("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64(std::string("\xff\x00\xfe", 3)), "/wD+");
+}
+
 }  // namespace
 }  // namespace cairn

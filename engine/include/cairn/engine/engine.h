@@ -131,8 +131,8 @@ class ReadTxn {
   Status Query(const QuerySpec& spec, const Visitor& visit, std::string* continuation);
   Result<uint64_t> Count(const std::variant<ScanSpec, QuerySpec>& range);
 
-  // Runs a read-only transaction (conditions and reads) on this snapshot.
-  // REQUIRES: txn.read_only()
+  // Runs a read-only transaction (conditions and reads) on this snapshot. A transaction
+  // with a write fails with kReadOnly and changes nothing.
   TxnResult Execute(const Transaction& txn);
 
   // The last commit visible in this snapshot.

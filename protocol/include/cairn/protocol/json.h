@@ -27,6 +27,9 @@ std::string FlexToJson(std::string_view flex);
 // Appends the JSON rendering of one FlexBuffers value (as FlexToJson does for a root).
 void AppendFlexJson(const flexbuffers::Reference& value, std::string* out);
 
+// Standard base64 (RFC 4648, with padding): how blobs and other bytes appear in JSON.
+std::string Base64(std::string_view bytes);
+
 // Appends `s` to *out as a quoted, escaped JSON string.
 void AppendJsonString(std::string_view s, std::string* out);
 
