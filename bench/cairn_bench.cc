@@ -16,6 +16,8 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
+#include <optional>
 #include <cstdio>
 #include <mutex>
 #include <random>
@@ -85,57 +87,110 @@ struct Config {
 };
 
 // 16-byte keys, "k" + 15 digits (redis-benchmark's are "key:" + 12 digits).
-std::string Key(uint64_t i) {
-  std::string k = "k000000000000000";
-  for (size_t p = k.size(); p > 1 && i; i /= 10) k[--p] = char('0' + i % 10);
-  return k;
-}
+struct Key {
+  explicit Key(uint64_t i) {
+    std::memcpy(buf, "k000000000000000", 16);
+    for (size_t p = 16; p > 1 && i; i /= 10) buf[--p] = char('0' + i % 10);
+  }
+  operator std::string_view() const { return {buf, 16}; }
+  char buf[16];
+};
 
-// A document of about `size` bytes: {"g": <group>, "v": "xxxx..."}.
-Document Value(uint64_t i, size_t size) {
-  size_t pad = size > 24 ? size - 24 : 1;
-  std::string v(pad, char('a' + i % 26));
-  return Document::Builder().Set("g", int64_t(i % 1000)).Set("v", v).Build();
+// The document written for key i, of about `size` bytes: {"g": i % 1000, "v": "xxxx..."}.
+// There are 1,000 of them, built once (redis-benchmark sends one value throughout):
+// building a document per request would make the load generator measure itself.
+class Values {
+ public:
+  explicit Values(size_t size) {
+    size_t pad = size > 24 ? size - 24 : 1;
+    for (int64_t g = 0; g < kGroups; g++) {
+      docs_.push_back(Document::Builder()
+                          .Set("g", g)
+                          .Set("v", std::string(pad, char('a' + g % 26)))
+                          .Build());
+    }
+  }
+  const Document& operator()(uint64_t i) const { return docs_[i % kGroups]; }
+  static constexpr int64_t kGroups = 1000;
+
+ private:
+  std::vector<Document> docs_;
+};
+
+enum class Workload { kGet, kPut, kMixed, kTxn, kQuery, kYcsbA, kYcsbB, kYcsbC, kYcsbD, kYcsbE, kYcsbF };
+
+Workload ParseWorkload(const std::string& w) {
+  static const std::pair<const char*, Workload> names[] = {
+      {"get", Workload::kGet},      {"put", Workload::kPut},      {"mixed", Workload::kMixed},
+      {"txn", Workload::kTxn},      {"query", Workload::kQuery},  {"ycsb-a", Workload::kYcsbA},
+      {"ycsb-b", Workload::kYcsbB}, {"ycsb-c", Workload::kYcsbC}, {"ycsb-d", Workload::kYcsbD},
+      {"ycsb-e", Workload::kYcsbE}, {"ycsb-f", Workload::kYcsbF}};
+  for (const auto& [name, w2] : names) {
+    if (w == name) return w2;
+  }
+  throw std::invalid_argument("unknown workload " + w);
 }
 
 struct Totals {
   std::atomic<uint64_t> ops{0}, errors{0}, issued{0};
   Histogram latency_ns;
   std::mutex mu;
-  std::string first_error;  // guarded by mu
+  std::condition_variable cv;  // signalled when a driver is done
+  std::string first_error;     // guarded by mu
+  int drivers_done = 0;        // guarded by mu
 };
 
-// One thread's share: a Client and `window` requests in flight.
+// One thread's share: a Client with `connections` connections, and `pipeline` requests
+// in flight on each, as redis-benchmark and memtier keep them: a request is bound to a
+// connection (a Client::Channel), and its completion sends the next one on the same
+// connection. Everything runs on the client's IO thread once started.
 class Driver {
  public:
-  Driver(const Config& c, int index, int connections, Totals* totals, const Zipfian* zipf)
-      : c_(c), totals_(totals), zipf_(zipf), rng_(0x5eed + index) {
+  Driver(const Config& c, int index, int connections, Totals* totals, const Zipfian* zipf,
+         const Values* values)
+      : c_(c), workload_(ParseWorkload(c.workload)), totals_(totals), zipf_(zipf),
+        values_(*values), rng_(0x5eed + index) {
     ClientOptions o;
     o.address = c.addr;
     o.connections = size_t(std::max(1, connections));
     o.client_name = "cairn-bench";
     client_ = Client::Connect(o);
-    window_ = std::max(1, connections) * c.pipeline;
-    next_insert_ = c.keys + uint64_t(index) * (uint64_t(1) << 40);
+    connections_ = std::max(1, connections);
+    // Inserted keys (ycsb-d, ycsb-e) lie past the loaded ones, apart for each thread and
+    // each run, so that runs against the same database do not insert the same keys.
+    uint64_t run = std::random_device{}() & 0xffff;
+    next_insert_ = c.keys + (run << 32) + (uint64_t(index) << 26);
   }
 
   // Starts the window; returns once every request has completed after `stop`.
   void Run(std::atomic<bool>* stop) {
     stop_ = stop;
-    // Everything this driver does runs on its client's IO thread.
+    {
+      std::lock_guard lock(mu_);
+      inflight_ = connections_ * c_.pipeline;  // each slot ends with a Finish()
+    }
     asio::post(client_->executor(), [this] {
-      for (int i = 0; i < window_; i++) Issue();
+      for (int p = 0; p < c_.pipeline; p++) {
+        for (int i = 0; i < connections_; i++) Issue(client_->channel(size_t(i)));
+      }
     });
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return inflight_ == 0; });
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return inflight_ == 0; });
+    }
+    std::lock_guard lock(totals_->mu);
+    totals_->drivers_done++;
+    totals_->cv.notify_all();
   }
 
  private:
+  using Channel = Client::Channel;
+
   uint64_t PickKey() {
-    if (c_.distribution == "zipfian") return zipf_->Next(rng_);
+    if (zipf_) return zipf_->Next(rng_);
     return std::uniform_int_distribution<uint64_t>(0, c_.keys - 1)(rng_);
   }
-  double Coin() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
+  bool Coin(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
 
   bool ShouldStop() {
     if (stop_->load(std::memory_order_relaxed)) return true;
@@ -143,7 +198,7 @@ class Driver {
     return false;
   }
 
-  void Done(Clock::time_point t0, std::exception_ptr e) {
+  void Done(Channel ch, Clock::time_point t0, std::exception_ptr e) {
     totals_->latency_ns.Record(uint64_t(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
     if (e) {
@@ -157,81 +212,81 @@ class Driver {
     } else {
       totals_->ops++;
     }
-    Issue(/*replacing=*/true);
+    Issue(ch);
   }
 
-  // Sends the next request (on the client's IO thread once running).
-  void Issue(bool replacing = false) {
-    if (ShouldStop()) {
-      if (replacing) Finish();
-      return;
-    }
-    if (!replacing) {
-      std::lock_guard lock(mu_);
-      inflight_++;
-    }
+  // Sends the next request of a slot on `ch`, or ends the slot.
+  void Issue(Channel ch) {
+    if (ShouldStop()) return Finish();
     auto t0 = Clock::now();
-    std::string w = c_.workload;
-    bool read = true;
-    if (w == "get" || w == "ycsb-c") {
-      read = true;
-    } else if (w == "put") {
-      read = false;
-    } else if (w == "mixed") {
-      read = Coin() < c_.read_ratio;
-    } else if (w == "ycsb-a") {
-      read = Coin() < 0.5;
-    } else if (w == "ycsb-b" || w == "ycsb-d") {
-      read = Coin() < 0.95;
-    }
-    auto done = [this, t0](std::exception_ptr e, auto&&...) { Done(t0, e); };
-    if (w == "ycsb-d" && !read) {
-      uint64_t k = next_insert_++;
-      client_->AsyncCommit(Txn().Insert(c_.collection, Key(k), Value(k, c_.value_size)), done);
-    } else if (w == "ycsb-e") {
-      if (Coin() < 0.95) {
+    auto done = [this, ch, t0](std::exception_ptr e, auto&&...) { Done(ch, t0, e); };
+    const std::string& coll = c_.collection;
+    switch (workload_) {
+      case Workload::kGet:
+      case Workload::kYcsbC:
+        return Get(ch, done);
+      case Workload::kPut:
+        return Put(ch, done);
+      case Workload::kMixed:
+        return Coin(c_.read_ratio) ? Get(ch, done) : Put(ch, done);
+      case Workload::kYcsbA:
+        return Coin(0.5) ? Get(ch, done) : Put(ch, done);
+      case Workload::kYcsbB:
+        return Coin(0.95) ? Get(ch, done) : Put(ch, done);
+      case Workload::kYcsbD:
+        return Coin(0.95) ? Get(ch, done) : Insert(ch, done);
+      case Workload::kYcsbE: {
+        if (!Coin(0.95)) return Insert(ch, done);
         ScanOptions s;
-        s.from = Bound{Key(PickKey()), true};
+        s.from = Bound{std::string(Key(PickKey())), true};
         s.limit = uint32_t(std::uniform_int_distribution<int>(1, 100)(rng_));
-        client_->AsyncCommit(Txn().Scan(c_.collection, s), done);
-      } else {
-        uint64_t k = next_insert_++;
-        client_->AsyncCommit(Txn().Insert(c_.collection, Key(k), Value(k, c_.value_size)), done);
+        ch.AsyncCommit(Txn().Scan(coll, s), done);
+        return;
       }
-    } else if (w == "ycsb-f") {
-      if (Coin() < 0.5) {
-        client_->AsyncGet(c_.collection, Key(PickKey()), done);
-      } else {
+      case Workload::kYcsbF: {
+        if (Coin(0.5)) return Get(ch, done);
         // Read-modify-write as YCSB does it: a read, then an update of the same record
         // (not atomic, as in YCSB; one operation, two round trips).
         uint64_t k = PickKey();
-        client_->AsyncGet(c_.collection, Key(k),
-                          [this, t0, k](std::exception_ptr e, std::optional<Record>) {
-                            if (e) return Done(t0, e);
-                            Txn t;
-                            t.Put(c_.collection, Key(k), Value(k + 1, c_.value_size));
-                            client_->AsyncCommit(t, [this, t0](std::exception_ptr e, TxnResult) {
-                              Done(t0, e);
-                            });
-                          });
+        ch.AsyncGet(coll, Key(k), [this, ch, t0, k](std::exception_ptr e, std::optional<Record>) {
+          if (e) return Done(ch, t0, e);
+          Channel c = ch;
+          c.AsyncPut(c_.collection, Key(k), values_(k + 1),
+                     [this, ch, t0](std::exception_ptr e, uint64_t) { Done(ch, t0, e); });
+        });
+        return;
       }
-    } else if (w == "txn") {
-      Txn t;
-      for (int i = 0; i + 1 < c_.txn_ops; i++) t.Get(c_.collection, Key(PickKey()));
-      uint64_t k = PickKey();
-      t.Put(c_.collection, Key(k), Value(k, c_.value_size));
-      client_->AsyncCommit(t, done);
-    } else if (w == "query") {
-      QueryOptions q;
-      q.equal = {int64_t(PickKey() % 1000)};
-      q.limit = 10;
-      client_->AsyncCommit(Txn().Query(c_.collection, "by_g", q), done);
-    } else if (read) {
-      client_->AsyncGet(c_.collection, Key(PickKey()), done);
-    } else {
-      uint64_t k = PickKey();
-      client_->AsyncPut(c_.collection, Key(k), Value(k, c_.value_size), done);
+      case Workload::kTxn: {
+        Txn t;
+        for (int i = 0; i + 1 < c_.txn_ops; i++) t.Get(coll, Key(PickKey()));
+        uint64_t k = PickKey();
+        t.Put(coll, Key(k), values_(k));
+        ch.AsyncCommit(t, done);
+        return;
+      }
+      case Workload::kQuery: {
+        QueryOptions q;
+        q.equal = {int64_t(PickKey() % Values::kGroups)};
+        q.limit = 10;
+        ch.AsyncCommit(Txn().Query(coll, "by_g", q), done);
+        return;
+      }
     }
+  }
+
+  template <typename F>
+  void Get(Channel ch, F& done) {
+    ch.AsyncGet(c_.collection, Key(PickKey()), done);
+  }
+  template <typename F>
+  void Put(Channel ch, F& done) {
+    uint64_t k = PickKey();
+    ch.AsyncPut(c_.collection, Key(k), values_(k), done);
+  }
+  template <typename F>
+  void Insert(Channel ch, F& done) {
+    uint64_t k = next_insert_++;
+    ch.AsyncCommit(Txn().Insert(c_.collection, Key(k), values_(k)), done);
   }
 
   void Finish() {
@@ -240,20 +295,22 @@ class Driver {
   }
 
   const Config& c_;
+  const Workload workload_;
   Totals* totals_;
-  const Zipfian* zipf_;
+  const Zipfian* zipf_;  // nullptr: uniform
+  const Values& values_;
   std::mt19937_64 rng_;
   std::shared_ptr<Client> client_;
-  int window_ = 1;
+  int connections_ = 1;
   uint64_t next_insert_;
   std::atomic<bool>* stop_ = nullptr;
   std::mutex mu_;
   std::condition_variable cv_;
-  int inflight_ = 0;  // guarded by mu_
+  int inflight_ = 0;  // slots still sending; guarded by mu_
 };
 
 // Creates the collection (and the index the query workload uses) and writes every key.
-void Load(const Config& c) {
+void Load(const Config& c, const Values& values) {
   ClientOptions o;
   o.address = c.addr;
   o.connections = 2;
@@ -276,7 +333,7 @@ void Load(const Config& c) {
   std::vector<std::future<TxnResult>> inflight;
   for (uint64_t i = 0; i < c.keys; i += batch) {
     Txn t;
-    for (uint64_t k = i; k < std::min(c.keys, i + batch); k++) t.Put(c.collection, Key(k), Value(k, c.value_size));
+    for (uint64_t k = i; k < std::min(c.keys, i + batch); k++) t.Put(c.collection, Key(k), values(k));
     inflight.push_back(db->AsyncCommit(t, asio::use_future));
     if (inflight.size() >= 8) {
       for (auto& f : inflight) f.get();
@@ -316,13 +373,16 @@ int main(int argc, char** argv) {
   c.threads = std::min(c.threads, c.connections);
 
   try {
-    if (c.load) Load(c);
-    Zipfian zipf(c.distribution == "zipfian" ? c.keys : 2);
+    Values values(c.value_size);
+    if (c.load) Load(c, values);
+    std::optional<Zipfian> zipf;
+    if (c.distribution == "zipfian") zipf.emplace(c.keys);
     Totals totals;
     std::vector<std::unique_ptr<Driver>> drivers;
     for (int t = 0; t < c.threads; t++) {
       int conns = c.connections / c.threads + (t < c.connections % c.threads ? 1 : 0);
-      drivers.push_back(std::make_unique<Driver>(c, t, conns, &totals, &zipf));
+      drivers.push_back(
+          std::make_unique<Driver>(c, t, conns, &totals, zipf ? &*zipf : nullptr, &values));
     }
     std::atomic<bool> stop{false};
     auto t0 = Clock::now();
@@ -330,11 +390,20 @@ int main(int argc, char** argv) {
     for (auto& d : drivers) threads.emplace_back([&d, &stop] { d->Run(&stop); });
     bool tty = isatty(2) && !c.json;
     uint64_t last_ops = 0;
+    double last_print = 0;
+    auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double>(c.duration));
     while (true) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(c.requests ? 100 : 250));
+      {
+        // Wake for the progress line, the end of the duration, or the drivers being done
+        // (with --requests they stop by themselves).
+        std::unique_lock lock(totals.mu);
+        auto wake = std::min(Clock::now() + std::chrono::milliseconds(250),
+                             c.requests ? Clock::time_point::max() : deadline);
+        totals.cv.wait_until(lock, wake, [&] { return totals.drivers_done == c.threads; });
+        if (totals.drivers_done == c.threads) break;
+      }
       double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-      bool done = c.requests ? totals.ops + totals.errors >= c.requests : elapsed >= c.duration;
-      static double last_print = 0;
       if (tty && elapsed - last_print >= 1.0) {
         uint64_t ops = totals.ops;
         std::fprintf(stderr, "\r%5.0f s  %10.0f ops/s  errors %llu   ", elapsed,
@@ -342,7 +411,7 @@ int main(int argc, char** argv) {
         last_ops = ops;
         last_print = elapsed;
       }
-      if (done) break;
+      if (!c.requests && Clock::now() >= deadline) break;
     }
     stop = true;
     for (auto& t : threads) t.join();

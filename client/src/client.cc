@@ -322,6 +322,11 @@ void Client::Impl::Submit(CallPtr call) {
 void Client::Impl::Dispatch(CallPtr call) {
   if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
   call->attempts++;
+  if (call->channel >= 0) {
+    // A channel's calls keep to their connection, in order (reconnecting it if need be).
+    auto& c = conns_[size_t(call->channel) % conns_.size()];
+    return c->Send(std::move(call));
+  }
   // Round robin, preferring a connection that is up.
   std::shared_ptr<Connection> pick;
   for (size_t i = 0; i < conns_.size(); i++) {
@@ -426,8 +431,10 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
 asio::any_io_executor Client::executor() const { return impl_->io_.get_executor(); }
 const ClientOptions& Client::options() const { return impl_->options_; }
 
-void Client::Submit(std::shared_ptr<detail::Call> call, std::string request, bool write) {
+void Client::Submit(std::shared_ptr<detail::Call> call, std::string request, bool write,
+                    int channel) {
   call->id = codec::FrameId(request);
+  call->channel = channel;
   call->frame = std::move(request);
   call->write = write;
   call->deadline = Clock::now() + impl_->options_.timeout;

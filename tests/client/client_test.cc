@@ -161,6 +161,39 @@ TEST_F(ClientTest, PipelinedAsyncCallsAllComplete) {
   EXPECT_EQ(client_->Count("users"), uint64_t(n));
 }
 
+TEST_F(ClientTest, ChannelCallsTakeEffectInTheOrderMade) {
+  // A put and then a get of the same record, both in flight at once, on one channel:
+  // the get must read that put. Spread over a pool of 4 connections (what calls
+  // without a channel get), gets would overtake puts sent on other connections.
+  ClientOptions o = Options();
+  o.connections = 4;
+  auto db = Client::Connect(o);
+  const int n = 300;
+  std::vector<std::future<uint64_t>> puts;
+  std::vector<std::future<std::optional<Record>>> gets;
+  std::vector<Client::Channel> channels = {db->channel(0), db->channel(1), db->channel(6)};
+  for (int i = 0; i < n; i++) {
+    Client::Channel& ch = channels[size_t(i) % channels.size()];
+    std::string key = "c" + std::to_string(i % channels.size());
+    puts.push_back(ch.AsyncPut("users", key, Document::Builder().Set("i", i).Build(),
+                               asio::use_future));
+    gets.push_back(ch.AsyncGet("users", key, asio::use_future));
+  }
+  for (int i = 0; i < n; i++) {
+    uint64_t v = puts[size_t(i)].get();
+    std::optional<Record> r = gets[size_t(i)].get();
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->version, v) << "the get issued after put " << i << " read another version";
+    EXPECT_EQ(r->document()["i"].AsInt(), i);
+  }
+  EXPECT_EQ(db->channel(6).index(), 6u);
+  // Channels reach every call form: a transaction and a ping.
+  auto t = db->channel(2).AsyncCommit(Txn().Get("users", "c0"), asio::use_future).get();
+  ASSERT_EQ(t.results.size(), 1u);
+  EXPECT_TRUE(t.results[0].found);
+  EXPECT_TRUE(db->channel(3).AsyncPing(asio::use_future).get());
+}
+
 TEST_F(ClientTest, ManyThreadsShareOneClient) {
   std::vector<std::thread> threads;
   std::atomic<int> errors{0};

@@ -62,6 +62,7 @@ struct Call {
   std::chrono::steady_clock::time_point deadline;
   int attempts = 0;
   bool finished = false;
+  int channel = -1;  // >= 0: goes over connection channel % pool size (Client::Channel)
 };
 
 template <typename F>
@@ -334,26 +335,70 @@ class Client {
       -> decltype(fn(std::declval<OptimisticTxn&>()));
 
   // --- Asynchronous calls: completion signature void(std::exception_ptr, T).
+  // Spread over the pool's connections; calls may take effect in any order (use a
+  // Channel for order).
   template <typename Token>
   auto AsyncCommit(const Txn& txn, Token&& token) {
-    return Initiate<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult,
+    return Initiate<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult, kAnyChannel,
                                std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
     return Initiate<std::optional<Record>>(EncodeGet(collection, key), false, &DecodeGet,
-                                           std::forward<Token>(token));
+                                           kAnyChannel, std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
                 Token&& token) {
-    return Initiate<uint64_t>(EncodePut(collection, key, doc), true, &DecodeCommit,
+    return Initiate<uint64_t>(EncodePut(collection, key, doc), true, &DecodeCommit, kAnyChannel,
                               std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncPing(Token&& token) {
-    return Initiate<bool>(EncodePing(), false, &DecodePong, std::forward<Token>(token));
+    return Initiate<bool>(EncodePing(), false, &DecodePong, kAnyChannel,
+                          std::forward<Token>(token));
   }
+
+  // An ordered lane of asynchronous calls. The calls made through one channel travel
+  // over one connection of the pool (channel i: connection i % connections) in the
+  // order they are made, and the server applies a connection's requests in order: so
+  // they take effect in that order while pipelined, without waiting for each other (a
+  // put and then a get of the same record, both in flight, read what the put wrote).
+  // If the connection drops, calls sent again on its replacement may be reordered.
+  // A Channel is a small value; it is valid as long as its Client.
+  class Channel {
+   public:
+    template <typename Token>
+    auto AsyncCommit(const Txn& txn, Token&& token) {
+      return client_->Initiate<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult,
+                                          index_, std::forward<Token>(token));
+    }
+    template <typename Token>
+    auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
+      return client_->Initiate<std::optional<Record>>(EncodeGet(collection, key), false,
+                                                      &DecodeGet, index_,
+                                                      std::forward<Token>(token));
+    }
+    template <typename Token>
+    auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
+                  Token&& token) {
+      return client_->Initiate<uint64_t>(EncodePut(collection, key, doc), true, &DecodeCommit,
+                                         index_, std::forward<Token>(token));
+    }
+    template <typename Token>
+    auto AsyncPing(Token&& token) {
+      return client_->Initiate<bool>(EncodePing(), false, &DecodePong, index_,
+                                     std::forward<Token>(token));
+    }
+    size_t index() const { return size_t(index_); }
+
+   private:
+    friend class Client;
+    Channel(Client* client, int index) : client_(client), index_(index) {}
+    Client* client_;
+    int index_;
+  };
+  Channel channel(size_t index) { return Channel(this, int(index % (size_t(1) << 30))); }
 
   // The executor handlers run on by default (the client's IO thread).
   asio::any_io_executor executor() const;
@@ -367,20 +412,24 @@ class Client {
 
   // Sends an encoded request (retrying per the options); `call` is completed on the IO
   // thread with the response payload or the error.
-  void Submit(std::shared_ptr<detail::Call> call, std::string request, bool write);
+  // `channel`: the Channel the call belongs to, or kAnyChannel.
+  static constexpr int kAnyChannel = -1;
+  void Submit(std::shared_ptr<detail::Call> call, std::string request, bool write,
+              int channel = kAnyChannel);
   template <typename F>
-  void Submit(std::string request, bool write, F done) {
-    Submit(std::make_shared<detail::CallWith<F>>(std::move(done)), std::move(request), write);
+  void Submit(std::string request, bool write, int channel, F done) {
+    Submit(std::make_shared<detail::CallWith<F>>(std::move(done)), std::move(request), write,
+           channel);
   }
 
   template <typename T, typename Decode, typename Token>
-  auto Initiate(std::string request, bool write, Decode decode, Token&& token) {
+  auto Initiate(std::string request, bool write, Decode decode, int channel, Token&& token) {
     return asio::async_initiate<Token, void(std::exception_ptr, T)>(
-        [this, decode](auto handler, std::string request, bool write) {
+        [this, decode, channel](auto handler, std::string request, bool write) {
           // The handler's executor counts this call as outstanding work until it completes.
           auto ex = asio::prefer(asio::get_associated_executor(handler, executor()),
                                  asio::execution::outstanding_work.tracked);
-          Submit(std::move(request), write,
+          Submit(std::move(request), write, channel,
                  [handler = std::move(handler), ex, decode](std::exception_ptr e,
                                                              std::string_view payload) mutable {
                    T value{};
