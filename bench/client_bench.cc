@@ -136,7 +136,7 @@ struct EncodeTxnTag {
   friend type Reach(EncodeTxnTag);
 };
 struct EncodeGetTag {
-  using type = std::string (*)(std::string_view, std::string_view);
+  using type = std::string (*)(std::string_view, std::string_view, uint32_t);
   friend type Reach(EncodeGetTag);
 };
 struct EncodePutTag {
@@ -144,7 +144,7 @@ struct EncodePutTag {
   friend type Reach(EncodePutTag);
 };
 struct DecodeGetTag {
-  using type = std::optional<Record> (*)(std::string_view);
+  using type = std::optional<Record> (*)(std::string_view, std::string_view);
   friend type Reach(DecodeGetTag);
 };
 struct DecodeCommitTag {
@@ -506,12 +506,19 @@ const std::vector<Document>& Docs() {
 
 // The payload of the server's answer to a one-get transaction that found its record, built
 // the way cairnd builds it (server/src/convert.cc, BuildTxnReply).
-std::string GetReplyPayload() {
+// cairnd's answer to a get of key 1234: a GetReply (protocol 2), or the TxnReply of a
+// one-get transaction (protocol 1), built as cairnd's BuildGetReply / BuildGetsReply do.
+std::string GetReplyPayload(uint32_t protocol) {
   flatbuffers::FlatBufferBuilder fbb;
   const std::string& doc = Docs()[0].bytes();
+  auto v = fbb.CreateVector(reinterpret_cast<const uint8_t*>(doc.data()), doc.size());
+  if (protocol >= 2) {
+    auto reply = wire::CreateGetReply(fbb, true, 4321, wire::ValueKind::Document, v);
+    fbb.Finish(wire::CreateResponseFrame(fbb, 77, 0, wire::Reply::GetReply, reply.Union()));
+    return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  }
   std::string key = Key(1234);
   auto k = fbb.CreateVector(reinterpret_cast<const uint8_t*>(key.data()), key.size());
-  auto v = fbb.CreateVector(reinterpret_cast<const uint8_t*>(doc.data()), doc.size());
   std::vector<flatbuffers::Offset<wire::Record>> recs = {
       wire::CreateRecord(fbb, k, 4321, wire::ValueKind::Document, v)};
   auto rv = fbb.CreateVector(recs);
@@ -522,7 +529,6 @@ std::string GetReplyPayload() {
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
 
-// The answer to a one-put transaction.
 std::string PutReplyPayload() {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<wire::OpResult>> results = {
@@ -532,14 +538,16 @@ std::string PutReplyPayload() {
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
 
-// What AsyncGet/Get do before sending: EncodeGet (a fresh request id, the frame header).
+// What AsyncGet/Get do before sending: EncodeGet (a fresh request id, the frame header),
+// for a server of protocol 2 (a Get request) or 1 (a one-get Txn).
 void BM_Codec_EncodeGet(benchmark::State& state) {
+  const uint32_t protocol = uint32_t(state.range(0));
   const auto& keys = Keys();
   uint32_t i = 0;
   size_t bytes = 0;
   AllocMeter allocs;
   for (auto _ : state) {
-    std::string frame = EncodeGet(kCollection, keys[i++ % kRecords]);
+    std::string frame = EncodeGet(kCollection, keys[i++ % kRecords], protocol);
     bytes = frame.size();
     benchmark::DoNotOptimize(frame);
   }
@@ -547,7 +555,7 @@ void BM_Codec_EncodeGet(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.counters["frame_bytes"] = double(bytes);
 }
-BENCHMARK(BM_Codec_EncodeGet);
+BENCHMARK(BM_Codec_EncodeGet)->ArgName("protocol")->Arg(1)->Arg(2);
 
 // What AsyncPut/Put do before sending: EncodePut, with its 16-byte idempotency key.
 void BM_Codec_EncodePut(benchmark::State& state) {
@@ -601,7 +609,7 @@ BENCHMARK(BM_Codec_EncodeTxnPut);
 // What the IO thread does to every response before handing it to the call
 // (Connection::Parse): the FlatBuffers verifier.
 void BM_Codec_VerifyGetReply(benchmark::State& state) {
-  std::string payload = GetReplyPayload();
+  std::string payload = GetReplyPayload(uint32_t(state.range(0)));
   AllocMeter allocs;
   for (auto _ : state) {
     bool ok = wire::VerifyResponseFrame(payload);
@@ -614,15 +622,17 @@ void BM_Codec_VerifyGetReply(benchmark::State& state) {
   allocs.Stop(state);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_Codec_VerifyGetReply);
+BENCHMARK(BM_Codec_VerifyGetReply)->ArgName("protocol")->Arg(1)->Arg(2);
 
 // What a get's completion does with the (verified) payload: read the TxnReply, copy the
 // record out.
 void BM_Codec_DecodeGet(benchmark::State& state) {
-  std::string payload = GetReplyPayload();
+  const uint32_t protocol = uint32_t(state.range(0));
+  std::string payload = GetReplyPayload(protocol);
+  std::string request = EncodeGet(kCollection, Key(1234), protocol);
   AllocMeter allocs;
   for (auto _ : state) {
-    std::optional<Record> r = DecodeGet(payload);
+    std::optional<Record> r = DecodeGet(payload, request);
     if (!r || r->version != 4321) {
       state.SkipWithError("DecodeGet did not return the record");
       break;
@@ -633,7 +643,7 @@ void BM_Codec_DecodeGet(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.counters["payload_bytes"] = double(payload.size());
 }
-BENCHMARK(BM_Codec_DecodeGet);
+BENCHMARK(BM_Codec_DecodeGet)->ArgName("protocol")->Arg(1)->Arg(2);
 
 void BM_Codec_DecodePut(benchmark::State& state) {
   std::string payload = PutReplyPayload();
@@ -715,7 +725,7 @@ BENCHMARK(BM_Doc_FromJson);
 
 // Record::document() (a copy of the bytes and the root check) and reading two fields.
 void BM_Doc_RecordDocument(benchmark::State& state) {
-  std::optional<Record> r = DecodeGet(GetReplyPayload());
+  std::optional<Record> r = DecodeGet(GetReplyPayload(2), EncodeGet(kCollection, Key(1234), 2));
   if (!r) {
     state.SkipWithError("no record");
     return;

@@ -60,6 +60,7 @@ class Client::Impl {
   bool delete_on_exit_ = false;  // set when the Client was destroyed on the IO thread
   std::thread thread_;
   std::mt19937_64 rng_{std::random_device{}()};      // IO thread
+  std::atomic<uint32_t> protocol_{1};  // the last handshake's version: what to encode for
 };
 
 // A pipelined connection: frames go out as soon as they are submitted, responses are
@@ -155,6 +156,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       auto h = r->reply_as_HelloReply();
       if (!h) throw Error(ErrorCode::kProtocol, "expected HelloReply");
       max_frame_ = std::max<uint32_t>(h->max_frame(), wire::kMinMaxFrame);
+      protocol_ = std::clamp<uint32_t>(h->protocol_version(), 1, wire::kProtocolVersion);
+      impl_.protocol_.store(protocol_, std::memory_order_relaxed);
     } catch (const Error& e) {
       return Fail(e);
     }
@@ -165,6 +168,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Write(const CallPtr& call) {
+    if (protocol_ < 2) {
+      // Encoded for a newer server than this connection reached (one replaced by an older
+      // cairnd since): send its protocol 1 form.
+      if (std::optional<std::string> v1 = codec::DowngradeGet(call->frame)) {
+        call->frame = std::move(*v1);
+        call->id = codec::FrameId(call->frame);
+      }
+    }
     if (call->frame.size() - wire::kFrameHeaderSize > max_frame_) {
       // The server would refuse it and close the connection, failing the calls beside it.
       return call->Fail(Error(ErrorCode::kTooLarge,
@@ -304,6 +315,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t generation_ = 0;  // bumped when a socket is abandoned; stale handlers check it
   uint64_t hello_id_ = 0;
   uint32_t max_frame_ = wire::kDefaultMaxFrame;
+  uint32_t protocol_ = 1;  // agreed in the handshake
   Clock::time_point connect_deadline_;
   bool sweeping_ = false;
   std::deque<CallPtr> inflight_;  // sent, in order; answers come back in this order
@@ -430,6 +442,7 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
 
 asio::any_io_executor Client::executor() const { return impl_->io_.get_executor(); }
 const ClientOptions& Client::options() const { return impl_->options_; }
+uint32_t Client::protocol() const { return impl_->protocol_.load(std::memory_order_relaxed); }
 
 void Client::Submit(std::shared_ptr<detail::Call> call, std::string request, bool write,
                     int channel) {
@@ -610,7 +623,7 @@ TxnResult Client::Commit(const Txn& txn) {
 
 std::optional<Record> Client::Get(std::string_view collection, std::string_view key) {
   CheckNotIoThread(impl_->thread_);
-  return Call<std::optional<Record>>(EncodeGet(collection, key), false, &DecodeGet);
+  return Call<std::optional<Record>>(EncodeGet(collection, key, protocol()), false, &DecodeGet);
 }
 
 uint64_t Client::Put(std::string_view collection, std::string_view key, const Document& doc,

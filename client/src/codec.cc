@@ -284,11 +284,34 @@ std::string Client::EncodeTxn(const Txn& txn) {
   });
 }
 
-std::string Client::EncodeGet(std::string_view collection, std::string_view key) {
-  return codec::Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
+namespace codec {
+
+std::string TxnGet(std::string_view collection, std::string_view key) {
+  return Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
     auto get = wire::CreateGet(fbb, fbb.CreateString(collection), Bytes(fbb, key));
     auto op = wire::CreateOperation(fbb, wire::Op::Get, get.Union());
     return wire::CreateTxn(fbb, 0, fbb.CreateVector(&op, 1)).Union();
+  });
+}
+
+std::optional<std::string> DowngradeGet(std::string_view frame) {
+  auto f = flatbuffers::GetRoot<wire::RequestFrame>(frame.data() + wire::kFrameHeaderSize);
+  const wire::Get* get = f->request_as_Get();
+  if (!get) return std::nullopt;
+  std::string_view collection(get->collection() ? get->collection()->c_str() : "",
+                              get->collection() ? get->collection()->size() : 0);
+  std::string_view key(get->key() ? reinterpret_cast<const char*>(get->key()->data()) : "",
+                       get->key() ? get->key()->size() : 0);
+  return TxnGet(collection, key);
+}
+
+}  // namespace codec
+
+std::string Client::EncodeGet(std::string_view collection, std::string_view key,
+                              uint32_t protocol) {
+  if (protocol < 2) return codec::TxnGet(collection, key);
+  return codec::Request(wire::Request::Get, [&](FlatBufferBuilder& fbb) {
+    return wire::CreateGet(fbb, fbb.CreateString(collection), Bytes(fbb, key)).Union();
   });
 }
 
@@ -302,6 +325,7 @@ std::string Client::EncodePut(std::string_view collection, std::string_view key,
         .Union();
   });
 }
+
 
 std::string Client::EncodePing() {
   return codec::Request(wire::Request::Ping,
@@ -348,7 +372,16 @@ TxnResult Client::DecodeTxnResult(std::string_view payload) {
   return out;
 }
 
-std::optional<Record> Client::DecodeGet(std::string_view payload) {
+std::optional<Record> Client::DecodeGet(std::string_view payload, std::string_view request) {
+  auto resp = codec::Response(payload);
+  if (const wire::GetReply* g = resp->reply_as_GetReply()) {
+    if (!g->found()) return std::nullopt;
+    // The reply does not repeat the key: take it from the request (built by EncodeGet).
+    auto req = flatbuffers::GetRoot<wire::RequestFrame>(request.data() + wire::kFrameHeaderSize);
+    const wire::Get* get = req->request_as_Get();
+    if (!get) throw Error(ErrorCode::kProtocol, "a GetReply to a request that is not a Get");
+    return Record{Str(get->key()), g->version(), ValueKind(g->kind()), Str(g->value())};
+  }
   auto t = TxnReplyOf(payload);
   if (!t->results() || t->results()->size() == 0) return std::nullopt;
   const wire::OpResult* r = t->results()->Get(0);

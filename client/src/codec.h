@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,11 @@ uint64_t NextRequestId();
 // A framed RequestFrame with a fresh id and the body `body` builds.
 std::string Request(wire::Request type,
                     const std::function<flatbuffers::Offset<void>(flatbuffers::FlatBufferBuilder&)>& body);
+// The protocol 1 form of a point read: a Txn of one Get.
+std::string TxnGet(std::string_view collection, std::string_view key);
+// A framed Get request (protocol 2) rewritten as the one-get Txn of protocol 1, with a
+// fresh id; nullopt if `frame` is not a Get request.
+std::optional<std::string> DowngradeGet(std::string_view frame);
 // The id of a framed request.
 uint64_t FrameId(std::string_view frame);
 // A response payload, already verified by the connection that read it; throws

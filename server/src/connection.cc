@@ -324,6 +324,19 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       Record(RequestKind::kRead, received);
       return;
     }
+    case wire::Request::Get: {
+      ctx_.stats->ops[size_t(OpKind::kGet)].fetch_add(1, std::memory_order_relaxed);
+      Status s;
+      ReadTxn* read = Snapshot(&s);
+      if (read) s = BuildGetReply(fbb_, id, *read, *f->request_as_Get());
+      if (s.ok()) {
+        Send(id);
+      } else {
+        SendError(id, s);
+      }
+      Record(RequestKind::kRead, received);
+      return;
+    }
     case wire::Request::ListCollections:
       BuildCollections(fbb_, id, ctx_.engine->ListCollections());
       Send(id);

@@ -333,6 +333,26 @@ Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn&
   return Status::Ok();
 }
 
+Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& read,
+                     const wire::Get& get) {
+  std::string_view collection;
+  if (Status s = Collection(get.collection(), &collection); !s.ok()) return s;
+  RecordView rv;
+  bool found = false;
+  if (Status s = read.Get(collection, View(get.key()), &rv, &found); !s.ok()) return s;
+  fbb.Clear();
+  Offset<wire::GetReply> reply;
+  if (found) {
+    // A value is at most max_value bytes, below the frame limit: it always fits.
+    reply = wire::CreateGetReply(fbb, true, rv.version, wire::ValueKind(rv.kind),
+                                 Bytes(fbb, rv.value));
+  } else {
+    reply = wire::CreateGetReply(fbb);
+  }
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::GetReply, reply.Union()));
+  return Status::Ok();
+}
+
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit) {
   fbb.Clear();
   auto done = wire::CreateDone(fbb, commit);

@@ -40,6 +40,10 @@ bool OnlyGets(const Transaction& t);
 // was built and the caller answers with the error.
 Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& read,
                       const Transaction& t);
+// A Get request (protocol 2): runs it on `read` and builds its GetReply; a non-ok Status
+// means nothing was built and the caller answers with the error.
+Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& read,
+                     const wire::Get& get);
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit);
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
                       const std::vector<CollectionInfo>& collections);

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -202,6 +203,144 @@ TEST(ClientLifetimeTest, PendingCallKeepsTheHandlersExecutorBusy) {
   }));
   app.run();  // returns once the callback ran, not before
   EXPECT_TRUE(called);
+}
+
+}  // namespace
+}  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// A stand-in for an older cairnd: it speaks protocol 1 (no Get request) on every
+// connection after the first `v2_connections`, answers one-get transactions with a
+// record, and refuses Get requests as a protocol 1 server does. It counts what it saw.
+class OldServer {
+ public:
+  explicit OldServer(int v2_connections) : v2_left_(v2_connections) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~OldServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  // Closes the connection being served after its next answer.
+  void DropAfterNextAnswer() { drop_ = true; }
+
+  std::atomic<int> gets{0}, txns{0}, connections{0};
+
+ private:
+  void Serve() {
+    while (true) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      connections++;
+      uint32_t version = v2_left_-- > 0 ? 2 : 1;
+      while (Answer(c, version)) {
+      }
+      close(c);
+    }
+  }
+
+  // Reads one request and answers it; false when the connection is over.
+  bool Answer(int c, uint32_t version) {
+    char header[4];
+    if (recv(c, header, 4, MSG_WAITALL) != 4) return false;
+    uint32_t n;
+    std::memcpy(&n, header, 4);
+    std::string payload(n, '\0');
+    if (recv(c, payload.data(), n, MSG_WAITALL) != ssize_t(n)) return false;
+    auto f = flatbuffers::GetRoot<wire::RequestFrame>(payload.data());
+    flatbuffers::FlatBufferBuilder fbb;
+    switch (f->request_type()) {
+      case wire::Request::Hello: {
+        auto h = wire::CreateHelloReply(fbb, version, fbb.CreateString("old cairnd"), 1 << 20,
+                                        128, 1 << 20, 507);
+        fbb.Finish(wire::CreateResponseFrame(fbb, f->id(), 0, wire::Reply::HelloReply, h.Union()));
+        break;
+      }
+      case wire::Request::Ping:
+        fbb.Finish(wire::CreateResponseFrame(fbb, f->id(), 0, wire::Reply::Pong,
+                                             wire::CreatePong(fbb).Union()));
+        break;
+      case wire::Request::Txn: {
+        txns++;
+        auto get = f->request_as_Txn()->ops()->Get(0)->op_as_Get();
+        auto key = fbb.CreateVector(get->key()->data(), get->key()->size());
+        auto doc = Document::Builder().Set("old", true).Build();
+        auto value = fbb.CreateVector(reinterpret_cast<const uint8_t*>(doc.bytes().data()),
+                                      doc.bytes().size());
+        auto rec = wire::CreateRecord(fbb, key, 7, wire::ValueKind::Document, value);
+        auto result = wire::CreateOpResult(fbb, true, 7, fbb.CreateVector(&rec, 1));
+        auto reply = wire::CreateTxnReply(fbb, 0, fbb.CreateVector(&result, 1));
+        fbb.Finish(
+            wire::CreateResponseFrame(fbb, f->id(), 0, wire::Reply::TxnReply, reply.Union()));
+        break;
+      }
+      default: {
+        gets += f->request_type() == wire::Request::Get;
+        auto e = wire::CreateError(fbb, wire::ErrorCode::BadRequest,
+                                   fbb.CreateString("unknown request type"));
+        fbb.Finish(wire::CreateResponseFrame(fbb, f->id(), e));
+      }
+    }
+    std::string out = testing::WireClient::Frame(fbb);
+    if (send(c, out.data(), out.size(), MSG_NOSIGNAL) != ssize_t(out.size())) return false;
+    return !drop_.exchange(false);
+  }
+
+  int fd_;
+  uint16_t port_;
+  std::atomic<int> v2_left_;
+  std::atomic<bool> drop_{false};
+  std::thread thread_;
+};
+
+TEST(ClientProtocolTest, PointReadsOfAProtocolOneServerGoAsTransactions) {
+  OldServer old(/*v2_connections=*/0);
+  ClientOptions o = At(old.port());
+  o.connections = 1;
+  auto client = Client::Connect(o);
+  EXPECT_EQ(client->protocol(), 1u);
+  std::optional<Record> r = client->Get("c", "k1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->key, "k1");
+  EXPECT_EQ(r->version, 7u);
+  EXPECT_TRUE(r->document()["old"].AsBool());
+  r = client->channel(0).AsyncGet("c", "k2", asio::use_future).get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->key, "k2");
+  EXPECT_EQ(old.txns, 2);
+  EXPECT_EQ(old.gets, 0);
+}
+
+TEST(ClientProtocolTest, ServerReplacedByAnOlderOneGetsTheOlderForm) {
+  // The first connection reaches a protocol 2 server, which goes away; its replacement
+  // speaks protocol 1. A get encoded for protocol 2 meanwhile is sent in the older form.
+  OldServer old(/*v2_connections=*/1);
+  ClientOptions o = At(old.port());
+  o.connections = 1;
+  auto client = Client::Connect(o);
+  EXPECT_EQ(client->protocol(), 2u);
+  old.DropAfterNextAnswer();
+  client->Ping();  // answered, then the connection is closed
+  std::optional<Record> r = client->Get("c", "k3");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->key, "k3");
+  EXPECT_EQ(client->protocol(), 1u);
+  EXPECT_EQ(old.connections, 2);
+  EXPECT_EQ(old.gets, 0) << "no Get request may reach a protocol 1 server";
+  EXPECT_EQ(old.txns, 1);
 }
 
 }  // namespace

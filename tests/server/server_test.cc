@@ -45,7 +45,12 @@ TEST_F(ServerTest, NewerClientVersionIsNegotiatedDown) {
   WireClient c(server_->port());
   auto r = c.Call(*req::Hello(1, 5));
   ASSERT_TRUE(r && r->reply_as_HelloReply());
-  EXPECT_EQ(r->reply_as_HelloReply()->protocol_version(), 1u);
+  EXPECT_EQ(r->reply_as_HelloReply()->protocol_version(), wire::kProtocolVersion);
+  EXPECT_EQ(wire::kProtocolVersion, 2u);
+  WireClient old(server_->port());
+  r = old.Call(*req::Hello(1, 1));
+  ASSERT_TRUE(r && r->reply_as_HelloReply());
+  EXPECT_EQ(r->reply_as_HelloReply()->protocol_version(), 1u) << "an older client keeps its version";
 }
 
 TEST_F(ServerTest, RequestBeforeHelloIsRefusedAndClosed) {
@@ -184,6 +189,66 @@ TEST_F(ServerTest, IndexesOverTheWire) {
   no_index.Query("u", "nope", R"(["x"])");
   r = client_->Call(no_index.Build(6));
   EXPECT_EQ(r->error()->code(), wire::ErrorCode::NotFound) << ErrorText(r);
+}
+
+TEST_F(ServerTest, GetRequestAnswersAPointReadAndItsErrors) {
+  ASSERT_TRUE(client_->Call(*req::CreateCollection(1, "users"))->reply_as_Done());
+  req::TxnBuilder put;
+  put.Put("users", "alice", R"({"age": 30})");
+  // Pipelined: the put, then a get of what it writes, then a get of an absent key. The
+  // first get follows the put on this connection, so it must see it.
+  ASSERT_TRUE(client_->Send(put.Build(2)));
+  ASSERT_TRUE(client_->Send(*req::Get(3, "users", "alice")));
+  ASSERT_TRUE(client_->Send(*req::Get(4, "users", "bob")));
+  auto r = client_->Response();
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  uint64_t commit = r->reply_as_TxnReply()->commit();
+  r = client_->Response();
+  ASSERT_TRUE(r && r->reply_as_GetReply()) << ErrorText(r);
+  EXPECT_EQ(r->id(), 3u);
+  auto g = r->reply_as_GetReply();
+  ASSERT_TRUE(g->found());
+  EXPECT_EQ(g->version(), commit);
+  EXPECT_EQ(g->kind(), wire::ValueKind::Document);
+  EXPECT_EQ(FlexToJson(std::string_view(reinterpret_cast<const char*>(g->value()->data()),
+                                        g->value()->size())),
+            R"({"age":30})");
+  r = client_->Response();
+  ASSERT_TRUE(r && r->reply_as_GetReply()) << ErrorText(r);
+  EXPECT_EQ(r->id(), 4u);
+  EXPECT_FALSE(r->reply_as_GetReply()->found());
+  EXPECT_FALSE(r->reply_as_GetReply()->value());
+
+  struct Case {
+    const char* collection;
+    std::string key;
+    wire::ErrorCode code;
+    const char* says;
+  } cases[] = {
+      {"nope", "k", wire::ErrorCode::NotFound, "nope"},
+      {nullptr, "k", wire::ErrorCode::BadRequest, "collection"},
+      {"users", "", wire::ErrorCode::BadRequest, "key"},
+      {"users", std::string(600, 'k'), wire::ErrorCode::TooLarge, "key"},
+  };
+  uint64_t id = 10;
+  for (const Case& c : cases) {
+    r = client_->Call(*req::Get(id, c.collection, c.key));
+    ASSERT_TRUE(r && r->error()) << c.says;
+    EXPECT_EQ(r->id(), id);
+    EXPECT_EQ(r->error()->code(), c.code) << r->error()->message()->str();
+    EXPECT_NE(r->error()->message()->str().find(c.says), std::string::npos)
+        << r->error()->message()->str();
+    id++;
+  }
+  // A Get without its table is refused like any request without one.
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateRequestFrame(fbb, 20, wire::Request::Get, 0));
+  r = client_->Call(fbb);
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest);
+  // The connection still serves.
+  r = client_->Call(*req::Get(21, "users", "alice"));
+  ASSERT_TRUE(r && r->reply_as_GetReply() && r->reply_as_GetReply()->found()) << ErrorText(r);
 }
 
 TEST_F(ServerTest, StatsCountWhatHappened) {

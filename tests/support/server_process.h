@@ -279,6 +279,15 @@ inline Fbb Ping(uint64_t id, std::string_view payload = "") {
   return Finish(std::move(fbb), id, wire::Request::Ping, p.Union());
 }
 
+// A point read outside a transaction (protocol 2). A null `collection` leaves it unset.
+inline Fbb Get(uint64_t id, const char* collection, std::string_view key) {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto c = collection ? fbb->CreateString(collection) : flatbuffers::Offset<flatbuffers::String>();
+  auto k = fbb->CreateVector(reinterpret_cast<const uint8_t*>(key.data()), key.size());
+  auto g = wire::CreateGet(*fbb, c, k);
+  return Finish(std::move(fbb), id, wire::Request::Get, g.Union());
+}
+
 inline Fbb CreateCollection(uint64_t id, std::string_view name) {
   auto fbb = std::make_unique<FlatBufferBuilder>();
   auto c = wire::CreateCreateCollection(*fbb, fbb->CreateString(name));

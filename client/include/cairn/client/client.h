@@ -33,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "cairn/client/document.h"
@@ -68,9 +69,19 @@ struct Call {
 template <typename F>
 struct CallWith final : Call {
   explicit CallWith(F f) : fn(std::move(f)) {}
-  void Complete(std::exception_ptr e, std::string_view payload) override { fn(e, payload); }
-  F fn;
+  void Complete(std::exception_ptr e, std::string_view payload) override { fn(e, payload, frame); }
+  F fn;  // fn(error, response payload, request frame)
 };
+
+// decode(payload, request) or decode(payload), whichever the decoder takes.
+template <typename Decode>
+auto RunDecode(const Decode& decode, std::string_view payload, std::string_view request) {
+  if constexpr (std::is_invocable_v<const Decode&, std::string_view, std::string_view>) {
+    return decode(payload, request);
+  } else {
+    return decode(payload);
+  }
+}
 }  // namespace detail
 
 struct ClientOptions {
@@ -344,8 +355,8 @@ class Client {
   }
   template <typename Token>
   auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
-    return Initiate<std::optional<Record>>(EncodeGet(collection, key), false, &DecodeGet,
-                                           kAnyChannel, std::forward<Token>(token));
+    return Initiate<std::optional<Record>>(EncodeGet(collection, key, protocol()), false,
+                                           &DecodeGet, kAnyChannel, std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
@@ -375,9 +386,9 @@ class Client {
     }
     template <typename Token>
     auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
-      return client_->Initiate<std::optional<Record>>(EncodeGet(collection, key), false,
-                                                      &DecodeGet, index_,
-                                                      std::forward<Token>(token));
+      return client_->Initiate<std::optional<Record>>(
+          EncodeGet(collection, key, client_->protocol()), false, &DecodeGet, index_,
+          std::forward<Token>(token));
     }
     template <typename Token>
     auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
@@ -404,6 +415,9 @@ class Client {
   asio::any_io_executor executor() const;
 
   const ClientOptions& options() const;
+  // The protocol version the server agreed to in the handshake (wire::kProtocolVersion
+  // at most).
+  uint32_t protocol() const;
 
   class Impl;
 
@@ -430,12 +444,13 @@ class Client {
           auto ex = asio::prefer(asio::get_associated_executor(handler, executor()),
                                  asio::execution::outstanding_work.tracked);
           Submit(std::move(request), write, channel,
-                 [handler = std::move(handler), ex, decode](std::exception_ptr e,
-                                                             std::string_view payload) mutable {
+                 [handler = std::move(handler), ex, decode](
+                     std::exception_ptr e, std::string_view payload,
+                     std::string_view request) mutable {
                    T value{};
                    if (!e) {
                      try {
-                       value = decode(payload);
+                       value = detail::RunDecode(decode, payload, request);
                      } catch (...) {
                        e = std::current_exception();
                      }
@@ -458,11 +473,13 @@ class Client {
   T Call(std::string request, bool write, Decode decode, bool resendable = true) {
     std::promise<T> promise;
     std::future<T> result = promise.get_future();
-    auto call = std::make_shared<detail::CallWith<std::function<void(std::exception_ptr, std::string_view)>>>(
-        [&promise, decode](std::exception_ptr e, std::string_view payload) {
+    auto call = std::make_shared<detail::CallWith<
+        std::function<void(std::exception_ptr, std::string_view, std::string_view)>>>(
+        [&promise, decode](std::exception_ptr e, std::string_view payload,
+                           std::string_view request) {
           if (e) return promise.set_exception(e);
           try {
-            promise.set_value(decode(payload));
+            promise.set_value(detail::RunDecode(decode, payload, request));
           } catch (...) {
             promise.set_exception(std::current_exception());
           }
@@ -475,13 +492,17 @@ class Client {
   // Wire encoding and decoding (client/src/codec.cc). Requests are framed payloads with
   // a fresh request id.
   static std::string EncodeTxn(const Txn& txn);
+  // A point read: a Get request when the server speaks protocol 2 or later, else the
+  // same as EncodeTxn of a one-operation Txn (without building the Txn).
+  static std::string EncodeGet(std::string_view collection, std::string_view key,
+                               uint32_t protocol);
   // The same as EncodeTxn of a one-operation Txn, without building the Txn.
-  static std::string EncodeGet(std::string_view collection, std::string_view key);
   static std::string EncodePut(std::string_view collection, std::string_view key,
                                const Document& doc);
   static std::string EncodePing();
   static TxnResult DecodeTxnResult(std::string_view payload);
-  static std::optional<Record> DecodeGet(std::string_view payload);
+  // `request`: the frame sent (a GetReply does not repeat the key asked for).
+  static std::optional<Record> DecodeGet(std::string_view payload, std::string_view request);
   static uint64_t DecodeCommit(std::string_view payload);
   static bool DecodePong(std::string_view payload);
 
