@@ -1,6 +1,7 @@
 // Record and index operations inside one LMDB transaction: reads (get, scan,
 // query, count), writes (put, delete) with index maintenance, conditions, and
 // running a whole transaction.
+#include <memory>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -530,9 +531,21 @@ Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
     return Status(Code::kBadRequest, "unknown value kind");
   }
 
+  // One descent of the B+tree: a cursor finds the old record, then writes in its place.
+  RecordKey rk(c->id, op.key);
+  MDB_val k = rk.val(), v;
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(ctx.txn, ctx.dbs->records, &cur); rc != 0) {
+    return MdbStatus(rc, "cursor");
+  }
+  std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> closer(cur, mdb_cursor_close);
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_SET);  // MDB_SET leaves k on rk's bytes
+  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "get");
+  const bool found = rc == 0;
   RecordView old;
-  bool found;
-  if (Status s = GetRecord(ctx, *c, op.key, &old, &found); !s.ok()) return s;
+  if (found && !DecodeRecord(op.key, View(v), &old)) {
+    return Status(Code::kInternal, "corrupt record '" + Printable(op.key) + "'");
+  }
   if (found && op.mode == PutMode::kInsert) {
     return Status(Code::kAlreadyExists,
                   "record '" + Printable(op.key) + "' already exists in '" + c->name + "'");
@@ -548,14 +561,25 @@ Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
     }
   }
 
-  RecordKey rk(c->id, op.key);
-  MDB_val k = rk.val(), v{kRecordHeader + op.value.size(), nullptr};
-  int rc = mdb_put(ctx.txn, ctx.dbs->records, &k, &v, MDB_RESERVE);
+  auto fill = [&](char* p) {
+    StoreU64LE(p, ctx.commit);
+    p[8] = char(op.kind);
+    std::memcpy(p + kRecordHeader, op.value.data(), op.value.size());
+  };
+  MDB_val nv{kRecordHeader + op.value.size(), nullptr};
+  if (found) {
+    // In the old record's place, without a second search (MDB_CURRENT alone: with
+    // MDB_RESERVE added, LMDB searches again).
+    thread_local std::string stored;
+    stored.resize(nv.mv_size);
+    fill(stored.data());
+    nv.mv_data = stored.data();
+    rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+  } else {
+    rc = mdb_cursor_put(cur, &k, &nv, MDB_RESERVE);
+    if (rc == 0) fill(static_cast<char*>(nv.mv_data));
+  }
   if (rc != 0) return MdbStatus(rc, "put");
-  char* p = static_cast<char*>(v.mv_data);
-  StoreU64LE(p, ctx.commit);
-  p[8] = char(op.kind);
-  std::memcpy(p + kRecordHeader, op.value.data(), op.value.size());
 
   ctx.log->Put(c->name, op.key, op.kind, op.value);
   r->found = found;
