@@ -330,6 +330,23 @@ class RawEnv {
   // Upserts record `n` with `doc` in a write transaction of its own. With `indexed`, also
   // maintains the group index by hand, as the engine does: reads the old record, moves its
   // index entry if the value changed, writes the record. Returns LMDB's code.
+  // `docs.size()` upserts of records `ns` in one write transaction.
+  int UpsertBatch(const std::vector<uint32_t>& ns, const std::vector<std::string_view>& docs) {
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    if (rc != 0) return rc;
+    for (size_t i = 0; i < ns.size() && rc == 0; i++) {
+      MDB_val k = Val(RawKeys()[ns[i]]), v{kRecordHeader + docs[i].size(), nullptr};
+      rc = mdb_put(txn, records_, &k, &v, MDB_RESERVE);
+      if (rc == 0) WriteStoredValue(static_cast<char*>(v.mv_data), ++version_, docs[i]);
+    }
+    if (rc != 0) {
+      mdb_txn_abort(txn);
+      return rc;
+    }
+    return mdb_txn_commit(txn);
+  }
+
   int Upsert(uint32_t n, std::string_view doc, bool indexed) {
     MDB_val k = Val(RawKeys()[n]), old;
     MDB_txn* txn;
@@ -611,6 +628,89 @@ BENCHMARK_REGISTER_F(EnginePut, engine)
     ->Arg(1)
     ->Arg(3);
 BENCHMARK_REGISTER_F(RawPut, raw_lmdb)->Name("BM_Put/raw_lmdb")->ArgName("indexes")->Arg(0)->Arg(1);
+
+// --- Batched puts, as cairnd's writer commits them under load: ExecuteBatch of
+// range(0) single-put transactions (random existing keys, no index, kNoSync), each with a
+// 16-byte idempotency key as libcairn sends them ([microseconds: u64 BE][random]) when
+// range(1) is 1. The raw twin puts as many records in one transaction. CPU time; items
+// are writes.
+
+std::string ClientIdempotencyKey(std::mt19937_64& rng) {
+  uint64_t us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count());
+  std::string k(16, '\0');
+  for (int i = 0; i < 8; i++) k[size_t(i)] = char(us >> (56 - 8 * i));
+  uint64_t r = rng();
+  std::memcpy(k.data() + 8, &r, 8);
+  return k;
+}
+
+BENCHMARK_DEFINE_F(EnginePut, batch)(benchmark::State& state) {
+  const auto& keys = Keys();
+  const size_t batch = size_t(state.range(1));
+  const bool keyed = state.range(2) != 0;
+  std::vector<Transaction> txns(batch);
+  std::vector<std::string> idem(batch);
+  std::vector<const Transaction*> ptrs;
+  for (Transaction& t : txns) {
+    t.ops.push_back(PutOp{kCollection, {}, {}});
+    ptrs.push_back(&t);
+  }
+  std::mt19937_64 rng(7);
+  const uint64_t written = WrittenBytes();
+  for (auto _ : state) {
+    for (size_t i = 0; i < batch; i++) {
+      PutOp& put = std::get<PutOp>(txns[i].ops[0]);
+      put.key = keys[d_->upserts.NextRecord()];
+      put.value = d_->upserts.NextDoc();
+      if (keyed) {
+        idem[i] = ClientIdempotencyKey(rng);
+        txns[i].idempotency_key = idem[i];
+      }
+    }
+    std::vector<TxnResult> results = d_->db->ExecuteBatch(ptrs);
+    for (const TxnResult& r : results) {
+      if (!r.status.ok()) state.SkipWithError(r.status.ToString().c_str());
+    }
+    if (state.error_occurred()) break;
+  }
+  state.SetItemsProcessed(state.iterations() * int64_t(batch));
+  state.counters["wbytes"] = benchmark::Counter(double(WrittenBytes() - written) /
+                                                double(state.iterations() * int64_t(batch)));
+}
+
+BENCHMARK_DEFINE_F(RawPut, batch)(benchmark::State& state) {
+  const size_t batch = size_t(state.range(1));
+  std::vector<uint32_t> ns(batch);
+  std::vector<std::string_view> docs(batch);
+  const uint64_t written = WrittenBytes();
+  for (auto _ : state) {
+    for (size_t i = 0; i < batch; i++) {
+      ns[i] = d_->upserts.NextRecord();
+      docs[i] = d_->upserts.NextDoc();
+    }
+    if (int rc = d_->raw->UpsertBatch(ns, docs); rc != 0) {
+      state.SkipWithError(mdb_strerror(rc));
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * int64_t(batch));
+  state.counters["wbytes"] = benchmark::Counter(double(WrittenBytes() - written) /
+                                                double(state.iterations() * int64_t(batch)));
+}
+
+BENCHMARK_REGISTER_F(EnginePut, batch)
+    ->Name("BM_BatchPut/engine")
+    ->ArgNames({"indexes", "batch", "keyed"})
+    ->Args({0, 64, 0})
+    ->Args({0, 64, 1})
+    ->Args({0, 800, 1});
+BENCHMARK_REGISTER_F(RawPut, batch)
+    ->Name("BM_BatchPut/raw_lmdb")
+    ->ArgNames({"indexes", "batch"})
+    ->Args({0, 64})
+    ->Args({0, 800});
 
 // --- Index queries: equality on a non-unique index matching one record, and a range
 // matching 100 records; one read transaction per query. The raw twin walks its hand-built

@@ -49,7 +49,8 @@ inline constexpr std::string_view kMetaMagic = "#magic";
 inline constexpr std::string_view kMetaFormat = "#format";
 inline constexpr std::string_view kMetaNextId = "#next_id";
 inline constexpr std::string_view kMagicValue = "cairn";
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: idempotency keys in change-log entries (format 1 is upgraded at open).
+inline constexpr uint32_t kFormatVersion = 2;
 
 std::string CollectionMetaKey(std::string_view name);
 std::string IndexMetaKey(uint32_t collection_id, std::string_view name);

@@ -9,7 +9,9 @@
 namespace cairn::internal {
 namespace {
 
-constexpr uint8_t kLogFormat = 1;
+// 1: [1][changes]; 2: [2][time ms: u64 BE][idempotency key: bytes][remembered: bytes]
+// [changes]. Both end with the checksum. Format 1 entries are still read.
+constexpr uint8_t kLogFormat = 2;
 
 uint64_t Checksum(uint64_t commit, std::string_view body) {
   XXH3_state_t state;
@@ -66,23 +68,49 @@ void LogEntryBuilder::DropIndex(std::string_view collection, std::string_view in
   count_++;
 }
 
-std::string LogEntryBuilder::Finish(uint64_t commit) const {
+std::string LogEntryBuilder::Finish(uint64_t commit, uint64_t time_ms,
+                                    std::string_view idempotency_key,
+                                    std::string_view remembered) const {
   std::string out;
-  out.reserve(body_.size() + 9);
+  out.reserve(body_.size() + 32 + idempotency_key.size() + remembered.size());
   out.push_back(char(kLogFormat));
+  PutU64BE(&out, time_ms);
+  PutBytes(&out, idempotency_key);
+  PutBytes(&out, remembered);
   out += body_;
   PutU64LE(&out, Checksum(commit, out));
   return out;
 }
 
-bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out) {
+namespace {
+
+// Checks the checksum and reads the header; leaves `r` at the first change.
+bool ReadHeader(uint64_t commit, std::string_view stored, LogHeader* h, ByteReader* r) {
   if (stored.size() < 9) return false;
   std::string_view body = stored.substr(0, stored.size() - 8);
   if (LoadU64LE(stored.data() + body.size()) != Checksum(commit, body)) return false;
-  ByteReader r(body);
+  *r = ByteReader(body);
   uint8_t format;
-  if (!r.U8(&format) || format != kLogFormat) return false;
+  if (!r->U8(&format)) return false;
+  *h = LogHeader();
+  if (format == 1) return true;
+  return format == 2 && r->U64BE(&h->time_ms) && r->Bytes(&h->idempotency_key) &&
+         r->Bytes(&h->remembered);
+}
+
+}  // namespace
+
+bool DecodeLogHeader(uint64_t commit, std::string_view stored, LogHeader* out) {
+  ByteReader r{std::string_view()};
+  return ReadHeader(commit, stored, out, &r);
+}
+
+bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out) {
+  LogHeader h;
+  ByteReader r{std::string_view()};
+  if (!ReadHeader(commit, stored, &h, &r)) return false;
   out->commit = commit;
+  out->time_ms = h.time_ms;
   out->changes.clear();
   while (!r.empty()) {
     Change c;

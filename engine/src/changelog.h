@@ -30,8 +30,11 @@ class LogEntryBuilder {
   void CreateIndex(std::string_view collection, const IndexSpec& spec);
   void DropIndex(std::string_view collection, std::string_view index);
 
-  // The stored form of the entry for commit `commit`.
-  std::string Finish(uint64_t commit) const;
+  // The stored form of the entry for commit `commit`, made at `time_ms`; with the
+  // transaction's idempotency key and its remembered result (EncodeRemembered), or
+  // empty ones.
+  std::string Finish(uint64_t commit, uint64_t time_ms, std::string_view idempotency_key = {},
+                     std::string_view remembered = {}) const;
 
  private:
   std::string body_;
@@ -40,5 +43,14 @@ class LogEntryBuilder {
 
 // Decodes a stored entry; false if it is malformed or its checksum does not match.
 bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out);
+
+// The header of a stored entry: when it was made and its idempotency key and remembered
+// result (empty if none, and in entries of format 1, which predate them). Views into
+// `stored`. False if the entry is malformed or its checksum does not match.
+struct LogHeader {
+  uint64_t time_ms = 0;
+  std::string_view idempotency_key, remembered;
+};
+bool DecodeLogHeader(uint64_t commit, std::string_view stored, LogHeader* out);
 
 }  // namespace cairn::internal

@@ -73,10 +73,12 @@ class WriteTxn {
   MDB_txn* txn_ = nullptr;
 };
 
-Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, const LogEntryBuilder& b) {
+Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, const LogEntryBuilder& b,
+                      uint64_t time_ms, std::string_view idempotency_key = {},
+                      std::string_view remembered = {}) {
   char key[8];
   internal::StoreU64BE(key, commit);
-  std::string entry = b.Finish(commit);
+  std::string entry = b.Finish(commit, time_ms, idempotency_key, remembered);
   MDB_val k{8, key}, v = Val(entry);
   return MdbStatus(mdb_put(txn, log, &k, &v, MDB_APPEND), "change log");
 }
@@ -106,38 +108,6 @@ uint64_t NowMs() {
   return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count());
-}
-
-// Forgets idempotency keys older than the retention time, or beyond the key cap, up
-// to `budget` of them.
-Status TrimIdempotency(MDB_txn* txn, const internal::Dbs& dbs, const Options& o, uint64_t now_ms,
-                       size_t budget) {
-  MDB_stat st;
-  if (int rc = mdb_stat(txn, dbs.idem_order, &st); rc != 0) return MdbStatus(rc, "stat");
-  uint64_t entries = st.ms_entries;
-  uint64_t horizon = now_ms - std::min<uint64_t>(now_ms, uint64_t(o.idempotency_retention.count()) * 1000);
-  MDB_cursor* cur;
-  if (int rc = mdb_cursor_open(txn, dbs.idem_order, &cur); rc != 0) return MdbStatus(rc, "cursor");
-  MDB_val k, v;
-  int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-  while (rc == 0 && budget > 0) {
-    std::string_view key = View(k);
-    if (key.size() < 8) break;
-    bool old = internal::LoadU64BE(key.data()) < horizon;
-    if (!old && entries <= o.idempotency_max_keys) break;
-    MDB_val ik = Val(key.substr(8));
-    int drc = mdb_del(txn, dbs.idem, &ik, nullptr);
-    if (drc != 0 && drc != MDB_NOTFOUND) {
-      rc = drc;
-      break;
-    }
-    if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
-    entries--;
-    budget--;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-  }
-  mdb_cursor_close(cur);
-  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "idempotency trim");
 }
 
 }  // namespace
@@ -291,24 +261,30 @@ Status Engine::Impl::Open() {
       return fail(Status(Code::kBadRequest, dir_ + " holds an LMDB database that is not cairn's"));
     }
     uint64_t format = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaFormat);
-    if (format != internal::kFormatVersion) {
+    if (format == 1 && !options_.read_only) {
+      // Format 1 kept idempotency keys in two databases of their own; format 2 keeps them
+      // in the change-log entries. Its records, indexes and log are read as they are.
+      for (const char* name : {"idem", "idem_order"}) {
+        MDB_dbi dbi;
+        rc = mdb_dbi_open(txn, name, 0, &dbi);
+        if (rc == 0) rc = mdb_drop(txn, dbi, 1);
+        if (rc != 0 && rc != MDB_NOTFOUND) return fail(MdbStatus(rc, "upgrade"));
+      }
+      Status s = PutMetaU64(txn, dbs_.meta, internal::kMetaFormat, internal::kFormatVersion);
+      if (!s.ok()) return fail(s);
+      format = internal::kFormatVersion;
+    }
+    if (format != internal::kFormatVersion && !(format == 1 && options_.read_only)) {
       return fail(Status(Code::kBadRequest,
                          dir_ + " holds a cairn database of format " + std::to_string(format) +
                              "; this build reads format " +
                              std::to_string(internal::kFormatVersion)));
     }
   }
-  const unsigned writable = options_.read_only ? 0 : MDB_CREATE;
   if ((rc = mdb_dbi_open(txn, "records", create, &dbs_.records)) != 0 ||
       (rc = mdb_dbi_open(txn, "index", create | MDB_DUPSORT, &dbs_.index)) != 0 ||
-      (rc = mdb_dbi_open(txn, "log", create, &dbs_.log)) != 0 ||
-      (rc = mdb_dbi_open(txn, "idem", writable, &dbs_.idem)) != 0 ||
-      (rc = mdb_dbi_open(txn, "idem_order", writable, &dbs_.idem_order)) != 0) {
-    // A read-only open of a database that never saw an idempotency key lacks the last
-    // two; nothing reads them then.
-    if (!(options_.read_only && rc == MDB_NOTFOUND && dbs_.log)) {
-      return fail(MdbStatus(rc, "open databases"));
-    }
+      (rc = mdb_dbi_open(txn, "log", create, &dbs_.log)) != 0) {
+    return fail(MdbStatus(rc, "open databases"));
   }
   last_commit_ = internal::LastCommitIn(txn, dbs_);
   next_id_ = uint32_t(internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaNextId));
@@ -323,6 +299,9 @@ Status Engine::Impl::Open() {
       log_first_ = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
     }
     mdb_cursor_close(cur);
+  }
+  if (!options_.read_only) {
+    if (Status s = LoadIdempotency(txn); !s.ok()) return fail(s);
   }
   if ((rc = mdb_txn_commit(txn)) != 0) return MdbStatus(rc, "open commit");
   return Status::Ok();
@@ -385,7 +364,7 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
   Status s = fn(txn.get(), *next, log_builder_);
   uint64_t commit = last_commit_ + 1;
   uint64_t first = log_first_;
-  if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_);
+  if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_, NowMs());
   if (s.ok()) s = TrimLog(txn.get(), dbs_.log, commit, options_.log_retention, 8, &first);
   if (s.ok()) {
     int rc = txn.Commit();
@@ -587,9 +566,21 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   // with every transaction nested.
   const bool single = txns.size() == 1;
   bool force_nested = false;
+  // This batch's idempotency keys, added to the index once the batch commits; and which
+  // transactions replayed one of them.
+  struct PendingKey {
+    uint64_t hash;
+    std::string_view key;
+    size_t index;
+    uint64_t time_ms;
+  };
+  std::vector<PendingKey> pending;
+  std::vector<size_t> replay_of(txns.size(), SIZE_MAX);
   while (true) {
     if (int rc = parent.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
     commit = last_commit_;
+    pending.clear();
+    std::fill(replay_of.begin(), replay_of.end(), SIZE_MAX);
     bool restart = false;
     for (size_t i = 0; i < txns.size() && !restart; i++) {
       TxnResult& r = results[i];
@@ -611,20 +602,25 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
         if (single) return results;
         continue;
       }
+      uint64_t idem_hash = 0;
       if (!idem_key.empty()) {
-        // A transaction seen before: answer with what it got then.
-        MDB_val k = Val(idem_key), v;
-        int rc = mdb_get(txn, dbs_.idem, &k, &v);
-        if (rc == 0) {
-          uint64_t when;
-          if (internal::DecodeRemembered(View(v), &when, &r)) {
-            r.status = Status::Ok();
-            r.replayed = true;
-            continue;  // it wrote nothing (a nested child aborts as it goes)
-          }
-          r.status = Status(Code::kInternal, "corrupt idempotency record");
-        } else if (rc != MDB_NOTFOUND) {
-          r.status = MdbStatus(rc, "idempotency lookup");
+        // A transaction seen before, in this batch or an earlier commit: answer with what
+        // it got then. It writes nothing (a nested child aborts as it goes).
+        idem_hash = internal::IdempotencyHash(idem_key);
+        auto same = std::find_if(pending.begin(), pending.end(), [&](const PendingKey& p) {
+          return p.hash == idem_hash && p.key == idem_key;
+        });
+        if (same != pending.end()) {
+          r = results[same->index];
+          r.replayed = true;
+          replay_of[i] = same->index;
+          continue;
+        }
+        bool found = false;
+        r.status = FindRemembered(txn, idem_key, idem_hash, &found, &r);
+        if (r.status.ok() && found) {
+          r.replayed = true;
+          continue;
         }
         if (!r.status.ok()) {
           if (single) return results;
@@ -637,18 +633,18 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       ctx.log = &log_builder_;
       r.status = internal::RunTransaction(ctx, t, &r);
       bool wrote = r.status.ok() && !log_builder_.empty();
-      if (wrote) r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_);
-      if (wrote && r.status.ok() && !idem_key.empty()) {
-        // Remember the key and the result, in the same commit as the writes.
+      if (wrote) {
+        // The key and the result are remembered in the commit's own log entry.
         uint64_t now = NowMs();
-        r.commit = commit + 1;
-        std::string remembered = internal::EncodeRemembered(now, r);
-        r.commit = 0;
-        std::string order = internal::RetentionKey(now, idem_key);
-        MDB_val k = Val(idem_key), v = Val(remembered), ok = Val(order), ov{0, nullptr};
-        int rc = mdb_put(txn, dbs_.idem, &k, &v, 0);
-        if (rc == 0) rc = mdb_put(txn, dbs_.idem_order, &ok, &ov, 0);
-        r.status = MdbStatus(rc, "idempotency record");
+        std::string remembered;
+        if (!idem_key.empty()) {
+          r.commit = commit + 1;
+          remembered = internal::EncodeRemembered(r);
+          r.commit = 0;
+          pending.push_back(PendingKey{idem_hash, idem_key, i, now});
+        }
+        r.status =
+            AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, idem_key, remembered);
       }
       if (!flat && r.status.ok()) {
         int rc = child.Commit();
@@ -657,6 +653,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       }
       if (!r.status.ok()) {
         r.results.clear();
+        if (!pending.empty() && pending.back().index == i) pending.pop_back();
         if (single) return results;  // the top transaction aborts as `parent` goes
         if (flat && MayHaveWritten(r.status.code())) restart = true;
         continue;
@@ -674,19 +671,25 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   size_t written = commit - last_commit_;
   Status s =
       TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
-  if (s.ok()) s = TrimIdempotency(parent.get(), dbs_, options_, NowMs(), 2 * written + 8);
   if (s.ok()) {
     int rc = parent.Commit();
     LatchIfFatal(rc);
     s = MdbStatus(rc, "commit");
   }
   if (!s.ok()) {
-    for (TxnResult& r : results) {
-      // A replay stands: what it reports was committed by an earlier batch.
-      if (r.status.ok() && r.commit && !r.replayed) r = TxnResult{s, 0, {}};
+    for (size_t i = 0; i < results.size(); i++) {
+      TxnResult& r = results[i];
+      // A replay of an earlier batch's commit stands; one of this batch's does not.
+      bool earlier_replay = r.replayed && replay_of[i] == SIZE_MAX;
+      if (r.status.ok() && r.commit && !earlier_replay) r = TxnResult{s, 0, {}};
     }
     return results;
   }
+  for (const PendingKey& p : pending) idempotency_.Add(p.time_ms, p.hash, results[p.index].commit);
+  uint64_t retention_ms = uint64_t(options_.idempotency_retention.count()) * 1000;
+  uint64_t now = NowMs();
+  idempotency_.Trim(now - std::min(now, retention_ms), options_.idempotency_max_keys, first);
+  idempotency_keys_ = idempotency_.size();
   log_first_ = first;
   last_commit_ = commit;
   commits_ += written;
@@ -814,6 +817,71 @@ uint64_t ReadTxn::commit() const {
 
 // --- Change log, stats, misc.
 
+// --- Idempotency keys.
+
+Status Engine::Impl::FindRemembered(MDB_txn* txn, std::string_view key, uint64_t hash,
+                                    bool* found, TxnResult* result) const {
+  *found = false;
+  thread_local std::vector<uint64_t> commits;
+  idempotency_.Find(hash, &commits);
+  for (uint64_t c : commits) {
+    char k[8];
+    internal::StoreU64BE(k, c);
+    MDB_val kv{8, k}, v;
+    int rc = mdb_get(txn, dbs_.log, &kv, &v);
+    if (rc == MDB_NOTFOUND) continue;  // trimmed from the log since: forgotten
+    if (rc != 0) return MdbStatus(rc, "idempotency lookup");
+    internal::LogHeader h;
+    if (!internal::DecodeLogHeader(c, View(v), &h)) {
+      return Status(Code::kInternal, "change-log entry " + std::to_string(c) + " is corrupt");
+    }
+    if (h.idempotency_key != key) continue;  // another key with the same hash
+    if (!internal::DecodeRemembered(h.remembered, result)) {
+      return Status(Code::kInternal,
+                    "corrupt idempotency record in change-log entry " + std::to_string(c));
+    }
+    result->status = Status::Ok();
+    *found = true;
+    return Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
+  // From the newest entry back, until the retention time or the key cap is reached.
+  uint64_t now = NowMs();
+  uint64_t retention_ms = uint64_t(options_.idempotency_retention.count()) * 1000;
+  uint64_t horizon = now - std::min(now, retention_ms);
+  struct Found {
+    uint64_t time_ms, hash, commit;
+  };
+  std::vector<Found> found;
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(txn, dbs_.log, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  while (rc == 0 && found.size() < options_.idempotency_max_keys) {
+    uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
+    internal::LogHeader h;
+    if (!internal::DecodeLogHeader(commit, View(v), &h)) {
+      mdb_cursor_close(cur);
+      return Status(Code::kInternal, "change-log entry " + std::to_string(commit) + " is corrupt");
+    }
+    if (h.time_ms < horizon) break;  // older ones are forgotten anyway
+    if (!h.idempotency_key.empty()) {
+      found.push_back(Found{h.time_ms, internal::IdempotencyHash(h.idempotency_key), commit});
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+  }
+  mdb_cursor_close(cur);
+  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "change log");
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    idempotency_.Add(it->time_ms, it->hash, it->commit);
+  }
+  idempotency_keys_ = idempotency_.size();
+  return Status::Ok();
+}
+
 Status Engine::Impl::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
                              std::vector<LogEntry>* out) const {
   MDB_txn* txn;
@@ -873,14 +941,7 @@ EngineStats Engine::Impl::Stats() const {
   s.group_commits = group_commits_;
   s.replays = replays_;
   s.stale_readers_cleared = stale_readers_cleared_;
-  if (dbs_.idem_order) {
-    MDB_txn* txn;
-    if (AcquireReadTxn(&txn).ok()) {
-      MDB_stat ist;
-      if (mdb_stat(txn, dbs_.idem_order, &ist) == 0) s.idempotency_keys = ist.ms_entries;
-      ReleaseReadTxn(txn);
-    }
-  }
+  s.idempotency_keys = idempotency_keys_;
   return s;
 }
 

@@ -15,6 +15,7 @@
 #include "cairn/engine/engine.h"
 #include "catalog.h"
 #include "changelog.h"
+#include "idempotency.h"
 
 namespace cairn::internal {
 
@@ -25,14 +26,12 @@ inline std::string_view View(const MDB_val& v) {
 }
 Status MdbStatus(int rc, std::string_view what);
 
-// The four LMDB databases of an environment (docs/storage.md).
+// The LMDB databases of an environment (docs/storage.md).
 struct Dbs {
   MDB_dbi meta = 0;     // catalog and counters
   MDB_dbi records = 0;  // [collection id: u32 BE][primary key] -> record value
   MDB_dbi index = 0;    // DUPSORT: [index id: u32 BE][encoded values] -> primary key
-  MDB_dbi log = 0;      // [commit: u64 BE] -> change-log entry
-  MDB_dbi idem = 0;        // idempotency key -> [time][commit][result]
-  MDB_dbi idem_order = 0;  // [time: u64 BE][idempotency key] -> empty, for retention
+  MDB_dbi log = 0;      // [commit: u64 BE] -> change-log entry (with idempotency keys)
 };
 
 // --- Records. The stored value: [version: u64 LE][kind: u8][payload].
@@ -169,6 +168,15 @@ class Engine::Impl {
   std::mutex write_mu_;
   uint32_t next_id_ = 1;
   internal::LogEntryBuilder log_builder_;
+  internal::IdempotencyIndex idempotency_;  // keys of recent commits -> their commits
+  std::atomic<uint64_t> idempotency_keys_{0};  // idempotency_.size(), for Stats()
+
+  // The remembered result of the transaction that carried `key` before, if any: looked
+  // up through idempotency_ and read from its change-log entry in `txn`.
+  Status FindRemembered(MDB_txn* txn, std::string_view key, uint64_t hash, bool* found,
+                        TxnResult* result) const;
+  // Fills idempotency_ from the change log (at open).
+  Status LoadIdempotency(MDB_txn* txn);
 
   std::atomic<uint64_t> log_first_{0};  // oldest commit in the log, 0 if empty; written under write_mu_
   std::atomic<uint64_t> last_commit_{0};

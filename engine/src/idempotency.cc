@@ -1,12 +1,14 @@
 #include "idempotency.h"
 
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
 #include "coding.h"
 
 namespace cairn::internal {
 
-std::string EncodeRemembered(uint64_t time_ms, const TxnResult& r) {
+std::string EncodeRemembered(const TxnResult& r) {
   std::string out;
-  PutU64BE(&out, time_ms);
   PutU64BE(&out, r.commit);
   PutVarint(&out, r.results.size());
   for (const OpResult& op : r.results) {
@@ -25,12 +27,10 @@ std::string EncodeRemembered(uint64_t time_ms, const TxnResult& r) {
   return out;
 }
 
-bool DecodeRemembered(std::string_view stored, uint64_t* time_ms, TxnResult* r) {
+bool DecodeRemembered(std::string_view stored, TxnResult* r) {
   ByteReader in(stored);
   uint64_t n;
-  if (!in.U64BE(time_ms) || !in.U64BE(&r->commit) || !in.Varint(&n) || n > stored.size()) {
-    return false;
-  }
+  if (!in.U64BE(&r->commit) || !in.Varint(&n) || n > stored.size()) return false;
   r->results.resize(n);
   for (OpResult& op : r->results) {
     uint8_t found;
@@ -53,11 +53,32 @@ bool DecodeRemembered(std::string_view stored, uint64_t* time_ms, TxnResult* r) 
   return in.empty();
 }
 
-std::string RetentionKey(uint64_t time_ms, std::string_view key) {
-  std::string k;
-  PutU64BE(&k, time_ms);
-  k.append(key);
-  return k;
+uint64_t IdempotencyHash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
+
+void IdempotencyIndex::Add(uint64_t time_ms, uint64_t hash, uint64_t commit) {
+  order_.push_back(Entry{time_ms, hash, commit});
+  by_hash_.emplace(hash, commit);
+}
+
+void IdempotencyIndex::Find(uint64_t hash, std::vector<uint64_t>* commits) const {
+  commits->clear();
+  auto [begin, end] = by_hash_.equal_range(hash);
+  for (auto it = begin; it != end; ++it) commits->push_back(it->second);
+}
+
+void IdempotencyIndex::Trim(uint64_t horizon_ms, uint64_t max_keys, uint64_t first_commit) {
+  while (!order_.empty()) {
+    const Entry& e = order_.front();
+    if (e.time_ms >= horizon_ms && order_.size() <= max_keys && e.commit >= first_commit) break;
+    auto [begin, end] = by_hash_.equal_range(e.hash);
+    for (auto it = begin; it != end; ++it) {
+      if (it->second == e.commit) {
+        by_hash_.erase(it);
+        break;
+      }
+    }
+    order_.pop_front();
+  }
 }
 
 }  // namespace cairn::internal

@@ -1,12 +1,20 @@
 // Idempotency keys: a write transaction that carries a key is remembered, with its
-// result, in the same LMDB transaction as its writes. A transaction that arrives
-// again with the same key (a client's retry after a lost connection) gets the
-// stored result and changes nothing. docs/storage.md, "Idempotency keys".
+// result, in its own change-log entry (written in the same LMDB transaction as its
+// writes). A transaction that arrives again with the same key (a client's retry after
+// a lost connection) gets that result and changes nothing. docs/storage.md,
+// "Idempotency keys".
+//
+// The engine finds a key's entry through an in-memory index from the key's hash to the
+// commit numbers that carried it, rebuilt from the log when the database opens. The
+// index is touched only by the writer (under the engine's write lock) and at open.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "cairn/engine/types.h"
 
@@ -14,11 +22,32 @@ namespace cairn::internal {
 
 inline constexpr size_t kMaxIdempotencyKey = 64;
 
-// The stored value: [time: u64 BE, ms since the epoch][commit: u64 BE][result].
-std::string EncodeRemembered(uint64_t time_ms, const TxnResult& r);
-bool DecodeRemembered(std::string_view stored, uint64_t* time_ms, TxnResult* r);
+// A transaction's result as remembered: [commit: u64 BE][n: varint] then per operation
+// [found: u8][version: varint][count: varint][continuation: bytes][records: varint] and
+// per record [key: bytes][version: varint][kind: u8][value: bytes].
+std::string EncodeRemembered(const TxnResult& r);
+bool DecodeRemembered(std::string_view stored, TxnResult* r);
 
-// Key of the retention index: [time: u64 BE][idempotency key].
-std::string RetentionKey(uint64_t time_ms, std::string_view key);
+uint64_t IdempotencyHash(std::string_view key);
+
+class IdempotencyIndex {
+ public:
+  // Remembers that commit `commit`, made at `time_ms`, carried a key of hash `hash`.
+  // Commits are added in increasing order.
+  void Add(uint64_t time_ms, uint64_t hash, uint64_t commit);
+  // The commits whose key has hash `hash` (nearly always zero or one).
+  void Find(uint64_t hash, std::vector<uint64_t>* commits) const;
+  // Forgets, oldest first, keys made before `horizon_ms`, keys beyond `max_keys`, and
+  // keys of commits older than `first_commit` (no longer in the change log).
+  void Trim(uint64_t horizon_ms, uint64_t max_keys, uint64_t first_commit);
+  size_t size() const { return order_.size(); }
+
+ private:
+  struct Entry {
+    uint64_t time_ms, hash, commit;
+  };
+  std::deque<Entry> order_;                             // by commit
+  std::unordered_multimap<uint64_t, uint64_t> by_hash_;  // hash -> commit
+};
 
 }  // namespace cairn::internal

@@ -573,3 +573,102 @@ TEST(GroupCommitFullTest, BatchThatFillsTheMapCommitsWhatFits) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+using testing::Doc;
+using testing::OpenOrDie;
+using testing::TempDir;
+
+Transaction KeyedPut(const std::string& key, const std::string& doc) {
+  Transaction t;
+  t.ops = {PutOp{"c", key, doc}};
+  t.idempotency_key = key;
+  return t;
+}
+
+TEST(IdempotencyTest, KeysLastAsLongAsTheirChangeLogEntry) {
+  // The result is read back from the commit's log entry: once the log drops the entry,
+  // the key is forgotten, whatever the key cap.
+  TempDir dir;
+  Options o;
+  o.log_retention = 5;
+  auto db = OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string d = Doc("{}");
+  std::vector<std::string> keys;
+  for (int i = 0; i < 30; i++) keys.push_back("key-" + std::to_string(i));
+  for (const std::string& k : keys) ASSERT_TRUE(db->Execute(KeyedPut(k, d)).status.ok());
+  EXPECT_LE(db->Stats().idempotency_keys, 5u);
+  EXPECT_TRUE(db->Execute(KeyedPut(keys[29], d)).replayed);
+  TxnResult old = db->Execute(KeyedPut(keys[0], d));
+  EXPECT_TRUE(old.status.ok());
+  EXPECT_FALSE(old.replayed) << "its log entry is gone";
+}
+
+TEST(IdempotencyTest, KeysAreForgottenPastTheRetentionTime) {
+  TempDir dir;
+  Options o;
+  o.idempotency_retention = std::chrono::seconds(0);
+  auto db = OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string d = Doc("{}");
+  ASSERT_TRUE(db->Execute(KeyedPut("a", d)).status.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(db->Execute(KeyedPut("b", d)).status.ok());  // trims what is older than now
+  EXPECT_FALSE(db->Execute(KeyedPut("a", d)).replayed);
+}
+
+TEST(IdempotencyTest, TheIndexIsRebuiltFromTheLogAtOpen) {
+  TempDir dir;
+  Options o;
+  o.idempotency_max_keys = 50;
+  std::string d = Doc(R"({"v": 1})");
+  std::vector<uint64_t> commits;
+  {
+    auto db = OpenOrDie(dir.path(), o);
+    ASSERT_TRUE(db->CreateCollection("c").ok());
+    for (int i = 0; i < 120; i++) {
+      // Some transactions without a key in between.
+      if (i % 3 == 0) {
+        ASSERT_TRUE(db->Execute(testing::Txn({PutOp{"c", "plain", d}})).status.ok());
+      }
+      TxnResult r = db->Execute(KeyedPut("k" + std::to_string(i), d));
+      ASSERT_TRUE(r.status.ok());
+      commits.push_back(r.commit);
+    }
+  }
+  auto db = OpenOrDie(dir.path(), o);
+  EXPECT_EQ(db->Stats().idempotency_keys, 50u) << "the newest keys, up to the cap";
+  for (int i : {70, 100, 119}) {
+    TxnResult r = db->Execute(KeyedPut("k" + std::to_string(i), d));
+    EXPECT_TRUE(r.replayed) << i;
+    EXPECT_EQ(r.commit, commits[size_t(i)]) << i;
+  }
+  EXPECT_FALSE(db->Execute(KeyedPut("k10", d)).replayed);
+  EXPECT_TRUE(db->Verify().ok());
+}
+
+TEST(ChangeLogTest, EntriesCarryTheirCommitTime) {
+  TempDir dir;
+  auto db = OpenOrDie(dir.path());
+  uint64_t before = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count());
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  ASSERT_TRUE(db->Execute(KeyedPut("a", Doc("{}"))).status.ok());
+  uint64_t after = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  std::vector<LogEntry> log;
+  ASSERT_TRUE(db->ReadLog(1, 10, 1 << 20, &log).ok());
+  ASSERT_EQ(log.size(), 2u);
+  for (const LogEntry& e : log) {
+    EXPECT_GE(e.time_ms, before);
+    EXPECT_LE(e.time_ms, after);
+  }
+}
+
+}  // namespace
+}  // namespace cairn

@@ -232,6 +232,7 @@ struct Change {
 struct LogEntry {
   uint64_t commit = 0;
   std::vector<Change> changes{};
+  uint64_t time_ms = 0;  // when it committed, ms since the epoch (0: not recorded)
 };
 
 struct EngineStats {
