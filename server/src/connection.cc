@@ -371,12 +371,8 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
   uint64_t id = f->id();
   RequestKind kind =
       f->request_type() == wire::Request::Txn ? RequestKind::kWrite : RequestKind::kCatalog;
-  auto executor = socket_.get_executor();
-  auto job = std::make_unique<TxnJob>(std::move(payload), [self, executor, id, kind,
-                                                           received](TxnResult r) {
-    asio::post(executor, [self, id, kind, received, r = std::move(r)]() mutable {
-      self->OnWriteDone(id, std::move(r), kind, received);
-    });
+  auto job = std::make_unique<TxnJob>(std::move(payload), [self, id, kind, received](TxnResult r) {
+    self->WriteDone(id, std::move(r), kind, received);
   });
   f = Frame(job->payload());  // the job's copy, which outlives this call
   Status s;
@@ -422,19 +418,37 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
   ctx_.writer->Submit(std::move(job));
 }
 
-void Connection::OnWriteDone(uint64_t id, TxnResult result, RequestKind kind,
-                             Clock::time_point received) {
-  writes_in_flight_--;
-  if (!closed_) {
-    if (kind == RequestKind::kCatalog && result.status.ok()) {
-      BuildDone(fbb_, id, result.commit);
-    } else {
-      BuildTxnReply(fbb_, id, result);
-    }
-    if (!result.status.ok()) ctx_.stats->errors++;
-    Send(id);
+void Connection::WriteDone(uint64_t id, TxnResult result, RequestKind kind,
+                           Clock::time_point received) {
+  bool first;
+  {
+    std::lock_guard lock(finished_mu_);
+    first = finished_.empty();
+    finished_.push_back(Finished{id, std::move(result), kind, received});
   }
-  Record(kind, received);
+  // A group commit finishes many writes of a connection at once: one hand-off for them.
+  if (first) asio::post(socket_.get_executor(), [self = shared_from_this()] { self->OnWritesDone(); });
+}
+
+void Connection::OnWritesDone() {
+  {
+    std::lock_guard lock(finished_mu_);
+    finished_taken_.swap(finished_);
+  }
+  for (Finished& f : finished_taken_) {
+    writes_in_flight_--;
+    if (!closed_) {
+      if (f.kind == RequestKind::kCatalog && f.result.status.ok()) {
+        BuildDone(fbb_, f.id, f.result.commit);
+      } else {
+        BuildTxnReply(fbb_, f.id, f.result);
+      }
+      if (!f.result.status.ok()) ctx_.stats->errors++;
+      Send(f.id);
+    }
+    Record(f.kind, f.received);
+  }
+  finished_taken_.clear();
   Pump();
   ProcessInput();
   FinishTurn();

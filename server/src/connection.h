@@ -11,6 +11,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,7 +47,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Pump();                  // runs backlog requests that may now run
   void ExecuteRead(const void* frame, Clock::time_point received);
   void SubmitWrite(std::string payload, Clock::time_point received);
-  void OnWriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received);
+  // Writer thread: queues a finished write's result; the first of a run posts
+  // OnWritesDone, which answers all that are queued by then (one turn, one flush).
+  void WriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received);
+  void OnWritesDone();
   void HandleHello(uint64_t id, const void* hello);
 
   // Appends the response in fbb_ to the output (or an error if it is too large).
@@ -91,6 +95,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::deque<Pending> backlog_;
   size_t writes_in_flight_ = 0;
+
+  // Results of writes, handed over by the writer thread.
+  struct Finished {
+    uint64_t id;
+    TxnResult result;
+    RequestKind kind;
+    Clock::time_point received;
+  };
+  std::mutex finished_mu_;
+  std::vector<Finished> finished_;        // guarded by finished_mu_
+  std::vector<Finished> finished_taken_;  // IO thread: the run being answered
   bool reading_ = false;
   bool backpressured_ = false;  // reading paused at the limits (counted once per pause)
   bool writing_ = false;

@@ -117,7 +117,8 @@ TEST(FormatTest, FormatOneIsUpgradedInPlace) {
   EXPECT_EQ(log[3].changes[0].kind, Change::kDelete);
   EXPECT_EQ(log[3].changes[0].key, "gone");
   EXPECT_EQ(log[3].time_ms, 0u);
-  Transaction t = testing::Txn({PutOp{"c", "k2", testing::Doc(R"({"n": 8})")}});
+  std::string doc = testing::Doc(R"({"n": 8})");  // the transaction holds views of it
+  Transaction t = testing::Txn({PutOp{"c", "k2", doc}});
   t.idempotency_key = "after-upgrade";
   ASSERT_TRUE(db->Execute(t).status.ok());
   EXPECT_TRUE(db->Execute(t).replayed);
