@@ -17,7 +17,7 @@ packages=(
 )
 # Extra packages for benchmarks and comparisons: ./scripts/install-deps.sh --bench
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(redis-server redis-tools python3 linux-perf)
+  packages+=(redis-server redis-tools python3 linux-perf gnuplot-nox)
 fi
 
 missing=()
