@@ -124,6 +124,12 @@ void ReportWrittenBytes(benchmark::State& state, uint64_t start) {
       benchmark::Counter(double(WrittenBytes() - start), benchmark::Counter::kAvgIterations);
 }
 
+// The same per write, for benchmarks whose iterations each make `per_iteration` writes.
+void ReportWrittenBytesPerWrite(benchmark::State& state, uint64_t start, int64_t per_iteration) {
+  state.counters["wbytes"] = benchmark::Counter(double(WrittenBytes() - start) /
+                                                double(state.iterations() * per_iteration));
+}
+
 MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 
 // --- The data: records "user00000042" -> a ~100-byte document
@@ -676,8 +682,7 @@ BENCHMARK_DEFINE_F(EnginePut, batch)(benchmark::State& state) {
     if (state.error_occurred()) break;
   }
   state.SetItemsProcessed(state.iterations() * int64_t(batch));
-  state.counters["wbytes"] = benchmark::Counter(double(WrittenBytes() - written) /
-                                                double(state.iterations() * int64_t(batch)));
+  ReportWrittenBytesPerWrite(state, written, int64_t(batch));
 }
 
 BENCHMARK_DEFINE_F(RawPut, batch)(benchmark::State& state) {
@@ -696,8 +701,7 @@ BENCHMARK_DEFINE_F(RawPut, batch)(benchmark::State& state) {
     }
   }
   state.SetItemsProcessed(state.iterations() * int64_t(batch));
-  state.counters["wbytes"] = benchmark::Counter(double(WrittenBytes() - written) /
-                                                double(state.iterations() * int64_t(batch)));
+  ReportWrittenBytesPerWrite(state, written, int64_t(batch));
 }
 
 BENCHMARK_REGISTER_F(EnginePut, batch)
@@ -944,8 +948,7 @@ BENCHMARK_DEFINE_F(BM_GroupCommit, engine)(benchmark::State& state) {
     if (state.error_occurred()) break;
   }
   state.SetItemsProcessed(state.iterations() * int64_t(batch));
-  state.counters["wbytes"] = benchmark::Counter(double(WrittenBytes() - written) /
-                                                double(state.iterations() * int64_t(batch)));
+  ReportWrittenBytesPerWrite(state, written, int64_t(batch));
 }
 
 // `range(0)` durable commits of one put each.
@@ -963,8 +966,7 @@ BENCHMARK_DEFINE_F(BM_GroupCommit, raw_lmdb_separate)(benchmark::State& state) {
     if (state.error_occurred()) break;
   }
   state.SetItemsProcessed(state.iterations() * commits);
-  state.counters["wbytes"] =
-      benchmark::Counter(double(WrittenBytes() - written) / double(state.iterations() * commits));
+  ReportWrittenBytesPerWrite(state, written, commits);
 }
 
 BENCHMARK_REGISTER_F(BM_GroupCommit, engine)

@@ -316,11 +316,7 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
           if (s.ok()) BuildTxnReply(fbb_, id, r);
         }
       }
-      if (s.ok()) {
-        Send(id);
-      } else {
-        SendError(id, s);
-      }
+      SendOrError(id, s);
       Record(RequestKind::kRead, received);
       return;
     }
@@ -329,11 +325,7 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       Status s;
       ReadTxn* read = Snapshot(&s);
       if (read) s = BuildGetReply(fbb_, id, *read, *f->request_as_Get());
-      if (s.ok()) {
-        Send(id);
-      } else {
-        SendError(id, s);
-      }
+      SendOrError(id, s);
       Record(RequestKind::kRead, received);
       return;
     }
@@ -481,6 +473,11 @@ void Connection::Send(uint64_t id) {
   wire::StoreFrameHeader(header, fbb_.GetSize());
   out_.append(header, sizeof header);
   out_.append(reinterpret_cast<const char*>(fbb_.GetBufferPointer()), fbb_.GetSize());
+}
+
+void Connection::SendOrError(uint64_t id, const Status& s) {
+  if (s.ok()) return Send(id);
+  SendError(id, s);
 }
 
 void Connection::SendError(uint64_t id, const Status& s) {

@@ -56,6 +56,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Appends the response in fbb_ to the output (or an error if it is too large).
   void Send(uint64_t id);
   void SendError(uint64_t id, const Status& s);
+  // Send(id) if `s` is ok (the reply is in fbb_), else SendError.
+  void SendOrError(uint64_t id, const Status& s);
   // Answers a frame-level error in request order: now if nothing is ahead of it.
   void ErrorInTurn(uint64_t id, const Status& s);
   void Flush();

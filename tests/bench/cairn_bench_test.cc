@@ -1,12 +1,10 @@
 // cairn-bench, the load generator, run as a benchmarking harness runs it: against a
 // real cairnd, every workload, its JSON output, its exit codes, its errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <fstream>
 #include <regex>
 
 #include "cairn/client/client.h"
+#include "command.h"
 #include "server_process.h"
 
 #ifndef CAIRN_BENCH_PATH
@@ -19,9 +17,7 @@ namespace {
 using testing::ServerProcess;
 using testing::TempDir;
 
-struct BenchRun {
-  int code = -1;
-  std::string out, err;
+struct BenchRun : testing::CommandRun {
   // A number field of the JSON object printed with --json; -1 if absent.
   double Field(const std::string& name) const {
     std::smatch m;
@@ -40,19 +36,9 @@ class CairnBenchTest : public ::testing::Test {
   }
 
   BenchRun Bench(const std::string& args, const std::string& addr = "") {
-    std::string out = dir_.Sub("stdout"), err = dir_.Sub("stderr");
-    std::string cmd = std::string(CAIRN_BENCH_PATH) + " --addr " + (addr.empty() ? addr_ : addr) +
-                      " " + args + " >" + out + " 2>" + err;
-    int status = std::system(cmd.c_str());
-    BenchRun r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    auto slurp = [](const std::string& p) {
-      std::ifstream f(p);
-      return std::string(std::istreambuf_iterator<char>(f), {});
-    };
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return {testing::RunCommand(std::string(CAIRN_BENCH_PATH) + " --addr " +
+                                    (addr.empty() ? addr_ : addr) + " " + args,
+                                dir_)};
   }
 
   TempDir dir_;

@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "command.h"
 #include "server_process.h"
 
 #ifndef CAIRN_CLI_PATH
@@ -17,10 +18,7 @@ namespace {
 using testing::ServerProcess;
 using testing::TempDir;
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
+using CliRun = testing::CommandRun;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -32,21 +30,10 @@ class CliTest : public ::testing::Test {
 
   // Runs `cairn ARGS` with CAIRN_ADDR set and `input` on stdin.
   CliRun Cairn(const std::string& args, const std::string& input = "",
-            const std::string& addr = "") {
-    std::string in = dir_.Sub("stdin"), out = dir_.Sub("stdout"), err = dir_.Sub("stderr");
-    std::ofstream(in) << input;
-    std::string cmd = "CAIRN_ADDR=" + (addr.empty() ? addr_ : addr) + " " CAIRN_CLI_PATH " " +
-                      args + " <" + in + " >" + out + " 2>" + err;
-    int status = std::system(cmd.c_str());
-    CliRun r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    auto slurp = [](const std::string& p) {
-      std::ifstream f(p);
-      return std::string(std::istreambuf_iterator<char>(f), {});
-    };
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+               const std::string& addr = "") {
+    return testing::RunCommand(
+        "CAIRN_ADDR=" + (addr.empty() ? addr_ : addr) + " " CAIRN_CLI_PATH " " + args, dir_,
+        input);
   }
 
   TempDir dir_;

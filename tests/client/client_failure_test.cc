@@ -19,6 +19,20 @@ namespace {
 using testing::ServerProcess;
 using testing::TempDir;
 
+// A socket listening on a free loopback port, which goes in *port.
+int ListenOnLoopback(uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 ClientOptions At(uint16_t port) {
   ClientOptions o;
   o.address = "127.0.0.1:" + std::to_string(port);
@@ -110,15 +124,9 @@ TEST(ClientFailureTest, CallsTimeOutWhenTheServerStopsAnswering) {
 TEST(ClientFailureTest, PeerThatNeverAnswersTheHandshakeFailsTheConnect) {
   // A socket that listens but never accepts: the kernel completes TCP handshakes, and
   // then nothing answers.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ClientOptions o = At(ntohs(a.sin_port));
+  uint16_t port;
+  int fd = ListenOnLoopback(&port);
+  ClientOptions o = At(port);
   o.connect_timeout = std::chrono::milliseconds(200);
   o.timeout = std::chrono::milliseconds(1500);
   auto t0 = std::chrono::steady_clock::now();
@@ -217,15 +225,7 @@ namespace {
 class OldServer {
  public:
   explicit OldServer(int v2_connections) : v2_left_(v2_connections) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(listen(fd_, 16), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = ListenOnLoopback(&port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~OldServer() {
