@@ -652,10 +652,11 @@ std::string ClientIdempotencyKey(std::mt19937_64& rng) {
   return k;
 }
 
-BENCHMARK_DEFINE_F(EnginePut, batch)(benchmark::State& state) {
+// Each iteration: ExecuteBatch of `batch` single-put transactions from `upserts`, each with
+// a client-style idempotency key if `keyed`. Items are writes.
+void RunPutBatches(benchmark::State& state, Engine* db, UpsertStream& upserts, size_t batch,
+                   bool keyed) {
   const auto& keys = Keys();
-  const size_t batch = size_t(state.range(1));
-  const bool keyed = state.range(2) != 0;
   std::vector<Transaction> txns(batch);
   std::vector<std::string> idem(batch);
   std::vector<const Transaction*> ptrs;
@@ -668,14 +669,14 @@ BENCHMARK_DEFINE_F(EnginePut, batch)(benchmark::State& state) {
   for (auto _ : state) {
     for (size_t i = 0; i < batch; i++) {
       PutOp& put = std::get<PutOp>(txns[i].ops[0]);
-      put.key = keys[d_->upserts.NextRecord()];
-      put.value = d_->upserts.NextDoc();
+      put.key = keys[upserts.NextRecord()];
+      put.value = upserts.NextDoc();
       if (keyed) {
         idem[i] = ClientIdempotencyKey(rng);
         txns[i].idempotency_key = idem[i];
       }
     }
-    std::vector<TxnResult> results = d_->db->ExecuteBatch(ptrs);
+    std::vector<TxnResult> results = db->ExecuteBatch(ptrs);
     for (const TxnResult& r : results) {
       if (!r.status.ok()) state.SkipWithError(r.status.ToString().c_str());
     }
@@ -683,6 +684,10 @@ BENCHMARK_DEFINE_F(EnginePut, batch)(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * int64_t(batch));
   ReportWrittenBytesPerWrite(state, written, int64_t(batch));
+}
+
+BENCHMARK_DEFINE_F(EnginePut, batch)(benchmark::State& state) {
+  RunPutBatches(state, d_->db.get(), d_->upserts, size_t(state.range(1)), state.range(2) != 0);
 }
 
 BENCHMARK_DEFINE_F(RawPut, batch)(benchmark::State& state) {
@@ -926,29 +931,7 @@ class BM_GroupCommit : public benchmark::Fixture {
 };
 
 BENCHMARK_DEFINE_F(BM_GroupCommit, engine)(benchmark::State& state) {
-  const auto& keys = Keys();
-  const size_t batch = size_t(state.range(0));
-  std::vector<Transaction> txns(batch);
-  std::vector<const Transaction*> ptrs;
-  for (Transaction& t : txns) {
-    t.ops.push_back(PutOp{kCollection, {}, {}});
-    ptrs.push_back(&t);
-  }
-  const uint64_t written = WrittenBytes();
-  for (auto _ : state) {
-    for (Transaction& t : txns) {
-      PutOp& put = std::get<PutOp>(t.ops[0]);
-      put.key = keys[d_->upserts.NextRecord()];
-      put.value = d_->upserts.NextDoc();
-    }
-    std::vector<TxnResult> results = d_->db->ExecuteBatch(ptrs);
-    for (const TxnResult& r : results) {
-      if (!r.status.ok()) state.SkipWithError(r.status.ToString().c_str());
-    }
-    if (state.error_occurred()) break;
-  }
-  state.SetItemsProcessed(state.iterations() * int64_t(batch));
-  ReportWrittenBytesPerWrite(state, written, int64_t(batch));
+  RunPutBatches(state, d_->db.get(), d_->upserts, size_t(state.range(0)), /*keyed=*/false);
 }
 
 // `range(0)` durable commits of one put each.
