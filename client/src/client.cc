@@ -334,9 +334,9 @@ void Client::Impl::Submit(CallPtr call) {
 void Client::Impl::Dispatch(CallPtr call) {
   if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
   call->attempts++;
-  if (call->channel >= 0) {
+  if (call->channel != Client::kAnyChannel) {
     // A channel's calls keep to their connection, in order (reconnecting it if need be).
-    auto& c = conns_[size_t(call->channel) % conns_.size()];
+    auto& c = conns_[call->channel % conns_.size()];
     return c->Send(std::move(call));
   }
   // Round robin, preferring a connection that is up.
@@ -445,7 +445,7 @@ const ClientOptions& Client::options() const { return impl_->options_; }
 uint32_t Client::protocol() const { return impl_->protocol_.load(std::memory_order_relaxed); }
 
 void Client::Submit(std::shared_ptr<detail::Call> call, std::string request, bool write,
-                    int channel) {
+                    size_t channel) {
   call->id = codec::FrameId(request);
   call->channel = channel;
   call->frame = std::move(request);

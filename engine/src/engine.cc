@@ -6,10 +6,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <unordered_map>
 
 #include "coding.h"
@@ -364,7 +366,7 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
   Status s = fn(txn.get(), *next, log_builder_);
   uint64_t commit = last_commit_ + 1;
   uint64_t first = log_first_;
-  if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_, NowMs());
+  if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_, NextStamp());
   if (s.ok()) s = TrimLog(txn.get(), dbs_.log, commit, options_.log_retention, 8, &first);
   if (s.ok()) {
     int rc = txn.Commit();
@@ -379,6 +381,7 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
   last_commit_ = commit;
   commits_++;
   group_commits_++;
+  TrimIdempotency(first);
   PublishCatalog(std::move(next));
   return Status::Ok();
 }
@@ -635,7 +638,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       bool wrote = r.status.ok() && !log_builder_.empty();
       if (wrote) {
         // The key and the result are remembered in the commit's own log entry.
-        uint64_t now = NowMs();
+        uint64_t now = NextStamp();
         std::string remembered;
         if (!idem_key.empty()) {
           r.commit = commit + 1;
@@ -686,10 +689,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
     return results;
   }
   for (const PendingKey& p : pending) idempotency_.Add(p.time_ms, p.hash, results[p.index].commit);
-  uint64_t retention_ms = uint64_t(options_.idempotency_retention.count()) * 1000;
-  uint64_t now = NowMs();
-  idempotency_.Trim(now - std::min(now, retention_ms), options_.idempotency_max_keys, first);
-  idempotency_keys_ = idempotency_.size();
+  TrimIdempotency(first);
   log_first_ = first;
   last_commit_ = commit;
   commits_ += written;
@@ -819,11 +819,25 @@ uint64_t ReadTxn::commit() const {
 
 // --- Idempotency keys.
 
+uint64_t Engine::Impl::NextStamp() {
+  last_stamp_ms_ = std::max(last_stamp_ms_, NowMs());
+  return last_stamp_ms_;
+}
+
+void Engine::Impl::TrimIdempotency(uint64_t first_commit) {
+  uint64_t retention_ms = uint64_t(options_.idempotency_retention.count()) * 1000;
+  uint64_t now = NextStamp();
+  idempotency_.Trim(now - std::min(now, retention_ms), options_.idempotency_max_keys,
+                    first_commit);
+  idempotency_keys_ = idempotency_.size();
+}
+
 Status Engine::Impl::FindRemembered(MDB_txn* txn, std::string_view key, uint64_t hash,
                                     bool* found, TxnResult* result) const {
   *found = false;
   thread_local std::vector<uint64_t> commits;
   idempotency_.Find(hash, &commits);
+  std::sort(commits.begin(), commits.end(), std::greater<>());  // the newest holder wins
   for (uint64_t c : commits) {
     char k[8];
     internal::StoreU64BE(k, c);
@@ -848,10 +862,8 @@ Status Engine::Impl::FindRemembered(MDB_txn* txn, std::string_view key, uint64_t
 }
 
 Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
-  // From the newest entry back, until the retention time or the key cap is reached.
-  uint64_t now = NowMs();
-  uint64_t retention_ms = uint64_t(options_.idempotency_retention.count()) * 1000;
-  uint64_t horizon = now - std::min(now, retention_ms);
+  // From the newest entry back (stamps never decrease along the log), until the
+  // retention time or the key cap is reached.
   struct Found {
     uint64_t time_ms, hash, commit;
   };
@@ -860,14 +872,21 @@ Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
   if (int rc = mdb_cursor_open(txn, dbs_.log, &cur); rc != 0) return MdbStatus(rc, "cursor");
   MDB_val k, v;
   int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  uint64_t horizon = 0;
+  bool newest = true;
   while (rc == 0 && found.size() < options_.idempotency_max_keys) {
     uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
     internal::LogHeader h;
-    if (!internal::DecodeLogHeader(commit, View(v), &h)) {
-      mdb_cursor_close(cur);
-      return Status(Code::kInternal, "change-log entry " + std::to_string(commit) + " is corrupt");
+    // A corrupt entry ends the search (Verify reports it): the keys before it are
+    // forgotten, which is better than a database that cannot open.
+    if (!internal::DecodeLogHeader(commit, View(v), &h)) break;
+    if (newest) {
+      last_stamp_ms_ = h.time_ms;
+      uint64_t now = NextStamp();
+      horizon = now - std::min(now, uint64_t(options_.idempotency_retention.count()) * 1000);
+      newest = false;
     }
-    if (h.time_ms < horizon) break;  // older ones are forgotten anyway
+    if (h.time_ms < horizon) break;  // so are all older ones
     if (!h.idempotency_key.empty()) {
       found.push_back(Found{h.time_ms, internal::IdempotencyHash(h.idempotency_key), commit});
     }

@@ -170,6 +170,14 @@ class Engine::Impl {
   internal::LogEntryBuilder log_builder_;
   internal::IdempotencyIndex idempotency_;  // keys of recent commits -> their commits
   std::atomic<uint64_t> idempotency_keys_{0};  // idempotency_.size(), for Stats()
+  // The time stamped on the last log entry. Stamps never go back, even when the wall
+  // clock does, so that the log is in time order and retention by time can stop at the
+  // first entry that is too old.
+  uint64_t last_stamp_ms_ = 0;
+  uint64_t NextStamp();
+  // Forgets idempotency keys past their retention, the key cap, or the log (first commit
+  // still in it).
+  void TrimIdempotency(uint64_t first_commit);
 
   // The remembered result of the transaction that carried `key` before, if any: looked
   // up through idempotency_ and read from its change-log entry in `txn`.

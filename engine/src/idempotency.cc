@@ -3,6 +3,8 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <random>
+
 #include "coding.h"
 
 namespace cairn::internal {
@@ -53,7 +55,12 @@ bool DecodeRemembered(std::string_view stored, TxnResult* r) {
   return in.empty();
 }
 
-uint64_t IdempotencyHash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
+uint64_t IdempotencyHash(std::string_view key) {
+  // Seeded per process (the index lives in memory only), so that clients choosing keys
+  // cannot pile them into one bucket of the writer's hash table.
+  static const uint64_t seed = std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
+  return XXH3_64bits_withSeed(key.data(), key.size(), seed);
+}
 
 void IdempotencyIndex::Add(uint64_t time_ms, uint64_t hash, uint64_t commit) {
   order_.push_back(Entry{time_ms, hash, commit});

@@ -575,6 +575,7 @@ Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
     fill(stored.data());
     nv.mv_data = stored.data();
     rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+    if (stored.capacity() > (64 << 10)) std::string().swap(stored);  // not 16 MiB for good
   } else {
     rc = mdb_cursor_put(cur, &k, &nv, MDB_RESERVE);
     if (rc == 0) fill(static_cast<char*>(nv.mv_data));

@@ -59,7 +59,10 @@ bool IsWriteRequest(const wire::RequestFrame* f) {
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
-    : socket_(std::move(socket)), ctx_(ctx), idle_timer_(socket_.get_executor()) {
+    : socket_(std::move(socket)),
+      executor_(socket_.get_executor()),
+      ctx_(ctx),
+      idle_timer_(socket_.get_executor()) {
   in_.resize(kInitialBuffer);
   ctx_.stats->connections_open++;
   ctx_.stats->connections_total++;
@@ -269,7 +272,8 @@ void Connection::HandleHello(uint64_t id, const void* hello_ptr) {
   if (hello->protocol_version() < 1) {
     SendError(id, Status(Code::kBadRequest, "protocol version " +
                                                 std::to_string(hello->protocol_version()) +
-                                                " is not supported; this server speaks 1"));
+                                                " is not supported; this server speaks 1 to " +
+                                                std::to_string(wire::kProtocolVersion)));
     CloseAfterFlush();
     return;
   }
@@ -419,7 +423,7 @@ void Connection::WriteDone(uint64_t id, TxnResult result, RequestKind kind,
     finished_.push_back(Finished{id, std::move(result), kind, received});
   }
   // A group commit finishes many writes of a connection at once: one hand-off for them.
-  if (first) asio::post(socket_.get_executor(), [self = shared_from_this()] { self->OnWritesDone(); });
+  if (first) asio::post(executor_, [self = shared_from_this()] { self->OnWritesDone(); });
 }
 
 void Connection::OnWritesDone() {

@@ -2,8 +2,9 @@
 // writes to the writer, and writes responses back, in request order.
 //
 // Threading: every member is touched only on the connection's executor (one
-// io_context, run by one thread), including the completions of write jobs,
-// which the writer posts there. The connection is kept alive by shared_ptrs
+// io_context, run by one thread), but for finished_ (under finished_mu_) and the
+// constant executor_, which the writer thread uses to hand over write results
+// (WriteDone). The connection is kept alive by shared_ptrs
 // held by pending Asio operations and write jobs.
 #pragma once
 
@@ -78,6 +79,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void FinishTurn();
 
   asio::ip::tcp::socket socket_;
+  const asio::any_io_executor executor_;  // the socket's, for other threads to post to
   ServerContext& ctx_;
   asio::steady_timer idle_timer_;
   Clock::time_point last_activity_;

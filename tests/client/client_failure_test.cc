@@ -219,9 +219,10 @@ TEST(ClientLifetimeTest, PendingCallKeepsTheHandlersExecutorBusy) {
 namespace cairn {
 namespace {
 
-// A stand-in for an older cairnd: it speaks protocol 1 (no Get request) on every
-// connection after the first `v2_connections`, answers one-get transactions with a
-// record, and refuses Get requests as a protocol 1 server does. It counts what it saw.
+// A stand-in for cairnd: it speaks protocol 2 on its first `v2_connections` connections
+// and protocol 1 (no Get request) on the later ones, as an older cairnd does; answers
+// one-get transactions and (protocol 2) Get requests with a record, and refuses Get
+// requests on protocol 1. It counts what it saw.
 class OldServer {
  public:
   explicit OldServer(int v2_connections) : v2_left_(v2_connections) {
@@ -287,8 +288,19 @@ class OldServer {
             wire::CreateResponseFrame(fbb, f->id(), 0, wire::Reply::TxnReply, reply.Union()));
         break;
       }
+      case wire::Request::Get:
+        gets++;
+        if (version >= 2) {
+          auto doc = Document::Builder().Set("new", true).Build();
+          auto value = fbb.CreateVector(reinterpret_cast<const uint8_t*>(doc.bytes().data()),
+                                        doc.bytes().size());
+          auto reply = wire::CreateGetReply(fbb, true, 9, wire::ValueKind::Document, value);
+          fbb.Finish(
+              wire::CreateResponseFrame(fbb, f->id(), 0, wire::Reply::GetReply, reply.Union()));
+          break;
+        }
+        [[fallthrough]];
       default: {
-        gets += f->request_type() == wire::Request::Get;
         auto e = wire::CreateError(fbb, wire::ErrorCode::BadRequest,
                                    fbb.CreateString("unknown request type"));
         fbb.Finish(wire::CreateResponseFrame(fbb, f->id(), e));
@@ -322,6 +334,24 @@ TEST(ClientProtocolTest, PointReadsOfAProtocolOneServerGoAsTransactions) {
   EXPECT_EQ(r->key, "k2");
   EXPECT_EQ(old.txns, 2);
   EXPECT_EQ(old.gets, 0);
+}
+
+TEST(ClientProtocolTest, PointReadsOfAProtocolTwoServerGoAsGetRequests) {
+  OldServer server(/*v2_connections=*/100);
+  ClientOptions o = At(server.port());
+  o.connections = 1;  // the stand-in serves one connection at a time
+  auto client = Client::Connect(o);
+  EXPECT_EQ(client->protocol(), 2u);
+  std::optional<Record> r = client->Get("c", "k1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->key, "k1") << "the key comes from the request";
+  EXPECT_EQ(r->version, 9u);
+  EXPECT_TRUE(r->document()["new"].AsBool());
+  r = client->channel(1).AsyncGet("c", "k2", asio::use_future).get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->key, "k2");
+  EXPECT_EQ(server.gets, 2);
+  EXPECT_EQ(server.txns, 0);
 }
 
 TEST(ClientProtocolTest, ServerReplacedByAnOlderOneGetsTheOlderForm) {

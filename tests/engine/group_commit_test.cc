@@ -2,6 +2,7 @@
 // commit, yet each succeeds or fails alone, gets its own commit number in batch order,
 // sees the earlier ones, and has its own change-log entry.
 #include <gtest/gtest.h>
+#include <lmdb.h>
 
 #include <atomic>
 #include <deque>
@@ -569,6 +570,104 @@ TEST(GroupCommitFullTest, BatchThatFillsTheMapCommitsWhatFits) {
     TxnResult g = db->Execute(testing::Txn({GetOp{"c", keys[i]}}));
     EXPECT_EQ(g.results.at(0).found, results[i].status.ok()) << i;
   }
+}
+
+TEST(GroupCommitFullTest, KeyedTransactionsAcrossARestartedBatchAreRememberedOnce) {
+  // A full map strikes a transaction running in the batch's top transaction, so the batch
+  // starts over with every transaction nested. Keyed transactions before and after it,
+  // and a retry of one of them in the same batch, must come out as if run once.
+  testing::TempDir dir;
+  Options o;
+  o.max_size = 2 << 20;
+  auto db = testing::OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string small = testing::Doc(R"({"n": 1})");
+  std::string big = testing::Doc("{\"pad\": \"" + std::string(300 << 10, 'x') + "\"}");
+  std::vector<Transaction> txns;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 14; i++) keys.push_back("k" + std::to_string(i));
+  for (int i = 0; i < 14; i++) {
+    Transaction t;
+    // Every third transaction is small and keyed; the others big (some will not fit).
+    t.ops = {PutOp{"c", keys[size_t(i)], i % 3 == 0 ? small : big}};
+    if (i % 3 == 0) t.idempotency_key = keys[size_t(i)];
+    txns.push_back(t);
+  }
+  txns.push_back(txns[0]);  // a retry of the first, in the same batch
+  std::vector<const Transaction*> ptrs;
+  for (const Transaction& t : txns) ptrs.push_back(&t);
+  auto results = db->ExecuteBatch(ptrs);
+  int full = 0;
+  for (size_t i = 0; i + 1 < results.size(); i++) {
+    if (!results[i].status.ok()) {
+      EXPECT_EQ(results[i].status.code(), Code::kDatabaseFull);
+      full++;
+    }
+    if (i % 3 == 0) {
+      EXPECT_TRUE(results[i].status.ok()) << "small transaction " << i;
+    }
+    EXPECT_FALSE(results[i].replayed) << i;
+  }
+  ASSERT_GT(full, 0) << "the map must fill for this test to mean anything";
+  EXPECT_TRUE(results.back().replayed);
+  EXPECT_EQ(results.back().commit, results[0].commit);
+  // Each keyed transaction is remembered with the commit it got.
+  for (int i = 0; i < 14; i += 3) {
+    TxnResult again = db->Execute(txns[size_t(i)]);
+    EXPECT_TRUE(again.replayed) << i;
+    EXPECT_EQ(again.commit, results[size_t(i)].commit) << i;
+  }
+  EXPECT_TRUE(db->Verify().ok());
+}
+
+TEST(ChangeLogTest, ACorruptEntryDoesNotKeepTheDatabaseFromOpening) {
+  testing::TempDir dir;
+  std::string doc = testing::Doc("{}");
+  uint64_t corrupt = 0;
+  {
+    auto db = testing::OpenOrDie(dir.path());
+    ASSERT_TRUE(db->CreateCollection("c").ok());
+    for (int i = 0; i < 5; i++) {
+      Transaction t = testing::Txn({PutOp{"c", "k" + std::to_string(i), doc}});
+      std::string key = "key" + std::to_string(i);
+      t.idempotency_key = key;
+      TxnResult r = db->Execute(t);
+      ASSERT_TRUE(r.status.ok());
+      if (i == 2) corrupt = r.commit;
+    }
+  }
+  // Flip a byte of one entry, as a bad disk would.
+  {
+    MDB_env* env;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, uint64_t{1} << 30);
+    ASSERT_EQ(mdb_env_open(env, dir.path().c_str(), 0, 0644), 0);
+    MDB_txn* txn;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi log;
+    ASSERT_EQ(mdb_dbi_open(txn, "log", 0, &log), 0);
+    char k[8];
+    for (int i = 0; i < 8; i++) k[i] = char(corrupt >> (56 - 8 * i));
+    MDB_val key{8, k}, v;
+    ASSERT_EQ(mdb_get(txn, log, &key, &v), 0);
+    std::string bad(static_cast<const char*>(v.mv_data), v.mv_size);
+    bad[bad.size() / 2] ^= 0x5a;
+    MDB_val nv{bad.size(), bad.data()};
+    ASSERT_EQ(mdb_put(txn, log, &key, &nv, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  auto db = testing::OpenOrDie(dir.path());
+  ASSERT_TRUE(db) << "the database opens";
+  EXPECT_FALSE(db->Verify().ok()) << "Verify reports the entry";
+  // Keys of entries after the corrupt one are still known; the others are forgotten.
+  Transaction t4 = testing::Txn({PutOp{"c", "k4", doc}});
+  t4.idempotency_key = "key4";
+  EXPECT_TRUE(db->Execute(t4).replayed);
+  Transaction t1 = testing::Txn({PutOp{"c", "k1", doc}});
+  t1.idempotency_key = "key1";
+  EXPECT_FALSE(db->Execute(t1).replayed);
 }
 
 }  // namespace

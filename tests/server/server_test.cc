@@ -46,7 +46,6 @@ TEST_F(ServerTest, NewerClientVersionIsNegotiatedDown) {
   auto r = c.Call(*req::Hello(1, 5));
   ASSERT_TRUE(r && r->reply_as_HelloReply());
   EXPECT_EQ(r->reply_as_HelloReply()->protocol_version(), wire::kProtocolVersion);
-  EXPECT_EQ(wire::kProtocolVersion, 2u);
   WireClient old(server_->port());
   r = old.Call(*req::Hello(1, 1));
   ASSERT_TRUE(r && r->reply_as_HelloReply());

@@ -63,7 +63,7 @@ struct Call {
   std::chrono::steady_clock::time_point deadline;
   int attempts = 0;
   bool finished = false;
-  int channel = -1;  // >= 0: goes over connection channel % pool size (Client::Channel)
+  size_t channel = SIZE_MAX;  // else: goes over connection channel % pool size (Client::Channel)
 };
 
 template <typename F>
@@ -375,7 +375,8 @@ class Client {
   // order they are made, and the server applies a connection's requests in order: so
   // they take effect in that order while pipelined, without waiting for each other (a
   // put and then a get of the same record, both in flight, read what the put wrote).
-  // If the connection drops, calls sent again on its replacement may be reordered.
+  // That holds while the connection stays up: if it drops, the calls it carried are
+  // sent again after a backoff, and calls made meanwhile may take effect before them.
   // A Channel is a small value; it is valid as long as its Client.
   class Channel {
    public:
@@ -401,15 +402,16 @@ class Client {
       return client_->Initiate<bool>(EncodePing(), false, &DecodePong, index_,
                                      std::forward<Token>(token));
     }
-    size_t index() const { return size_t(index_); }
+    size_t index() const { return index_; }
 
    private:
     friend class Client;
-    Channel(Client* client, int index) : client_(client), index_(index) {}
+    Channel(Client* client, size_t index) : client_(client), index_(index) {}
     Client* client_;
-    int index_;
+    size_t index_;
   };
-  Channel channel(size_t index) { return Channel(this, int(index % (size_t(1) << 30))); }
+  // REQUIRES: index < SIZE_MAX
+  Channel channel(size_t index) { return Channel(this, index); }
 
   // The executor handlers run on by default (the client's IO thread).
   asio::any_io_executor executor() const;
@@ -427,17 +429,17 @@ class Client {
   // Sends an encoded request (retrying per the options); `call` is completed on the IO
   // thread with the response payload or the error.
   // `channel`: the Channel the call belongs to, or kAnyChannel.
-  static constexpr int kAnyChannel = -1;
+  static constexpr size_t kAnyChannel = SIZE_MAX;
   void Submit(std::shared_ptr<detail::Call> call, std::string request, bool write,
-              int channel = kAnyChannel);
+              size_t channel = kAnyChannel);
   template <typename F>
-  void Submit(std::string request, bool write, int channel, F done) {
+  void Submit(std::string request, bool write, size_t channel, F done) {
     Submit(std::make_shared<detail::CallWith<F>>(std::move(done)), std::move(request), write,
            channel);
   }
 
   template <typename T, typename Decode, typename Token>
-  auto Initiate(std::string request, bool write, Decode decode, int channel, Token&& token) {
+  auto Initiate(std::string request, bool write, Decode decode, size_t channel, Token&& token) {
     return asio::async_initiate<Token, void(std::exception_ptr, T)>(
         [this, decode, channel](auto handler, std::string request, bool write) {
           // The handler's executor counts this call as outstanding work until it completes.
