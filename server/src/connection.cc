@@ -95,10 +95,19 @@ void Connection::Drain() {
 
 // --- Reading.
 
-bool Connection::CanAccept() const {
-  return !closed_ && !draining_ && !close_after_flush_ &&
-         inflight() < ctx_.options->max_inflight &&
+bool Connection::CanParse() const {
+  return !closed_ && !close_after_flush_ && inflight() < ctx_.options->max_inflight &&
          out_.size() + out_writing_.size() < kOutputLimit;
+}
+
+bool Connection::CanAccept() const { return CanParse() && !draining_; }
+
+bool Connection::HasBufferedFrame() const {
+  std::string_view payload;
+  size_t consumed;
+  return wire::ParseFrame(std::string_view(in_.data() + in_begin_, in_end_ - in_begin_),
+                          ctx_.options->max_frame, &payload, &consumed) !=
+         wire::FrameStatus::kNeedMore;
 }
 
 void Connection::DoRead() {
@@ -161,7 +170,8 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
 void Connection::ProcessInput() {
   // Frames that arrived in one read arrived at one time.
   const Clock::time_point received = Clock::now();
-  while (CanAccept()) {
+  // Frames already read are answered even while draining: they were received.
+  while (CanParse()) {
     std::string_view avail(in_.data() + in_begin_, in_end_ - in_begin_);
     std::string_view payload;
     size_t consumed = 0;
@@ -525,7 +535,7 @@ void Connection::CloseAfterFlush() {
 
 void Connection::MaybeFinish() {
   if (draining_ && !closed_ && !reading_ && backlog_.empty() && writes_in_flight_ == 0 &&
-      !writing_ && out_.empty()) {
+      !writing_ && out_.empty() && (close_after_flush_ || !HasBufferedFrame())) {
     Close();
   }
 }

@@ -72,7 +72,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ArmIdleTimer();
   void OnIdleTimer(const asio::error_code& ec);
 
+  // Whether buffered frames may be parsed now (limits), and whether the socket may be read
+  // (the same, and not draining).
+  bool CanParse() const;
   bool CanAccept() const;
+  bool HasBufferedFrame() const;  // a complete (or bad) frame waits in in_
   size_t inflight() const { return backlog_.size() + writes_in_flight_; }
   void Record(RequestKind kind, Clock::time_point received);
   // Ends a turn of the event loop: releases the read snapshot, records latencies.

@@ -628,8 +628,8 @@ TEST(ChangeLogTest, ACorruptEntryDoesNotKeepTheDatabaseFromOpening) {
     auto db = testing::OpenOrDie(dir.path());
     ASSERT_TRUE(db->CreateCollection("c").ok());
     for (int i = 0; i < 5; i++) {
-      Transaction t = testing::Txn({PutOp{"c", "k" + std::to_string(i), doc}});
-      std::string key = "key" + std::to_string(i);
+      std::string record = "k" + std::to_string(i), key = "key" + std::to_string(i);
+      Transaction t = testing::Txn({PutOp{"c", record, doc}});  // views of both strings
       t.idempotency_key = key;
       TxnResult r = db->Execute(t);
       ASSERT_TRUE(r.status.ok());
