@@ -1,11 +1,11 @@
 // Record and index operations inside one LMDB transaction: reads (get, scan,
 // query, count), writes (put, delete) with index maintenance, conditions, and
 // running a whole transaction.
-#include <memory>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -531,7 +531,8 @@ Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
     return Status(Code::kBadRequest, "unknown value kind");
   }
 
-  // One descent of the B+tree: a cursor finds the old record, then writes in its place.
+  // A cursor finds the old record, then writes there: one descent of the B+tree when the
+  // record exists.
   RecordKey rk(c->id, op.key);
   MDB_val k = rk.val(), v;
   MDB_cursor* cur;
@@ -561,24 +562,15 @@ Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
     }
   }
 
-  auto fill = [&](char* p) {
+  // A cursor that found the key still stands on it, and LMDB checks the cursor's page
+  // before descending the tree again (an absent key is searched for anew).
+  MDB_val nv{kRecordHeader + op.value.size(), nullptr};
+  rc = mdb_cursor_put(cur, &k, &nv, MDB_RESERVE);
+  if (rc == 0) {
+    char* p = static_cast<char*>(nv.mv_data);
     StoreU64LE(p, ctx.commit);
     p[8] = char(op.kind);
     std::memcpy(p + kRecordHeader, op.value.data(), op.value.size());
-  };
-  MDB_val nv{kRecordHeader + op.value.size(), nullptr};
-  if (found) {
-    // In the old record's place, without a second search (MDB_CURRENT alone: with
-    // MDB_RESERVE added, LMDB searches again).
-    thread_local std::string stored;
-    stored.resize(nv.mv_size);
-    fill(stored.data());
-    nv.mv_data = stored.data();
-    rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
-    if (stored.capacity() > (64 << 10)) std::string().swap(stored);  // not 16 MiB for good
-  } else {
-    rc = mdb_cursor_put(cur, &k, &nv, MDB_RESERVE);
-    if (rc == 0) fill(static_cast<char*>(nv.mv_data));
   }
   if (rc != 0) return MdbStatus(rc, "put");
 
