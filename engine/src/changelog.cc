@@ -68,18 +68,17 @@ void LogEntryBuilder::DropIndex(std::string_view collection, std::string_view in
   count_++;
 }
 
-std::string LogEntryBuilder::Finish(uint64_t commit, uint64_t time_ms,
-                                    std::string_view idempotency_key,
-                                    std::string_view remembered) const {
-  std::string out;
-  out.reserve(body_.size() + 32 + idempotency_key.size() + remembered.size());
-  out.push_back(char(kLogFormat));
-  PutU64BE(&out, time_ms);
-  PutBytes(&out, idempotency_key);
-  PutBytes(&out, remembered);
-  out += body_;
-  PutU64LE(&out, Checksum(commit, out));
-  return out;
+std::string_view LogEntryBuilder::Finish(uint64_t commit, uint64_t time_ms,
+                                         std::string_view idempotency_key,
+                                         std::string_view remembered) {
+  entry_.clear();
+  entry_.push_back(char(kLogFormat));
+  PutU64BE(&entry_, time_ms);
+  PutBytes(&entry_, idempotency_key);
+  PutBytes(&entry_, remembered);
+  entry_ += body_;
+  PutU64LE(&entry_, Checksum(commit, entry_));
+  return entry_;
 }
 
 namespace {

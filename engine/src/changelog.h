@@ -32,12 +32,14 @@ class LogEntryBuilder {
 
   // The stored form of the entry for commit `commit`, made at `time_ms`; with the
   // transaction's idempotency key and its remembered result (EncodeRemembered), or
-  // empty ones.
-  std::string Finish(uint64_t commit, uint64_t time_ms, std::string_view idempotency_key = {},
-                     std::string_view remembered = {}) const;
+  // empty ones. Valid until the next Finish or Clear (the buffer is reused).
+  std::string_view Finish(uint64_t commit, uint64_t time_ms,
+                          std::string_view idempotency_key = {},
+                          std::string_view remembered = {});
 
  private:
   std::string body_;
+  std::string entry_;  // Finish's output
   size_t count_ = 0;
 };
 

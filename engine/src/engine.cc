@@ -75,12 +75,12 @@ class WriteTxn {
   MDB_txn* txn_ = nullptr;
 };
 
-Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, const LogEntryBuilder& b,
+Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, LogEntryBuilder& b,
                       uint64_t time_ms, std::string_view idempotency_key = {},
                       std::string_view remembered = {}) {
   char key[8];
   internal::StoreU64BE(key, commit);
-  std::string entry = b.Finish(commit, time_ms, idempotency_key, remembered);
+  std::string_view entry = b.Finish(commit, time_ms, idempotency_key, remembered);
   MDB_val k{8, key}, v = Val(entry);
   return MdbStatus(mdb_put(txn, log, &k, &v, MDB_APPEND), "change log");
 }
@@ -639,15 +639,13 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       if (wrote) {
         // The key and the result are remembered in the commit's own log entry.
         uint64_t now = NextStamp();
-        std::string remembered;
+        remembered_.clear();
         if (!idem_key.empty()) {
-          r.commit = commit + 1;
-          remembered = internal::EncodeRemembered(r);
-          r.commit = 0;
+          internal::EncodeRemembered(r, &remembered_);
           pending.push_back(PendingKey{idem_hash, idem_key, i, now});
         }
         r.status =
-            AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, idem_key, remembered);
+            AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, idem_key, remembered_);
       }
       if (!flat && r.status.ok()) {
         int rc = child.Commit();
@@ -824,11 +822,14 @@ uint64_t Engine::Impl::NextStamp() {
   return last_stamp_ms_;
 }
 
-void Engine::Impl::TrimIdempotency(uint64_t first_commit) {
+uint64_t Engine::Impl::IdempotencyHorizon() {
   uint64_t retention_ms = uint64_t(options_.idempotency_retention.count()) * 1000;
   uint64_t now = NextStamp();
-  idempotency_.Trim(now - std::min(now, retention_ms), options_.idempotency_max_keys,
-                    first_commit);
+  return now - std::min(now, retention_ms);
+}
+
+void Engine::Impl::TrimIdempotency(uint64_t first_commit) {
+  idempotency_.Trim(IdempotencyHorizon(), options_.idempotency_max_keys, first_commit);
   idempotency_keys_ = idempotency_.size();
 }
 
@@ -854,6 +855,7 @@ Status Engine::Impl::FindRemembered(MDB_txn* txn, std::string_view key, uint64_t
       return Status(Code::kInternal,
                     "corrupt idempotency record in change-log entry " + std::to_string(c));
     }
+    result->commit = c;
     result->status = Status::Ok();
     *found = true;
     return Status::Ok();
@@ -880,10 +882,9 @@ Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
     // A corrupt entry ends the search (Verify reports it): the keys before it are
     // forgotten, which is better than a database that cannot open.
     if (!internal::DecodeLogHeader(commit, View(v), &h)) break;
-    if (newest) {
+    if (newest) {  // later stamps continue from its time
       last_stamp_ms_ = h.time_ms;
-      uint64_t now = NextStamp();
-      horizon = now - std::min(now, uint64_t(options_.idempotency_retention.count()) * 1000);
+      horizon = IdempotencyHorizon();
       newest = false;
     }
     if (h.time_ms < horizon) break;  // so are all older ones

@@ -175,6 +175,9 @@ class Engine::Impl {
   // first entry that is too old.
   uint64_t last_stamp_ms_ = 0;
   uint64_t NextStamp();
+  // Keys stamped before this are past Options::idempotency_retention.
+  uint64_t IdempotencyHorizon();
+  std::string remembered_;  // a keyed transaction's result, encoded for its log entry
   // Forgets idempotency keys past their retention, the key cap, or the log (first commit
   // still in it).
   void TrimIdempotency(uint64_t first_commit);

@@ -9,9 +9,9 @@
 
 namespace cairn::internal {
 
-std::string EncodeRemembered(const TxnResult& r) {
-  std::string out;
-  PutU64BE(&out, r.commit);
+void EncodeRemembered(const TxnResult& r, std::string* out_string) {
+  std::string& out = *out_string;
+  out.clear();
   PutVarint(&out, r.results.size());
   for (const OpResult& op : r.results) {
     out.push_back(op.found ? 1 : 0);
@@ -26,13 +26,12 @@ std::string EncodeRemembered(const TxnResult& r) {
       PutBytes(&out, rec.value);
     }
   }
-  return out;
 }
 
 bool DecodeRemembered(std::string_view stored, TxnResult* r) {
   ByteReader in(stored);
   uint64_t n;
-  if (!in.U64BE(&r->commit) || !in.Varint(&n) || n > stored.size()) return false;
+  if (!in.Varint(&n) || n > stored.size()) return false;
   r->results.resize(n);
   for (OpResult& op : r->results) {
     uint8_t found;

@@ -22,10 +22,11 @@ namespace cairn::internal {
 
 inline constexpr size_t kMaxIdempotencyKey = 64;
 
-// A transaction's result as remembered: [commit: u64 BE][n: varint] then per operation
-// [found: u8][version: varint][count: varint][continuation: bytes][records: varint] and
-// per record [key: bytes][version: varint][kind: u8][value: bytes].
-std::string EncodeRemembered(const TxnResult& r);
+// A transaction's operation results as remembered (its commit number is the log entry's
+// key): [n: varint] then per operation [found: u8][version: varint][count: varint]
+// [continuation: bytes][records: varint] and per record [key: bytes][version: varint]
+// [kind: u8][value: bytes]. Encode replaces *out.
+void EncodeRemembered(const TxnResult& r, std::string* out);
 bool DecodeRemembered(std::string_view stored, TxnResult* r);
 
 uint64_t IdempotencyHash(std::string_view key);
