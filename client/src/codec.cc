@@ -326,7 +326,6 @@ std::string Client::EncodePut(std::string_view collection, std::string_view key,
   });
 }
 
-
 std::string Client::EncodePing() {
   return codec::Request(wire::Request::Ping,
                         [](FlatBufferBuilder& fbb) { return wire::CreatePing(fbb).Union(); });

@@ -350,24 +350,20 @@ class Client {
   // Channel for order).
   template <typename Token>
   auto AsyncCommit(const Txn& txn, Token&& token) {
-    return Initiate<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult, kAnyChannel,
-                               std::forward<Token>(token));
+    return Channel(this, kAnyChannel).AsyncCommit(txn, std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
-    return Initiate<std::optional<Record>>(EncodeGet(collection, key, protocol()), false,
-                                           &DecodeGet, kAnyChannel, std::forward<Token>(token));
+    return Channel(this, kAnyChannel).AsyncGet(collection, key, std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
                 Token&& token) {
-    return Initiate<uint64_t>(EncodePut(collection, key, doc), true, &DecodeCommit, kAnyChannel,
-                              std::forward<Token>(token));
+    return Channel(this, kAnyChannel).AsyncPut(collection, key, doc, std::forward<Token>(token));
   }
   template <typename Token>
   auto AsyncPing(Token&& token) {
-    return Initiate<bool>(EncodePing(), false, &DecodePong, kAnyChannel,
-                          std::forward<Token>(token));
+    return Channel(this, kAnyChannel).AsyncPing(std::forward<Token>(token));
   }
 
   // An ordered lane of asynchronous calls. The calls made through one channel travel
@@ -377,7 +373,8 @@ class Client {
   // put and then a get of the same record, both in flight, read what the put wrote).
   // That holds while the connection stays up: if it drops, the calls it carried are
   // sent again after a backoff, and calls made meanwhile may take effect before them.
-  // A Channel is a small value; it is valid as long as its Client.
+  // A Channel is a small value; it is valid as long as its Client. (The Client's own
+  // Async* calls go through a Channel that is bound to no connection.)
   class Channel {
    public:
     template <typename Token>
