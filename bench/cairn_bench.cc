@@ -16,10 +16,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <cstring>
-#include <optional>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
