@@ -410,7 +410,10 @@ int main(int argc, char** argv) {
     return kUsage;
   } catch (const Error& e) {
     std::fprintf(stderr, "cairn: %s\n", e.what());
-    if (e.code() == ErrorCode::kNotFound || e.code() == ErrorCode::kConditionFailed) return kNotFound;
+    if (e.code() == ErrorCode::kNotFound || e.code() == ErrorCode::kConditionFailed ||
+        e.code() == ErrorCode::kUnknownName) {
+      return kNotFound;
+    }
     if (e.code() == ErrorCode::kBadRequest) return kUsage;
     return kServer;
   }

@@ -105,6 +105,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Fails every call and closes the socket; calls are retried elsewhere unless `final`.
   void Fail(const Error& why, bool final = false) {
     generation_++;  // handlers of the abandoned socket see this and stand down
+    // A closing client's IO thread ends when no work is left: a pending sweep would
+    // hold it (and the process's exit) for up to one sweep period.
+    if (final) sweep_.cancel();
     if (state_ == kIdle && inflight_.empty() && waiting_.empty()) return;
     state_ = kIdle;
     asio::error_code ignored;

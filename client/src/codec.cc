@@ -173,7 +173,8 @@ const wire::ResponseFrame* Response(std::string_view payload) {
   // Connection::Parse verified the payload before handing it over.
   auto r = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data());
   if (const wire::Error* e = r->error()) {
-    throw Error(ErrorCode(e->code()), e->message() ? e->message()->str() : "");
+    throw Error(ErrorCode(e->code()), e->message() ? e->message()->str() : "", e->condition(),
+                e->operation());
   }
   return r;
 }
@@ -410,6 +411,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kInternal: return "internal";
     case ErrorCode::kLogTruncated: return "log truncated";
+    case ErrorCode::kUnknownName: return "unknown name";
     case ErrorCode::kTimeout: return "timeout";
     case ErrorCode::kConnectionFailed: return "connection failed";
     case ErrorCode::kProtocol: return "protocol error";

@@ -424,7 +424,7 @@ Status Engine::DropCollection(std::string_view name) {
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
     auto it = next.collections.find(name);
     if (it == next.collections.end()) {
-      return Status(Code::kNotFound, "collection '" + std::string(name) + "' does not exist");
+      return Status(Code::kUnknownName, "collection '" + std::string(name) + "' does not exist");
     }
     MDB_dbi meta = impl_->dbs_.meta;
     const CollectionDesc& c = it->second;
@@ -448,7 +448,7 @@ Status Engine::CreateIndex(std::string_view collection, const IndexSpec& spec) {
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
     auto it = next.collections.find(collection);
     if (it == next.collections.end()) {
-      return Status(Code::kNotFound,
+      return Status(Code::kUnknownName,
                     "collection '" + std::string(collection) + "' does not exist");
     }
     CollectionDesc& c = it->second;
@@ -492,14 +492,14 @@ Status Engine::DropIndex(std::string_view collection, std::string_view index) {
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
     auto it = next.collections.find(collection);
     if (it == next.collections.end()) {
-      return Status(Code::kNotFound,
+      return Status(Code::kUnknownName,
                     "collection '" + std::string(collection) + "' does not exist");
     }
     CollectionDesc& c = it->second;
     auto ix = std::find_if(c.indexes.begin(), c.indexes.end(),
                            [&](const IndexDesc& d) { return d.spec.name == index; });
     if (ix == c.indexes.end()) {
-      return Status(Code::kNotFound, "index '" + std::string(index) + "' does not exist on '" +
+      return Status(Code::kUnknownName, "index '" + std::string(index) + "' does not exist on '" +
                                          c.name + "'");
     }
     MDB_dbi meta = impl_->dbs_.meta;
@@ -532,7 +532,7 @@ std::vector<CollectionInfo> Engine::ListCollections() const {
 Result<CollectionInfo> Engine::DescribeCollection(std::string_view name) const {
   auto catalog = impl_->catalog();
   const CollectionDesc* c = catalog->Find(name);
-  if (!c) return Status(Code::kNotFound, "collection '" + std::string(name) + "' does not exist");
+  if (!c) return Status(Code::kUnknownName, "collection '" + std::string(name) + "' does not exist");
   return Describe(*c);
 }
 

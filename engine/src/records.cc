@@ -141,7 +141,7 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
 Status FindCollection(const Ctx& ctx, std::string_view name, const CollectionDesc** out) {
   *out = ctx.catalog->Find(name);
   if (*out == nullptr) {
-    return Status(Code::kNotFound, "collection '" + Printable(name) + "' does not exist");
+    return Status(Code::kUnknownName, "collection '" + Printable(name) + "' does not exist");
   }
   return Status::Ok();
 }
@@ -257,7 +257,7 @@ namespace {
 Status FindReadyIndex(const CollectionDesc& c, std::string_view name, const IndexDesc** out) {
   *out = c.FindIndex(name);
   if (*out == nullptr) {
-    return Status(Code::kNotFound,
+    return Status(Code::kUnknownName,
                   "index '" + Printable(name) + "' does not exist on '" + c.name + "'");
   }
   if ((*out)->state == IndexState::kBuilding) {
@@ -702,7 +702,12 @@ Status RunOp(const Ctx& ctx, const Op& op, OpResult* r, size_t* budget) {
   return Status(Code::kBadRequest, "unknown operation");
 }
 
+// The operation as a client names it: a put in insert mode is an insert.
 std::string_view OpName(const Op& op) {
+  if (const PutOp* p = std::get_if<PutOp>(&op)) {
+    if (p->mode == PutMode::kInsert) return "insert";
+    if (p->mode == PutMode::kReplace) return "replace";
+  }
   static constexpr std::string_view kNames[] = {"get", "put", "delete", "scan", "query", "count"};
   return kNames[op.index()];
 }
@@ -712,7 +717,7 @@ std::string_view OpName(const Op& op) {
 Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result) {
   for (size_t i = 0; i < txn.conditions.size(); i++) {
     if (Status s = CheckCondition(ctx, txn.conditions[i]); !s.ok()) {
-      return s.WithContext("condition " + std::to_string(i));
+      return s.AtCondition(i);
     }
   }
   result->results.resize(txn.ops.size());
@@ -720,8 +725,7 @@ Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result)
   for (size_t i = 0; i < txn.ops.size(); i++) {
     if (Status s = RunOp(ctx, txn.ops[i], &result->results[i], &budget); !s.ok()) {
       result->results.clear();
-      return s.WithContext("operation " + std::to_string(i) + " (" +
-                           std::string(OpName(txn.ops[i])) + ")");
+      return s.AtOperation(i, OpName(txn.ops[i]));
     }
   }
   return Status::Ok();

@@ -21,6 +21,7 @@ std::string_view CodeName(Code code) {
     case Code::kUnavailable: return "unavailable";
     case Code::kInternal: return "internal";
     case Code::kLogTruncated: return "log truncated";
+    case Code::kUnknownName: return "unknown name";
   }
   return "unknown";
 }
@@ -35,7 +36,26 @@ std::string Status::ToString() const {
 
 Status Status::WithContext(std::string_view context) const {
   if (ok()) return *this;
-  return Status(code_, std::string(context) + ": " + message_);
+  Status s(code_, std::string(context) + ": " + message_);
+  s.failed_condition_ = failed_condition_;
+  s.failed_operation_ = failed_operation_;
+  return s;
+}
+
+Status Status::AtCondition(size_t i) const {
+  if (ok()) return *this;
+  Status s = WithContext("condition " + std::to_string(i));
+  s.failed_condition_ = int32_t(i);
+  s.failed_operation_ = -1;
+  return s;
+}
+
+Status Status::AtOperation(size_t i, std::string_view op_name) const {
+  if (ok()) return *this;
+  Status s = WithContext("operation " + std::to_string(i) + " (" + std::string(op_name) + ")");
+  s.failed_condition_ = -1;
+  s.failed_operation_ = int32_t(i);
+  return s;
 }
 
 std::string_view IndexStateName(IndexState s) {

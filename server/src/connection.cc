@@ -56,6 +56,9 @@ bool IsWriteRequest(const wire::RequestFrame* f) {
   }
 }
 
+// The protocol version that introduced a request.
+uint32_t MinProtocol(wire::Request kind) { return kind == wire::Request::Get ? 2 : 1; }
+
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
@@ -224,6 +227,13 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
     CloseAfterFlush();
     return;
   }
+  if (uint32_t need = MinProtocol(f->request_type()); need > protocol_) {
+    ErrorInTurn(f->id(), Status(Code::kBadRequest,
+                                std::string(wire::EnumNameRequest(f->request_type())) +
+                                    " needs protocol " + std::to_string(need) +
+                                    "; this connection agreed on " + std::to_string(protocol_)));
+    return;
+  }
   // Requests take effect in order: a request waits while an earlier one waits, and a
   // read waits for this connection's earlier writes.
   bool write = IsWriteRequest(f);
@@ -288,13 +298,13 @@ void Connection::HandleHello(uint64_t id, const void* hello_ptr) {
     return;
   }
   hello_done_ = true;
+  protocol_ = std::min(hello->protocol_version(), wire::kProtocolVersion);
   if (hello->client_name()) {
     spdlog::debug("client '{}' connected", View(hello->client_name()));
   }
   fbb_.Clear();
   auto reply = wire::CreateHelloReply(
-      fbb_, std::min(hello->protocol_version(), wire::kProtocolVersion),
-      fbb_.CreateString(kServerVersion), ctx_.options->max_frame, ctx_.options->max_inflight,
+      fbb_, protocol_, fbb_.CreateString(kServerVersion), ctx_.options->max_frame, ctx_.options->max_inflight,
       uint32_t(ctx_.engine->options().max_value_size), uint32_t(kMaxKeySize));
   fbb_.Finish(wire::CreateResponseFrame(fbb_, id, 0, wire::Reply::HelloReply, reply.Union()));
   Send(id);
@@ -327,7 +337,7 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
         } else {
           TxnResult r = read->Execute(txn_);
           s = r.status;
-          if (s.ok()) BuildTxnReply(fbb_, id, r);
+          if (s.ok()) BuildTxnReply(fbb_, id, r, protocol_);
         }
       }
       SendOrError(id, s);
@@ -447,7 +457,7 @@ void Connection::OnWritesDone() {
       if (f.kind == RequestKind::kCatalog && f.result.status.ok()) {
         BuildDone(fbb_, f.id, f.result.commit);
       } else {
-        BuildTxnReply(fbb_, f.id, f.result);
+        BuildTxnReply(fbb_, f.id, f.result, protocol_);
       }
       if (!f.result.status.ok()) ctx_.stats->errors++;
       Send(f.id);
@@ -496,7 +506,7 @@ void Connection::SendOrError(uint64_t id, const Status& s) {
 
 void Connection::SendError(uint64_t id, const Status& s) {
   ctx_.stats->errors++;
-  BuildError(fbb_, id, s);
+  BuildError(fbb_, id, s, protocol_);
   Send(id);
 }
 

@@ -118,6 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool backpressured_ = false;  // reading paused at the limits (counted once per pause)
   bool writing_ = false;
   bool hello_done_ = false;
+  uint32_t protocol_ = 1;  // agreed in the handshake; 1 until then
   bool draining_ = false;
   bool close_after_flush_ = false;
   bool closed_ = false;

@@ -199,23 +199,36 @@ Status DecodeTxn(const wire::Txn& t, const RequestLimits& limits, Transaction* o
   out->conditions.reserve(nconds);
   for (size_t i = 0; i < nconds; i++) {
     const wire::Condition* c = t.conditions()->Get(i);
-    if (!c) return Bad("null condition");
-    if (c->kind() > wire::ConditionKind::VersionEquals) return Bad("unknown condition kind");
+    if (!c) return Bad("null condition").AtCondition(i);
+    if (c->kind() > wire::ConditionKind::VersionEquals) {
+      return Bad("unknown condition kind").AtCondition(i);
+    }
     Condition cond;
     cond.kind = Condition::Kind(c->kind());
-    if (Status s = Collection(c->collection(), &cond.collection); !s.ok()) return s;
+    if (Status s = Collection(c->collection(), &cond.collection); !s.ok()) {
+      return s.AtCondition(i);
+    }
     cond.key = View(c->key());
     cond.version = c->version();
     out->conditions.push_back(cond);
   }
   out->ops.resize(nops);
   for (size_t i = 0; i < nops; i++) {
-    if (Status s = DecodeOp(t.ops()->Get(i), limits, &out->ops[i]); !s.ok()) {
-      return s.WithContext("operation " + std::to_string(i));
+    const wire::Operation* o = t.ops()->Get(i);
+    if (Status s = DecodeOp(o, limits, &out->ops[i]); !s.ok()) {
+      return s.AtOperation(i, o ? wire::EnumNameOp(o->op_type()) : "null");
     }
   }
   out->max_result_bytes = limits.max_result_bytes;
-  out->idempotency_key = View(t.idempotency_key());
+  if (const auto* key = t.idempotency_key()) {
+    // A present but empty key would otherwise read as no key, and a retry carrying it
+    // would be applied twice; a key on a read would be remembered for nothing.
+    if (key->size() == 0) return Bad("an idempotency key is 1 to 64 bytes, not empty");
+    if (out->read_only()) {
+      return Bad("an idempotency key on a transaction that writes nothing (no put or delete)");
+    }
+    out->idempotency_key = View(key);
+  }
   return Status::Ok();
 }
 
@@ -246,15 +259,18 @@ Status DecodeIndexSpec(const wire::IndexSpec* spec, IndexSpec* out) {
   return Status::Ok();
 }
 
-wire::ErrorCode ToWire(Code code) {
+wire::ErrorCode ToWire(Code code, uint32_t protocol) {
+  if (code == Code::kUnknownName && protocol < 3) return wire::ErrorCode::NotFound;
   // The enums share their numbering (cairn.fbs, status.h).
   return wire::ErrorCode(uint8_t(code));
 }
 
-void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s) {
+void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
+                uint32_t protocol) {
   fbb.Clear();
   auto msg = fbb.CreateString(s.message());
-  auto err = wire::CreateError(fbb, ToWire(s.code()), msg);
+  auto err = wire::CreateError(fbb, ToWire(s.code(), protocol), msg, s.failed_condition(),
+                               s.failed_operation());
   fbb.Finish(wire::CreateResponseFrame(fbb, id, err));
 }
 
@@ -265,8 +281,9 @@ Offset<flatbuffers::Vector<uint8_t>> Bytes(flatbuffers::FlatBufferBuilder& fbb,
 }
 }  // namespace
 
-void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r) {
-  if (!r.status.ok()) return BuildError(fbb, id, r.status);
+void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
+                   uint32_t protocol) {
+  if (!r.status.ok()) return BuildError(fbb, id, r.status, protocol);
   fbb.Clear();
   std::vector<Offset<wire::OpResult>> results;
   results.reserve(r.results.size());
@@ -315,7 +332,7 @@ Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn&
       s = Status(Code::kTooLarge,
                  "the results exceed the response limit; split the transaction or page the scan");
     }
-    if (!s.ok()) return s.WithContext("operation " + std::to_string(i) + " (get)");
+    if (!s.ok()) return s.AtOperation(i, "get");
     if (!found) {
       results.push_back(wire::CreateOpResult(fbb));
       continue;

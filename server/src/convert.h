@@ -28,11 +28,17 @@ bool TxnWrites(const wire::Txn& t);
 // Counts the operations of a transaction into stats.
 void CountOps(const Transaction& t, ServerStats* stats);
 
-wire::ErrorCode ToWire(Code code);
+// The wire code of `code` for a connection that agreed on `protocol`: codes newer than
+// the connection's version are sent as the older code they refine (UnknownName, added
+// in 3, is NotFound to 1 and 2).
+wire::ErrorCode ToWire(Code code, uint32_t protocol);
 
-// Response builders: each clears `fbb` and finishes a ResponseFrame in it.
-void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s);
-void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r);
+// Response builders: each clears `fbb` and finishes a ResponseFrame in it. `protocol`:
+// the version the connection agreed on (before the handshake: 1).
+void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
+                uint32_t protocol);
+void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
+                   uint32_t protocol);
 // Whether a transaction is only gets, without conditions: it can be answered straight
 // from the snapshot's views (BuildGetsReply), without copying records twice.
 bool OnlyGets(const Transaction& t);

@@ -112,7 +112,8 @@ void Server::Reject(asio::ip::tcp::socket socket) {
   stats_.connections_refused++;
   flatbuffers::FlatBufferBuilder fbb;
   BuildError(fbb, 0, Status(Code::kUnavailable, "too many connections (limit " +
-                                                    std::to_string(options_.max_connections) + ")"));
+                                                    std::to_string(options_.max_connections) + ")"),
+             /*protocol=*/1);
   auto frame = std::make_shared<std::string>(wire::kFrameHeaderSize, '\0');
   wire::StoreFrameHeader(frame->data(), fbb.GetSize());
   frame->append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());

@@ -64,7 +64,7 @@ TEST_F(ClientTest, ErrorsCarryServerCodeAndMessage) {
     client_->Get("nope", "k");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_EQ(e.code(), ErrorCode::kUnknownName) << "a missing collection is not a missing record";
   }
   uint64_t v = client_->Put("users", "x", Document::FromJson("{}"));
   EXPECT_THROW(client_->Put("users", "x", Document::FromJson("{}"), v + 5), Error);

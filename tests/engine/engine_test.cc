@@ -169,15 +169,42 @@ TEST_F(EngineTest, ValueSizeLimit) {
   EXPECT_TRUE(db->Execute(Txn({PutOp{"c", "k", big.substr(1), ValueKind::kRaw}})).status.ok());
 }
 
-TEST_F(EngineTest, OperationsOnMissingCollectionAreNotFound) {
+TEST_F(EngineTest, OperationsOnMissingCollectionAreUnknownName) {
   std::string doc = Doc("{}");
   for (Op op : std::vector<Op>{GetOp{"nope", "k"}, PutOp{"nope", "k", doc}, DeleteOp{"nope", "k"},
                                ScanOp{ScanSpec{.collection = "nope"}},
                                QueryOp{QuerySpec{.collection = "nope", .index = "i"}}}) {
-    TxnResult r = db_->Execute(Txn({op}));
-    EXPECT_EQ(r.status.code(), Code::kNotFound) << r.status.ToString();
+    TxnResult r = db_->Execute(Txn({GetOp{"c", "k"}, op}));
+    // Not kNotFound: that is a missing record (a replace), which a client must tell apart
+    // from a misspelt collection.
+    EXPECT_EQ(r.status.code(), Code::kUnknownName) << r.status.ToString();
     EXPECT_NE(r.status.message().find("nope"), std::string::npos);
+    EXPECT_EQ(r.status.failed_operation(), 1) << r.status.ToString();
+    EXPECT_EQ(r.status.failed_condition(), -1);
   }
+}
+
+TEST_F(EngineTest, AFailedTransactionSaysWhichConditionOrOperationFailed) {
+  Put("a", "{}");
+  const std::string empty = Doc("{}");
+  Transaction t =
+      Txn({GetOp{"c", "a"}, PutOp{"c", "b", empty, ValueKind::kDocument, PutMode::kInsert}});
+  t.conditions.push_back({Condition::kPresent, "c", "a"});
+  t.conditions.push_back({Condition::kAbsent, "c", "a"});
+  TxnResult r = db_->Execute(t);
+  EXPECT_EQ(r.status.code(), Code::kConditionFailed);
+  EXPECT_EQ(r.status.failed_condition(), 1) << r.status.ToString();
+  EXPECT_EQ(r.status.failed_operation(), -1);
+  EXPECT_NE(r.status.message().find("condition 1"), std::string::npos) << r.status.message();
+
+  t.conditions.pop_back();
+  ASSERT_TRUE(db_->Execute(t).status.ok());
+  r = db_->Execute(t);  // b exists now: the insert fails, named as an insert
+  EXPECT_EQ(r.status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(r.status.failed_operation(), 1) << r.status.ToString();
+  EXPECT_EQ(r.status.failed_condition(), -1);
+  EXPECT_NE(r.status.message().find("operation 1 (insert)"), std::string::npos)
+      << r.status.message();
 }
 
 // --- Collections.
@@ -191,8 +218,8 @@ TEST_F(EngineTest, CollectionsCreateListDrop) {
   EXPECT_EQ(list[1].name, "c");
   Put("k", "{}");
   ASSERT_TRUE(db_->DropCollection("c").ok());
-  EXPECT_EQ(db_->DropCollection("c").code(), Code::kNotFound);
-  EXPECT_EQ(db_->Execute(Txn({GetOp{"c", "k"}})).status.code(), Code::kNotFound);
+  EXPECT_EQ(db_->DropCollection("c").code(), Code::kUnknownName);
+  EXPECT_EQ(db_->Execute(Txn({GetOp{"c", "k"}})).status.code(), Code::kUnknownName);
   // A new collection of the same name starts empty.
   ASSERT_TRUE(db_->CreateCollection("c").ok());
   EXPECT_EQ(Get("k"), "");

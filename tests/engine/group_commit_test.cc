@@ -151,7 +151,7 @@ TEST_F(GroupCommitTest, FailuresInABatchLeaveNoTraceAndTheOthersCommitInOrder) {
   ASSERT_EQ(r.size(), txns.size());
   EXPECT_EQ(Outcomes(r), "ok@" + At(base, 1) + " condition failed ok@" + At(base, 2) +
                              " unique violation ok@" + At(base, 3) +
-                             " bad request already exists not found too large ok@" + At(base, 4) +
+                             " bad request already exists unknown name too large ok@" + At(base, 4) +
                              " ok");
   EXPECT_EQ(db_->LastCommit(), base + 4);
   ASSERT_EQ(r[10].results.size(), 3u);

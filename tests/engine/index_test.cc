@@ -190,8 +190,8 @@ TEST_F(IndexTest, EqualityFindsEveryRecordOfAValueInKeyOrder) {
   EXPECT_GT(r.results[0].records[0].version, 0u);
   EXPECT_TRUE(r.results[0].continuation.empty());
 
-  EXPECT_EQ(Keys({.index = "nope"}), "!not found");
-  EXPECT_EQ(Keys({.collection = "nope", .index = "by_city"}), "!not found");
+  EXPECT_EQ(Keys({.index = "nope"}), "!unknown name");
+  EXPECT_EQ(Keys({.collection = "nope", .index = "by_city"}), "!unknown name");
   EXPECT_EQ(Verified().index_entries, 5u);
 }
 
@@ -343,7 +343,7 @@ TEST_F(IndexRangeTest, CountsOverRanges) {
   EXPECT_EQ(Count({.index = "by_n", .equal = {I(7)}}), 0);
   // Limit, byte budget and direction do not change a count.
   EXPECT_EQ(Count({.index = "by_n", .limit = 1, .reverse = true, .max_bytes = 1}), 7);
-  EXPECT_EQ(Count({.index = "nope"}), -1 - int64_t(Code::kNotFound));
+  EXPECT_EQ(Count({.index = "nope"}), -1 - int64_t(Code::kUnknownName));
   EXPECT_EQ(Count({.index = "by_n", .equal = {I(1), I(2)}}), -1 - int64_t(Code::kBadRequest));
 
   auto read = db_->BeginRead();
@@ -1183,7 +1183,7 @@ TEST_F(IndexBuildTest, UniqueBuildOverDuplicatesFailsAndCanBeDropped) {
 
   ASSERT_TRUE(db_->DropIndex("c", "u_n").ok());
   EXPECT_EQ(State("u_n"), "absent");
-  EXPECT_EQ(Eq("u_n", I(3)), "!not found");
+  EXPECT_EQ(Eq("u_n", I(3)), "!unknown name");
   db_->WaitForBackgroundWork();
   EXPECT_EQ(Verified().index_entries, 0u);
 
@@ -1304,9 +1304,9 @@ TEST_F(IndexTest, DroppedIndexIsGoneAndANewOneOfTheSameNameStartsFresh) {
   ASSERT_TRUE(Put("c", R"({"n": 5})").status.ok());
   ASSERT_TRUE(db_->DropIndex("c", "idx").ok());
   EXPECT_EQ(State("idx"), "absent");
-  EXPECT_EQ(Eq("idx", I(5)), "!not found");
-  EXPECT_EQ(Count({.index = "idx"}), -1 - int64_t(Code::kNotFound));
-  EXPECT_EQ(db_->DropIndex("c", "idx").code(), Code::kNotFound);
+  EXPECT_EQ(Eq("idx", I(5)), "!unknown name");
+  EXPECT_EQ(Count({.index = "idx"}), -1 - int64_t(Code::kUnknownName));
+  EXPECT_EQ(db_->DropIndex("c", "idx").code(), Code::kUnknownName);
   // Writes after the drop do not touch its entries.
   ASSERT_TRUE(Put("d", R"({"n": 5, "m": 5})").status.ok());
 
@@ -1361,8 +1361,8 @@ TEST_F(IndexTest, DuplicateAndMalformedIndexSpecsAreRefused) {
   EXPECT_TRUE(CreateIndex("sixteen", fields).ok());
   fields.push_back("f16");
   EXPECT_EQ(CreateIndex("seventeen", fields).code(), Code::kBadRequest);
-  EXPECT_EQ(db_->CreateIndex("nope", {"i", {"n"}}).code(), Code::kNotFound);
-  EXPECT_EQ(db_->DropIndex("nope", "idx").code(), Code::kNotFound);
+  EXPECT_EQ(db_->CreateIndex("nope", {"i", {"n"}}).code(), Code::kUnknownName);
+  EXPECT_EQ(db_->DropIndex("nope", "idx").code(), Code::kUnknownName);
   EXPECT_EQ(State("bad"), "absent");
   auto info = db_->DescribeCollection("c");
   ASSERT_TRUE(info.ok());

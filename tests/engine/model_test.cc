@@ -363,7 +363,7 @@ class Model {
 
   static Code CheckCondition(Collections& work, const Condition& cond) {
     MCollection* c = Find(work, cond.collection);
-    if (!c) return Code::kNotFound;
+    if (!c) return Code::kUnknownName;
     if (Code k = CheckKey(cond.key); k != Code::kOk) return k;
     auto it = c->records.find(std::string(cond.key));
     bool found = it != c->records.end();
@@ -382,7 +382,7 @@ class Model {
                     OpResult* r, std::optional<Resume>* resume, std::vector<Change>* changes) {
     if (const auto* get = std::get_if<GetOp>(&op)) {
       MCollection* c = Find(work, get->collection);
-      if (!c) return Code::kNotFound;
+      if (!c) return Code::kUnknownName;
       if (Code k = CheckKey(get->key); k != Code::kOk) return k;
       auto it = c->records.find(std::string(get->key));
       r->found = it != c->records.end();
@@ -395,7 +395,7 @@ class Model {
     }
     if (const auto* put = std::get_if<PutOp>(&op)) {
       MCollection* c = Find(work, put->collection);
-      if (!c) return Code::kNotFound;
+      if (!c) return Code::kUnknownName;
       if (Code k = CheckKey(put->key); k != Code::kOk) return k;
       if (put->kind == ValueKind::kDocument && meta.bad_doc) return Code::kBadRequest;
       std::string key(put->key);
@@ -424,7 +424,7 @@ class Model {
     }
     if (const auto* del = std::get_if<DeleteOp>(&op)) {
       MCollection* c = Find(work, del->collection);
-      if (!c) return Code::kNotFound;
+      if (!c) return Code::kUnknownName;
       if (Code k = CheckKey(del->key); k != Code::kOk) return k;
       std::string key(del->key);
       r->found = c->records.erase(key) > 0;
@@ -466,7 +466,7 @@ class Model {
   static Code RunScan(Collections& work, const RangeDesc& d, const std::optional<Resume>& from,
                       bool count, OpResult* r, std::optional<Resume>* resume) {
     MCollection* c = Find(work, d.collection);
-    if (!c) return Code::kNotFound;
+    if (!c) return Code::kUnknownName;
     const bool cont = !d.continuation.empty();
     if (cont && (!from || from->query || from->collection != d.collection ||
                  from->generation != c->generation)) {
@@ -490,9 +490,9 @@ class Model {
   static Code RunQuery(Collections& work, const RangeDesc& d, const std::optional<Resume>& from,
                        bool count, OpResult* r, std::optional<Resume>* resume) {
     MCollection* c = Find(work, d.collection);
-    if (!c) return Code::kNotFound;
+    if (!c) return Code::kUnknownName;
     const MIndex* ix = c->FindIndex(d.index);
-    if (!ix) return Code::kNotFound;
+    if (!ix) return Code::kUnknownName;
     if (!ix->ready) return Code::kUnavailable;
     const size_t nfields = ix->spec.fields.size();
     if (d.equal.size() > nfields) return Code::kBadRequest;
@@ -1366,7 +1366,7 @@ TEST_F(ModelTest, RandomTransactionsMatchTheModel) {
       "continued pages: " + std::to_string(continued_) + ", reopens: " + std::to_string(reopens_);
   std::cout << "seed " << seed_ << ": " << summary << "\n";
   if (total < 1000) return;  // too short a run to be sure to meet every case
-  for (Code code : {Code::kOk, Code::kNotFound, Code::kAlreadyExists, Code::kConditionFailed,
+  for (Code code : {Code::kOk, Code::kNotFound, Code::kUnknownName, Code::kAlreadyExists, Code::kConditionFailed,
                     Code::kUniqueViolation, Code::kBadRequest, Code::kTooLarge}) {
     EXPECT_GT(outcomes_[code], 0) << CodeName(code) << "; " << summary;
   }

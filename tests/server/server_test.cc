@@ -191,6 +191,7 @@ TEST_F(ServerTest, IndexesOverTheWire) {
 }
 
 TEST_F(ServerTest, GetRequestAnswersAPointReadAndItsErrors) {
+  client_ = testing::Connect(server_->port(), 2);
   ASSERT_TRUE(client_->Call(*req::CreateCollection(1, "users"))->reply_as_Done());
   req::TxnBuilder put;
   put.Put("users", "alice", R"({"age": 30})");
@@ -248,6 +249,92 @@ TEST_F(ServerTest, GetRequestAnswersAPointReadAndItsErrors) {
   // The connection still serves.
   r = client_->Call(*req::Get(21, "users", "alice"));
   ASSERT_TRUE(r && r->reply_as_GetReply() && r->reply_as_GetReply()->found()) << ErrorText(r);
+}
+
+TEST_F(ServerTest, ARequestTheAgreedVersionLacksIsRefusedAndTheConnectionGoesOn) {
+  ASSERT_TRUE(client_->Call(*req::CreateCollection(1, "users"))->reply_as_Done());
+  // client_ agreed on protocol 1, which has no Get request.
+  auto r = client_->Call(*req::Get(2, "users", "alice"));
+  ASSERT_TRUE(r && r->error()) << ErrorText(r);
+  EXPECT_EQ(r->id(), 2u);
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest);
+  EXPECT_NE(ErrorText(r).find("needs protocol 2"), std::string::npos) << ErrorText(r);
+  r = client_->Call(*req::Ping(3));
+  EXPECT_TRUE(r && r->reply_as_Pong()) << ErrorText(r);
+}
+
+TEST_F(ServerTest, AMissingCollectionIsUnknownNameFromProtocol3AndNotFoundBefore) {
+  ASSERT_TRUE(client_->Call(*req::CreateCollection(1, "users"))->reply_as_Done());
+  auto v3 = testing::Connect(server_->port(), 3);
+  req::TxnBuilder missing;
+  missing.Get("users", "a").Get("nope", "k");
+  auto r = v3->Call(missing.Build(2));
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::UnknownName) << ErrorText(r);
+  EXPECT_EQ(r->error()->operation(), 1) << "the failed operation, counted from 0";
+  EXPECT_EQ(r->error()->condition(), -1);
+  r = client_->Call(missing.Build(3));
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::NotFound) << "protocol 1 has no UnknownName";
+  r = v3->Call(*req::DropCollection(4, "nope"));
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::UnknownName) << ErrorText(r);
+
+  // A replace of an absent record is NotFound on every version.
+  req::TxnBuilder replace;
+  replace.Put("users", "zed", "{}", wire::PutMode::Replace);
+  r = v3->Call(replace.Build(5));
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::NotFound) << ErrorText(r);
+  EXPECT_EQ(r->error()->operation(), 0);
+
+  // A failed condition names its index.
+  req::TxnBuilder cond;
+  cond.If(wire::ConditionKind::Absent, "users", "a")
+      .If(wire::ConditionKind::Present, "users", "a")
+      .Put("users", "b", "{}");
+  r = v3->Call(cond.Build(6));
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::ConditionFailed) << ErrorText(r);
+  EXPECT_EQ(r->error()->condition(), 1);
+  EXPECT_EQ(r->error()->operation(), -1);
+}
+
+TEST_F(ServerTest, EmptyIdempotencyKeysAndKeysOnReadsAreRefused) {
+  ASSERT_TRUE(client_->Call(*req::CreateCollection(1, "users"))->reply_as_Done());
+  req::TxnBuilder empty_key;
+  empty_key.Put("users", "a", R"({"n": 1})").IdempotencyKey("");
+  auto r = client_->Call(empty_key.Build(2));
+  ASSERT_TRUE(r && r->error()) << "an empty key must not read as no key";
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest);
+  EXPECT_NE(ErrorText(r).find("empty"), std::string::npos) << ErrorText(r);
+
+  req::TxnBuilder read_key;
+  read_key.Get("users", "a").IdempotencyKey("k1");
+  r = client_->Call(read_key.Build(3));
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest);
+  EXPECT_NE(ErrorText(r).find("writes nothing"), std::string::npos) << ErrorText(r);
+
+  req::TxnBuilder long_key;
+  long_key.Put("users", "a", R"({"n": 1})").IdempotencyKey(std::string(65, 'k'));
+  r = client_->Call(long_key.Build(4));
+  ASSERT_TRUE(r && r->error());
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::BadRequest);
+
+  // Nothing was written by any of them; a proper key is applied once.
+  req::TxnBuilder count;
+  count.CountAll("users");
+  r = client_->Call(count.Build(5));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_TxnReply()->results()->Get(0)->count(), 0u);
+  req::TxnBuilder keyed;
+  keyed.Put("users", "a", R"({"n": 1})").IdempotencyKey("k2");
+  r = client_->Call(keyed.Build(6));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  uint64_t commit = r->reply_as_TxnReply()->commit();
+  r = client_->Call(keyed.Build(7));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_TxnReply()->commit(), commit) << "a repeat is answered, not applied";
 }
 
 TEST_F(ServerTest, StatsCountWhatHappened) {

@@ -294,6 +294,12 @@ inline Fbb CreateCollection(uint64_t id, std::string_view name) {
   return Finish(std::move(fbb), id, wire::Request::CreateCollection, c.Union());
 }
 
+inline Fbb DropCollection(uint64_t id, std::string_view name) {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto c = wire::CreateDropCollection(*fbb, fbb->CreateString(name));
+  return Finish(std::move(fbb), id, wire::Request::DropCollection, c.Union());
+}
+
 inline Fbb CreateIndex(uint64_t id, std::string_view coll, std::string_view name,
                        std::vector<std::string> fields, bool unique) {
   auto fbb = std::make_unique<FlatBufferBuilder>();
@@ -362,8 +368,14 @@ class TxnBuilder {
         wire::CreateCondition(fbb_, kind, fbb_.CreateString(coll), Bytes(fbb_, key), version));
     return *this;
   }
+  // A present key, even an empty one (nullopt: no key).
+  TxnBuilder& IdempotencyKey(std::optional<std::string> key) {
+    key_ = std::move(key);
+    return *this;
+  }
   const FlatBufferBuilder& Build(uint64_t id) {
-    auto t = wire::CreateTxn(fbb_, fbb_.CreateVector(conds_), fbb_.CreateVector(ops_));
+    auto t = wire::CreateTxn(fbb_, fbb_.CreateVector(conds_), fbb_.CreateVector(ops_),
+                             key_ ? Bytes(fbb_, *key_) : 0);
     fbb_.Finish(wire::CreateRequestFrame(fbb_, id, wire::Request::Txn, t.Union()));
     return fbb_;
   }
@@ -372,15 +384,16 @@ class TxnBuilder {
   FlatBufferBuilder fbb_;
   std::vector<flatbuffers::Offset<wire::Operation>> ops_;
   std::vector<flatbuffers::Offset<wire::Condition>> conds_;
+  std::optional<std::string> key_;
 };
 
 }  // namespace req
 
-// A connected client that has done the handshake.
-inline std::unique_ptr<WireClient> Connect(uint16_t port) {
+// A connected client that has done the handshake, agreeing on `version`.
+inline std::unique_ptr<WireClient> Connect(uint16_t port, uint32_t version = 1) {
   auto c = std::make_unique<WireClient>(port);
   EXPECT_TRUE(c->connected());
-  auto r = c->Call(*req::Hello());
+  auto r = c->Call(*req::Hello(1, version));
   EXPECT_TRUE(r && !r->error() && r->reply_type() == wire::Reply::HelloReply);
   return c;
 }

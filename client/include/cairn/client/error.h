@@ -27,6 +27,7 @@ enum class ErrorCode : uint8_t {
   kUnavailable = 9,
   kInternal = 10,
   kLogTruncated = 11,
+  kUnknownName = 12,  // the collection or index named does not exist (protocol 3)
   // Client-side:
   kTimeout = 100,           // no answer within the call's timeout
   kConnectionFailed = 101,  // could not connect, or lost the connection and gave up retrying
@@ -37,12 +38,20 @@ std::string_view ErrorCodeName(ErrorCode code);
 
 class Error : public std::runtime_error {
  public:
-  Error(ErrorCode code, const std::string& message)
+  // `condition`, `operation`: which part of a transaction failed (from 0), or -1.
+  Error(ErrorCode code, const std::string& message, int32_t condition = -1,
+        int32_t operation = -1)
       : std::runtime_error(std::string(ErrorCodeName(code)) + ": " + message),
         code_(code),
+        condition_(condition),
+        operation_(operation),
         message_(message) {}
 
   ErrorCode code() const { return code_; }
+  // The transaction's condition (or operation) that failed, counted from 0 in the
+  // order they were added to the Txn; -1 when the error is not about one of them.
+  int32_t condition() const { return condition_; }
+  int32_t operation() const { return operation_; }
   // The message alone (what() also names the code).
   const std::string& message() const { return message_; }
   // True for errors where retrying the same call later may succeed.
@@ -53,6 +62,7 @@ class Error : public std::runtime_error {
 
  private:
   ErrorCode code_;
+  int32_t condition_, operation_;
   std::string message_;
 };
 

@@ -18,7 +18,7 @@ namespace cairn {
 // its wire codes (docs/protocol.md). Never renumber.
 enum class Code : uint8_t {
   kOk = 0,
-  kNotFound = 1,          // a collection, index or (where it is an error) record is missing
+  kNotFound = 1,          // a record is missing where that is an error (replace)
   kAlreadyExists = 2,     // create of something that exists; insert of a present key
   kConditionFailed = 3,   // a transaction's condition did not hold
   kUniqueViolation = 4,   // a write would give two records one value of a unique index
@@ -29,6 +29,7 @@ enum class Code : uint8_t {
   kUnavailable = 9,       // busy or not ready (index still building, too many readers)
   kInternal = 10,         // a bug or storage failure (corruption, I/O error)
   kLogTruncated = 11,     // the change log no longer holds the requested commit
+  kUnknownName = 12,      // the collection or index named does not exist
 };
 
 std::string_view CodeName(Code code);
@@ -49,8 +50,19 @@ class [[nodiscard]] Status {
   // Prefixes the message with context ("operation 2: ...").
   Status WithContext(std::string_view context) const;
 
+  // Which part of a transaction failed, counted from 0; -1 when the error is not
+  // about one condition or operation. Set by the engine on a transaction's error.
+  int32_t failed_condition() const { return failed_condition_; }
+  int32_t failed_operation() const { return failed_operation_; }
+  // The same error, marked as caused by condition (or operation) `i`, with a context
+  // prefix ("condition 1: ..."; "operation 0 (insert): ...").
+  Status AtCondition(size_t i) const;
+  Status AtOperation(size_t i, std::string_view op_name) const;
+
  private:
   Code code_ = Code::kOk;
+  int32_t failed_condition_ = -1;
+  int32_t failed_operation_ = -1;
   std::string message_;
 };
 

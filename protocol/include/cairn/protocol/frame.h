@@ -11,7 +11,7 @@
 namespace cairn::wire {
 
 // 2 added the Get request and its GetReply (a point read outside a transaction).
-inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kProtocolVersion = 3;
 inline constexpr size_t kFrameHeaderSize = 4;
 // Default and bounds for the largest payload (server --max-frame).
 inline constexpr uint32_t kDefaultMaxFrame = 16 << 20;
