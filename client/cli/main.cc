@@ -1,10 +1,11 @@
-// cairn: the command line for cairnd, built on libcairn. JSON in, JSON out.
+// cairn: the command line for cairnd, built on libcairn. JSON in, JSON out: every
+// command that succeeds prints JSON on stdout; messages go to stderr.
 //
-// Exit codes: 0 success; 1 not found or condition failed; 2 usage error (bad
-// arguments, bad JSON); 3 server or connection error. Messages go to stderr.
+// Exit codes (kept in step with kExitCodes below, `cairn --help` and docs/client.md).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -12,6 +13,7 @@
 #include <future>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "cairn/client/client.h"
 #include "cairn/protocol/json.h"
@@ -20,11 +22,43 @@ namespace {
 
 using namespace cairn;
 
-constexpr int kOk = 0, kNotFound = 1, kUsage = 2, kServer = 3;
+enum Exit : int {
+  kOk = 0,
+  kAbsent = 1,      // the record is absent, or a condition failed
+  kUsage = 2,       // bad arguments or input
+  kServer = 3,      // connection or server failure
+  kConstraint = 4,  // unique violation, already exists, replace of an absent record
+  kUnknown = 5,     // no such collection or index
+};
+
+constexpr const char* kExitCodes =
+    "Exit codes: 0 success; 1 the record is absent or a condition failed; 2 usage "
+    "(bad arguments or input); 3 connection or server failure; 4 constraint violation "
+    "(unique index, already exists, replace of an absent record, a unique index build "
+    "over duplicates); 5 unknown collection or index.";
 
 struct Usage : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// A failure with its exit code and message (for causes that are not a server Error).
+struct Failure : std::runtime_error {
+  Failure(Exit c, const std::string& m) : std::runtime_error(m), code(c) {}
+  Exit code;
+};
+
+Exit ExitFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kConditionFailed: return kAbsent;
+    case ErrorCode::kNotFound:  // a replace of an absent record
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kUniqueViolation: return kConstraint;
+    case ErrorCode::kUnknownName: return kUnknown;
+    case ErrorCode::kBadRequest:
+    case ErrorCode::kTooLarge: return kUsage;
+    default: return kServer;
+  }
+}
 
 std::string Quote(std::string_view s) {
   std::string out;
@@ -50,44 +84,90 @@ std::string IndexJson(const IndexInfo& ix) {
   return out + "}";
 }
 
-Document ParseDoc(const std::string& json) {
+std::optional<std::string> FromBase64(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v = val(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(char((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+Document ParseDoc(const std::string& json, const std::string& what = "the document") {
   try {
     return Document::FromJson(json);
   } catch (const Error& e) {
-    throw Usage(e.message());
+    throw Usage(what + ": " + e.message());
   }
 }
 
-Scalar ParseScalar(const std::string& json) {
+// The keys of a JSON object; a misspelt one is refused by name, never ignored (a
+// misspelt "conditions" would otherwise commit the operations unconditionally).
+void CheckKeys(const Value& obj, std::initializer_list<std::string_view> allowed,
+               const std::string& where) {
+  if (!obj.is_map()) throw Usage(where + " must be a JSON object");
+  auto keys = obj.ref().AsMap().Keys();
+  for (size_t i = 0; i < keys.size(); i++) {
+    std::string key = keys[i].AsString().str();
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    std::string list;
+    for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    throw Usage("unknown key '" + key + "' in " + where + " (expected: " + list + ")");
+  }
+}
+
+Scalar ParseScalar(const std::string& json, const std::string& flag) {
   try {
     return ScalarFromJson(json);
   } catch (const Error& e) {
     // A bare word is taken as a string: --eq alice is --eq '"alice"'.
     if (!json.empty() && json.find_first_of("\"{}[],:") == std::string::npos) return json;
-    throw Usage(e.message());
+    throw Usage(flag + ": " + e.message());
   }
 }
 
 // --eq takes one JSON value, or a JSON array of values for a compound index's prefix.
 std::vector<Scalar> ParseScalars(const std::string& json) {
-  std::string flex, err;
   if (!json.empty() && json[0] == '[') {
-    if (!JsonToFlex(json, &flex, &err)) throw Usage(err);
-    Document holder = Document::FromJson("{\"v\": " + json + "}");
+    Document holder = ParseDoc("{\"v\": " + json + "}", "--eq");
     std::vector<Scalar> out;
     Value arr = holder["v"];
-    for (size_t i = 0; i < arr.size(); i++) out.push_back(ParseScalar(arr[i].ToJson()));
+    for (size_t i = 0; i < arr.size(); i++) out.push_back(ParseScalar(arr[i].ToJson(), "--eq"));
     return out;
   }
-  return {ParseScalar(json)};
+  return {ParseScalar(json, "--eq")};
 }
 
-std::shared_ptr<Client> Connect(const std::string& addr) {
-  ClientOptions o;
-  o.address = addr;
-  o.connections = 1;
-  o.client_name = "cairn-cli";
-  return Client::Connect(o);
+// A string bound that reads as a number orders after every number in an index, so it
+// matches none of a numeric field's values: say so rather than return nothing quietly.
+void WarnIfNumericString(const Scalar& v, const std::string& flag) {
+  const std::string* s = std::get_if<std::string>(&v);
+  if (!s || s->empty()) return;
+  char* end = nullptr;
+  std::strtod(s->c_str(), &end);
+  if (end != s->c_str() + s->size()) return;
+  std::fprintf(stderr,
+               "cairn: warning: %s is the string \"%s\", not a number; in an index every "
+               "string orders after every number (null < false < true < numbers < strings < "
+               "blobs), so it matches no numeric value. For the number, write %s %s\n",
+               flag.c_str(), s->c_str(), flag.c_str(), s->c_str());
 }
 
 std::string TxnResultJson(const TxnResult& r) {
@@ -108,35 +188,52 @@ std::string TxnResultJson(const TxnResult& r) {
   return out + "]}";
 }
 
-// `cairn txn` reads {"conditions": [...], "ops": [...]} from stdin.
-Txn ParseTxn(const std::string& json) {
-  Document d = ParseDoc(json);
+// `cairn txn` reads {"conditions": [...], "ops": [...]} from stdin. `names` gets, for
+// each condition and operation, how the user wrote it, for error messages.
+struct TxnNames {
+  std::vector<std::string> conditions, ops;
+};
+
+Txn ParseTxn(const std::string& json, TxnNames* names) {
+  Document d = ParseDoc(json, "the transaction");
+  CheckKeys(d.root(), {"conditions", "ops"}, "the transaction");
   Txn t;
   Value conds = d["conditions"];
+  if (conds.exists() && !conds.is_array()) throw Usage("\"conditions\" must be an array");
   for (size_t i = 0; i < conds.size(); i++) {
     Value c = conds[i];
+    std::string where = "conditions[" + std::to_string(i) + "]";
+    CheckKeys(c, {"kind", "collection", "key", "version"}, where);
     std::string kind = c["kind"].AsString(), coll = c["collection"].AsString(),
                 key = c["key"].AsString();
-    if (coll.empty() || key.empty()) throw Usage("condition " + std::to_string(i) + " needs collection and key");
+    if (coll.empty() || key.empty()) throw Usage(where + " needs \"collection\" and \"key\"");
+    names->conditions.push_back(where + " (" + kind + " " + coll + "/" + key + ")");
     if (kind == "absent") {
       t.IfAbsent(coll, key);
     } else if (kind == "present") {
       t.IfPresent(coll, key);
     } else if (kind == "version") {
-      if (!c["version"].is_int()) throw Usage("a version condition needs \"version\"");
+      if (!c["version"].is_int()) throw Usage(where + ": a version condition needs \"version\"");
       t.IfVersion(coll, key, c["version"].AsUint());
     } else {
-      throw Usage("condition kind must be absent, present or version, not '" + kind + "'");
+      throw Usage(where + ": \"kind\" must be absent, present or version, not '" + kind + "'");
     }
   }
   Value ops = d["ops"];
-  if (ops.size() == 0) throw Usage("a transaction needs \"ops\": [...]");
+  if (!ops.is_array() || ops.size() == 0) throw Usage("a transaction needs \"ops\": [...]");
   for (size_t i = 0; i < ops.size(); i++) {
     Value o = ops[i];
+    std::string where = "ops[" + std::to_string(i) + "]";
+    CheckKeys(o, {"op", "collection", "key", "document"}, where);
     std::string op = o["op"].AsString(), coll = o["collection"].AsString(), key = o["key"].AsString();
-    if (coll.empty()) throw Usage("operation " + std::to_string(i) + " needs a collection");
+    if (coll.empty()) throw Usage(where + " needs a \"collection\"");
+    bool keyed = op != "count";
+    if (keyed && key.empty()) throw Usage(where + " needs a \"key\"");
+    bool has_doc = op == "put" || op == "insert" || op == "replace";
+    if (!has_doc && o["document"].exists()) throw Usage(where + ": a " + op + " takes no \"document\"");
+    names->ops.push_back(where + " (" + op + " " + coll + (keyed ? "/" + key : "") + ")");
     auto doc = [&] {
-      if (!o["document"].is_map()) throw Usage("operation " + std::to_string(i) + " needs a \"document\" object");
+      if (!o["document"].is_map()) throw Usage(where + " needs a \"document\" object");
       return Document::FromJson(o["document"].ToJson());
     };
     if (op == "get") {
@@ -152,26 +249,83 @@ Txn ParseTxn(const std::string& json) {
     } else if (op == "count") {
       t.Count(coll);
     } else {
-      throw Usage("op must be get, put, insert, replace, delete or count, not '" + op + "'");
+      throw Usage(where + ": \"op\" must be get, put, insert, replace, delete or count, not '" +
+                  op + "'");
     }
   }
   return t;
 }
 
-int Load(Client& db, const std::string& coll, const std::string& file, const std::string& key_field,
-         size_t batch) {
-  std::ifstream in(file);
-  if (!in) throw Usage("cannot read " + file);
+// Reads a file, or standard input for "-".
+std::string ReadInput(const std::string& file) {
+  std::stringstream in;
+  if (file == "-") {
+    in << std::cin.rdbuf();
+  } else {
+    std::ifstream f(file);
+    if (!f) throw Usage("cannot read " + file);
+    in << f.rdbuf();
+  }
+  return in.str();
+}
+
+struct LoadOptions {
+  std::string collection, file, key_field;
+  size_t batch = 500;
+  bool atomic = false;
+};
+
+// Bulk load: one JSON object per line. A line that cannot be loaded is reported with its
+// line number, the rest goes on (or, with --atomic, nothing is written at all).
+int Load(Client& db, const LoadOptions& o) {
+  std::string text = ReadInput(o.file);
+  const std::string name = o.file == "-" ? "<stdin>" : o.file;
   bool tty = isatty(2);
   auto start = std::chrono::steady_clock::now();
   auto last_print = start;
-  uint64_t loaded = 0, line_no = 0;
-  std::deque<std::pair<std::future<TxnResult>, size_t>> inflight;  // a few batches pipelined
+  uint64_t loaded = 0, failed = 0;
+  Exit first_failure = kOk;
+  auto reject = [&](size_t line, const std::string& why, Exit code) {
+    std::fprintf(stderr, "%s%s:%zu: %s\n", tty ? "\r" : "", name.c_str(), line, why.c_str());
+    failed++;
+    if (first_failure == kOk) first_failure = code;
+  };
+
+  struct Line {
+    size_t number;
+    std::string key;
+    Document doc;
+  };
+  struct Batch {
+    std::vector<Line> lines;
+    std::future<TxnResult> result;
+  };
+  auto send = [&](std::vector<Line> lines) {
+    Txn txn;
+    for (const Line& l : lines) txn.Put(o.collection, l.key, l.doc);
+    return Batch{std::move(lines), db.AsyncCommit(txn, asio::use_future)};
+  };
+  std::deque<Batch> inflight;  // a few batches pipelined
   auto drain = [&](size_t keep) {
     while (inflight.size() > keep) {
-      inflight.front().first.get();  // throws on error
-      loaded += inflight.front().second;
+      Batch b = std::move(inflight.front());
       inflight.pop_front();
+      try {
+        b.result.get();
+        loaded += b.lines.size();
+      } catch (const Error& e) {
+        if (o.atomic || ExitFor(e.code()) == kServer || ExitFor(e.code()) == kUnknown) throw;
+        // Find the lines at fault: each alone, in order.
+        for (Line& l : b.lines) {
+          try {
+            db.Put(o.collection, l.key, l.doc);
+            loaded++;
+          } catch (const Error& one) {
+            if (ExitFor(one.code()) == kServer) throw;
+            reject(l.number, "key " + Quote(l.key) + ": " + one.what(), ExitFor(one.code()));
+          }
+        }
+      }
       auto now = std::chrono::steady_clock::now();
       if (tty && now - last_print > std::chrono::milliseconds(250)) {
         double s = std::chrono::duration<double>(now - start).count();
@@ -180,9 +334,11 @@ int Load(Client& db, const std::string& coll, const std::string& file, const std
       }
     }
   };
-  Txn txn;
-  size_t in_txn = 0;
+
+  std::vector<Line> batch;
+  std::istringstream in(text);
   std::string line;
+  size_t line_no = 0;
   while (std::getline(in, line)) {
     line_no++;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -190,26 +346,102 @@ int Load(Client& db, const std::string& coll, const std::string& file, const std
     try {
       d = Document::FromJson(line);
     } catch (const Error& e) {
-      throw Usage(file + ":" + std::to_string(line_no) + ": " + e.message());
+      reject(line_no, e.message(), kUsage);
+      continue;
     }
-    Value k = d[key_field];
+    Value k = d[o.key_field];
     std::string key = k.is_string() ? k.AsString() : k.is_number() ? k.ToJson() : "";
     if (key.empty()) {
-      throw Usage(file + ":" + std::to_string(line_no) + ": no key field '" + key_field + "'");
+      reject(line_no, "no key field '" + o.key_field + "' (a string or a number)", kUsage);
+      continue;
     }
-    txn.Put(coll, key, d);
-    if (++in_txn == batch) {
-      inflight.emplace_back(db.AsyncCommit(txn, asio::use_future), in_txn);
-      txn = Txn();
-      in_txn = 0;
+    batch.push_back(Line{line_no, std::move(key), std::move(d)});
+    if (!o.atomic && batch.size() == o.batch) {
+      inflight.push_back(send(std::move(batch)));
+      batch.clear();
       drain(4);
     }
   }
-  if (in_txn) inflight.emplace_back(db.AsyncCommit(txn, asio::use_future), in_txn);
-  drain(0);
+  if (o.atomic && failed > 0) {
+    throw Failure(kUsage, "nothing loaded: " + std::to_string(failed) +
+                              " line(s) cannot be loaded and --atomic loads all or nothing");
+  }
+  if (!batch.empty()) inflight.push_back(send(std::move(batch)));
+  try {
+    drain(0);
+  } catch (const Error& e) {
+    if (o.atomic && e.code() == ErrorCode::kTooLarge) {
+      throw Failure(kUsage, "nothing loaded: the file does not fit in one transaction (" +
+                                e.message() + "); load it without --atomic");
+    }
+    if (o.atomic) throw Failure(ExitFor(e.code()), std::string("nothing loaded: ") + e.what());
+    throw;
+  }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (tty) std::fprintf(stderr, "\r");
-  std::fprintf(stderr, "loaded %llu records in %.2f s\n", (unsigned long long)loaded, s);
+  if (tty) std::fprintf(stderr, "\rloaded %llu records in %.2f s\n", (unsigned long long)loaded, s);
+  std::printf("{\"loaded\":%llu,\"failed\":%llu}\n", (unsigned long long)loaded,
+              (unsigned long long)failed);
+  return first_failure;
+}
+
+// The command the user meant, for a misspelt one.
+std::string Nearest(const std::string& word, const std::vector<std::string>& names) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); j++) prev[j] = j;
+    for (size_t i = 1; i <= a.size(); i++) {
+      cur[0] = i;
+      for (size_t j = 1; j <= b.size(); j++) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+      }
+      std::swap(prev, cur);
+    }
+    return prev[b.size()];
+  };
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const std::string& n : names) {
+    size_t d = distance(word, n);
+    if (d < best_d) best_d = d, best = n;
+  }
+  return best_d <= std::max<size_t>(2, word.size() / 3) ? best : "";
+}
+
+// One page, or every page, of a scan or query; prints records as they come and, after a
+// page that more may follow, the token that continues it.
+struct Paging {
+  uint32_t limit = 0;
+  std::string after;  // base64 continuation
+  bool all = false, page_info = false;
+};
+
+int Page(Client& db, const Paging& p, const std::function<void(Txn&, std::string_view)>& op) {
+  std::string continuation;
+  if (!p.after.empty()) {
+    auto c = FromBase64(p.after);
+    if (!c || c->empty()) throw Usage("--after takes the token a previous page printed");
+    continuation = *c;
+  }
+  const bool one_page = p.limit != 0 && !p.all;
+  uint64_t printed = 0;
+  while (true) {
+    Txn t;
+    op(t, continuation);
+    TxnResult r = db.Commit(t);
+    const OpResult& res = r.results.at(0);
+    for (const Record& rec : res.records) std::printf("%s\n", RecordJson(rec).c_str());
+    printed += res.records.size();
+    continuation = res.continuation;
+    if (continuation.empty() || one_page) break;
+  }
+  if (p.page_info) {
+    std::printf("{\"next\":%s}\n",
+                continuation.empty() ? "null" : Quote(Base64(continuation)).c_str());
+  } else if (!continuation.empty()) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "cairn: more records follow: repeat with --after %s\n",
+                 Base64(continuation).c_str());
+  }
   return kOk;
 }
 
@@ -217,32 +449,43 @@ int Load(Client& db, const std::string& coll, const std::string& file, const std
 
 int main(int argc, char** argv) {
   CLI::App app{"cairn: command line for cairnd (JSON in, JSON out)"};
+  app.footer(kExitCodes);
   app.require_subcommand(1);
+  app.set_version_flag("--version", "cairn " CAIRN_VERSION);
+  // Options of the top level (--addr) also work after the subcommand.
+  app.fallthrough();
   const char* env = std::getenv("CAIRN_ADDR");
   std::string addr = env && *env ? env : "127.0.0.1:7420";
   app.add_option("--addr", addr, "HOST:PORT of cairnd (or $CAIRN_ADDR)")->capture_default_str();
 
-  std::string coll, key, json, index, fields, from, to, eq, file, key_field = "id";
+  std::string coll, key, json, index, fields, from, to, eq, file = "-", key_field = "id";
   std::optional<uint64_t> if_version;
-  uint32_t limit = 0;
+  Paging paging;
   size_t batch = 500;
-  bool unique = false, reverse = false;
+  bool unique = false, reverse = false, if_not_exists = false, if_exists = false,
+       no_wait = false, atomic = false;
 
   auto* ping = app.add_subcommand("ping", "Check that the server answers");
   auto* stats = app.add_subcommand("stats", "Server statistics");
   auto* create_coll = app.add_subcommand("create-collection", "Create a collection");
   create_coll->add_option("COLLECTION", coll)->required();
+  create_coll->add_flag("--if-not-exists", if_not_exists, "Succeed if it exists already");
   auto* drop_coll = app.add_subcommand("drop-collection", "Drop a collection and its data");
   drop_coll->add_option("COLLECTION", coll)->required();
+  drop_coll->add_flag("--if-exists", if_exists, "Succeed if it does not exist");
   auto* list = app.add_subcommand("collections", "List collections, one JSON line each");
-  auto* create_ix = app.add_subcommand("create-index", "Create a secondary index");
+  auto* create_ix = app.add_subcommand(
+      "create-index", "Create a secondary index; waits until it is built over existing records");
   create_ix->add_option("COLLECTION", coll)->required();
   create_ix->add_option("INDEX", index)->required();
   create_ix->add_option("FIELDS", fields, "FIELD[,FIELD...], dotted paths")->required();
   create_ix->add_flag("--unique", unique, "One record per value");
+  create_ix->add_flag("--if-not-exists", if_not_exists, "Succeed if an index of that name exists");
+  create_ix->add_flag("--no-wait", no_wait, "Return once the index exists, while it builds");
   auto* drop_ix = app.add_subcommand("drop-index", "Drop an index");
   drop_ix->add_option("COLLECTION", coll)->required();
   drop_ix->add_option("INDEX", index)->required();
+  drop_ix->add_flag("--if-exists", if_exists, "Succeed if it does not exist");
   auto* indexes = app.add_subcommand("indexes", "List a collection's indexes");
   indexes->add_option("COLLECTION", coll)->required();
 
@@ -264,20 +507,27 @@ int main(int argc, char** argv) {
   del->add_option("COLLECTION", coll)->required();
   del->add_option("KEY", key)->required();
   del->add_option("--if-version", if_version, "Only if the record is at this version");
+  auto add_paging = [&](CLI::App* c) {
+    c->add_option("--limit", paging.limit,
+                  "One page of at most this many; the token for the next page follows");
+    c->add_option("--after", paging.after, "Continue from the token a previous page printed");
+    c->add_flag("--all", paging.all, "Every page (the default without --limit)");
+    c->add_flag("--page-info", paging.page_info,
+                "End with {\"next\": TOKEN} (or null) on stdout instead of a note on stderr");
+    c->add_flag("--reverse", reverse, "High to low");
+  };
   auto* scan = app.add_subcommand("scan", "Records in key order, one JSON line each");
   scan->add_option("COLLECTION", coll)->required();
   scan->add_option("--from", from, "First key (inclusive)");
   scan->add_option("--to", to, "Last key (inclusive)");
-  scan->add_option("--limit", limit, "At most this many");
-  scan->add_flag("--reverse", reverse, "High to low");
+  add_paging(scan);
   auto* query = app.add_subcommand("query", "Records by secondary index, one JSON line each");
   query->add_option("COLLECTION", coll)->required();
   query->add_option("INDEX", index)->required();
-  auto* q_eq = query->add_option("--eq", eq, "Equal to this JSON value (an array: a compound prefix)");
-  query->add_option("--from", from, "Lowest value, JSON (inclusive)")->excludes(q_eq);
-  query->add_option("--to", to, "Highest value, JSON (inclusive)")->excludes(q_eq);
-  query->add_option("--limit", limit, "At most this many");
-  query->add_flag("--reverse", reverse, "High to low");
+  query->add_option("--eq", eq, "Equal to this JSON value (an array: a compound prefix)");
+  query->add_option("--from", from, "Lowest value, JSON (inclusive); after --eq, of the next field");
+  query->add_option("--to", to, "Highest value, JSON (inclusive); after --eq, of the next field");
+  add_paging(query);
   auto* count = app.add_subcommand("count", "Count records (of a key range, or of an index query)");
   count->add_option("COLLECTION", coll)->required();
   count->add_option("--index", index, "Count an index query instead of keys");
@@ -286,11 +536,33 @@ int main(int argc, char** argv) {
   count->add_option("--to", to, "Last key (or, with --index, highest JSON value)");
   auto* txn = app.add_subcommand("txn", "Run a transaction read as JSON from stdin: "
                                          "{\"conditions\": [...], \"ops\": [...]}");
-  auto* load = app.add_subcommand("load", "Bulk-load JSON lines into a collection");
+  auto* load = app.add_subcommand("load", "Bulk-load JSON lines into a collection; prints "
+                                          "{\"loaded\": N, \"failed\": M}");
   load->add_option("COLLECTION", coll)->required();
-  load->add_option("FILE", file)->required();
+  load->add_option("FILE", file, "JSON lines; - (the default) reads standard input");
   load->add_option("--key-field", key_field, "Field holding each record's key")->capture_default_str();
   load->add_option("--batch", batch, "Records per transaction")->capture_default_str()->check(CLI::Range(1, 100000));
+  load->add_flag("--atomic", atomic, "All or nothing, in one transaction");
+
+  // A misspelt command is named, with the nearest one (CLI11 would only say that an
+  // argument was not expected).
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--addr") {
+      i++;
+      continue;
+    }
+    if (a.empty() || a[0] == '-') continue;
+    if (std::find(commands.begin(), commands.end(), a) == commands.end()) {
+      std::string near = Nearest(a, commands);
+      std::fprintf(stderr, "cairn: unknown command '%s'; %s\n", a.c_str(),
+                   near.empty() ? "cairn --help lists them" : ("did you mean '" + near + "'?").c_str());
+      return kUsage;
+    }
+    break;
+  }
 
   try {
     app.parse(argc, argv);
@@ -299,19 +571,29 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kUsage;
   }
 
+  TxnNames names;  // of `cairn txn`'s parts, for its errors
   try {
     // Connect only when needed, after the arguments have been checked.
     std::shared_ptr<Client> client;
     auto db = [&]() -> Client* {
-      if (!client) client = Connect(addr);
+      if (!client) {
+        ClientOptions o;
+        o.address = addr;
+        o.connections = 1;
+        o.client_name = "cairn-cli";
+        client = Client::Connect(o);
+      }
       return client.get();
     };
     auto query_options = [&] {
       QueryOptions q;
       if (!eq.empty()) q.equal = ParseScalars(eq);
-      if (!from.empty()) q.from = ScalarBound{ParseScalar(from), true};
-      if (!to.empty()) q.to = ScalarBound{ParseScalar(to), true};
-      q.limit = limit;
+      if (!from.empty()) q.from = ScalarBound{ParseScalar(from, "--from"), true};
+      if (!to.empty()) q.to = ScalarBound{ParseScalar(to, "--to"), true};
+      for (const Scalar& v : q.equal) WarnIfNumericString(v, "--eq");
+      if (q.from) WarnIfNumericString(q.from->value, "--from");
+      if (q.to) WarnIfNumericString(q.to->value, "--to");
+      q.limit = paging.limit;
       q.reverse = reverse;
       return q;
     };
@@ -319,10 +601,12 @@ int main(int argc, char** argv) {
       ScanOptions s;
       if (!from.empty()) s.from = Bound{from, true};
       if (!to.empty()) s.to = Bound{to, true};
-      s.limit = limit;
+      s.limit = paging.limit;
       s.reverse = reverse;
       return s;
     };
+    auto done = [](const std::string& fields) { std::printf("{%s}\n", fields.c_str()); };
+    auto c_json = "\"collection\":" + Quote(coll);
 
     if (*ping) {
       auto t0 = std::chrono::steady_clock::now();
@@ -332,9 +616,21 @@ int main(int argc, char** argv) {
     } else if (*stats) {
       std::printf("%s\n", db()->Stats().ToJson().c_str());
     } else if (*create_coll) {
-      db()->CreateCollection(coll);
+      try {
+        uint64_t commit = db()->CreateCollection(coll);
+        done(c_json + ",\"created\":true,\"commit\":" + std::to_string(commit));
+      } catch (const Error& e) {
+        if (!if_not_exists || e.code() != ErrorCode::kAlreadyExists) throw;
+        done(c_json + ",\"created\":false");
+      }
     } else if (*drop_coll) {
-      db()->DropCollection(coll);
+      try {
+        uint64_t commit = db()->DropCollection(coll);
+        done(c_json + ",\"dropped\":true,\"commit\":" + std::to_string(commit));
+      } catch (const Error& e) {
+        if (!if_exists || e.code() != ErrorCode::kUnknownName) throw;
+        done(c_json + ",\"dropped\":false");
+      }
     } else if (*list || *indexes) {
       std::vector<CollectionInfo> infos;
       if (*list) {
@@ -355,27 +651,78 @@ int main(int argc, char** argv) {
       IndexSpec spec{index, {}, unique};
       std::stringstream in(fields);
       for (std::string f; std::getline(in, f, ',');) spec.fields.push_back(f);
-      db()->CreateIndex(coll, spec);
+      std::string ix_json = c_json + ",\"index\":" + Quote(index);
+      uint64_t commit = 0;
+      try {
+        commit = db()->CreateIndex(coll, spec);
+      } catch (const Error& e) {
+        if (!if_not_exists || e.code() != ErrorCode::kAlreadyExists) throw;
+        std::fprintf(stderr, "cairn: index '%s' exists already; it is left as it is\n",
+                     index.c_str());
+        done(ix_json + ",\"created\":false");
+        return kOk;
+      }
+      // Wait for the build: an index over existing records is `building` until the
+      // server has filled it, and a unique one over duplicates ends `failed`.
+      auto state = [&] {
+        for (const IndexInfo& ix : db()->DescribeCollection(coll).indexes) {
+          if (ix.spec.name == index) return ix;
+        }
+        throw Failure(kUnknown, "index '" + index + "' was dropped while it was being built");
+      };
+      IndexInfo ix = no_wait ? IndexInfo{spec, "building", ""} : state();
+      auto start = std::chrono::steady_clock::now();
+      bool tty = isatty(2), shown = false;
+      while (!no_wait && ix.state == "building") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (tty && s > 1) {
+          std::fprintf(stderr, "\rbuilding index %s on %s: %.0f s", index.c_str(), coll.c_str(), s);
+          shown = true;
+        }
+        ix = state();
+      }
+      if (shown) std::fprintf(stderr, "\n");
+      if (ix.state == "failed") {
+        throw Failure(kConstraint, "index '" + index + "' failed to build: " + ix.error +
+                                       "; drop it (cairn drop-index " + coll + " " + index +
+                                       "), fix the records, and create it again");
+      }
+      done(ix_json + ",\"created\":true,\"state\":" + Quote(ix.state) +
+           ",\"commit\":" + std::to_string(commit));
     } else if (*drop_ix) {
-      db()->DropIndex(coll, index);
+      try {
+        uint64_t commit = db()->DropIndex(coll, index);
+        done(c_json + ",\"index\":" + Quote(index) + ",\"dropped\":true,\"commit\":" +
+             std::to_string(commit));
+      } catch (const Error& e) {
+        if (!if_exists || e.code() != ErrorCode::kUnknownName) throw;
+        done(c_json + ",\"index\":" + Quote(index) + ",\"dropped\":false");
+      }
     } else if (*get) {
       auto r = db()->Get(coll, key);
       if (!r) {
         std::fprintf(stderr, "cairn: not found: %s/%s\n", coll.c_str(), key.c_str());
-        return kNotFound;
+        return kAbsent;
       }
       std::printf("%s\n", RecordJson(*r).c_str());
     } else if (*del) {
-      if (!db()->Delete(coll, key, if_version)) {
+      Txn t;
+      if (if_version) t.IfVersion(coll, key, *if_version);
+      t.Delete(coll, key);
+      TxnResult r = db()->Commit(t);
+      if (!r.results.at(0).found) {
         std::fprintf(stderr, "cairn: not found: %s/%s\n", coll.c_str(), key.c_str());
-        return kNotFound;
+        return kAbsent;
       }
+      done("\"key\":" + Quote(key) + ",\"deleted\":true,\"commit\":" + std::to_string(r.commit));
     } else if (*scan) {
-      for (const Record& r : db()->Scan(coll, scan_options())) std::printf("%s\n", RecordJson(r).c_str());
+      ScanOptions s = scan_options();
+      return Page(*db(), paging, [&](Txn& t, std::string_view c) { t.Scan(coll, s, c); });
     } else if (*query) {
       if (eq.empty() && from.empty() && to.empty()) throw Usage("query needs --eq, or --from/--to");
       QueryOptions q = query_options();
-      for (const Record& r : db()->Query(coll, index, q)) std::printf("%s\n", RecordJson(r).c_str());
+      return Page(*db(), paging, [&](Txn& t, std::string_view c) { t.Query(coll, index, q, c); });
     } else if (*count) {
       uint64_t n;
       if (index.empty()) {
@@ -386,14 +733,17 @@ int main(int argc, char** argv) {
       }
       std::printf("%llu\n", (unsigned long long)n);
     } else if (*txn) {
+      if (isatty(0)) {
+        std::fprintf(stderr, "cairn txn: reading the transaction from standard input "
+                             "(end it with Ctrl-D)\n");
+      }
       std::stringstream in;
       in << std::cin.rdbuf();
-      Txn t = ParseTxn(in.str());
+      Txn t = ParseTxn(in.str(), &names);
       TxnResult r = db()->Commit(t);
       std::printf("%s\n", TxnResultJson(r).c_str());
     } else if (*load) {
-      if (!std::ifstream(file)) throw Usage("cannot read " + file);
-      return Load(*db(), coll, file, key_field, batch);
+      return Load(*db(), LoadOptions{coll, file, key_field, batch, atomic});
     } else {
       for (size_t i = 0; i < writes.size(); i++) {
         if (!*writes[i]) continue;
@@ -408,13 +758,29 @@ int main(int argc, char** argv) {
   } catch (const Usage& e) {
     std::fprintf(stderr, "cairn: %s\n", e.what());
     return kUsage;
-  } catch (const Error& e) {
+  } catch (const Failure& e) {
     std::fprintf(stderr, "cairn: %s\n", e.what());
-    if (e.code() == ErrorCode::kNotFound || e.code() == ErrorCode::kConditionFailed ||
-        e.code() == ErrorCode::kUnknownName) {
-      return kNotFound;
+    return e.code;
+  } catch (const Error& e) {
+    // A transaction's error names the part that failed as the user wrote it.
+    std::string where;
+    if (e.operation() >= 0 && size_t(e.operation()) < names.ops.size()) {
+      where = names.ops[e.operation()] + ": ";
+    } else if (e.condition() >= 0 && size_t(e.condition()) < names.conditions.size()) {
+      where = names.conditions[e.condition()] + ": ";
     }
-    if (e.code() == ErrorCode::kBadRequest) return kUsage;
-    return kServer;
+    std::string message = e.message();
+    // A one-operation command's error needs no "operation 0" prefix.
+    if (!where.empty() || (!*txn && message.rfind("operation 0 (", 0) == 0)) {
+      // The server's own prefix ("operation 0 (put): ") is replaced by the user's terms.
+      size_t colon = message.find("): ");
+      if (message.rfind("operation ", 0) == 0 || message.rfind("condition ", 0) == 0) {
+        message = colon != std::string::npos ? message.substr(colon + 3)
+                                              : message.substr(message.find(": ") + 2);
+      }
+    }
+    std::fprintf(stderr, "cairn: %s%s: %s\n", where.c_str(),
+                 std::string(ErrorCodeName(e.code())).c_str(), message.c_str());
+    return ExitFor(e.code());
   }
 }

@@ -565,15 +565,15 @@ ServerStats Client::Stats() {
                            false, &DecodeStats);
 }
 
-void Client::CreateCollection(std::string_view name) {
+uint64_t Client::CreateCollection(std::string_view name) {
   CheckNotIoThread(impl_->thread_);
-  Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone,
+  return Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone,
                  /*resendable=*/false);
 }
 
-void Client::DropCollection(std::string_view name) {
+uint64_t Client::DropCollection(std::string_view name) {
   CheckNotIoThread(impl_->thread_);
-  Call<uint64_t>(NameRequest(wire::Request::DropCollection, name), true, &DecodeDone,
+  return Call<uint64_t>(NameRequest(wire::Request::DropCollection, name), true, &DecodeDone,
                  /*resendable=*/false);
 }
 
@@ -595,9 +595,9 @@ CollectionInfo Client::DescribeCollection(std::string_view name) {
   return v[0];
 }
 
-void Client::CreateIndex(std::string_view collection, const IndexSpec& spec) {
+uint64_t Client::CreateIndex(std::string_view collection, const IndexSpec& spec) {
   CheckNotIoThread(impl_->thread_);
-  Call<uint64_t>(codec::Request(wire::Request::CreateIndex,
+  return Call<uint64_t>(codec::Request(wire::Request::CreateIndex,
                                 [&](flatbuffers::FlatBufferBuilder& fbb) {
                                   auto s = wire::CreateIndexSpec(
                                       fbb, fbb.CreateString(spec.name),
@@ -608,9 +608,9 @@ void Client::CreateIndex(std::string_view collection, const IndexSpec& spec) {
                  true, &DecodeDone, /*resendable=*/false);
 }
 
-void Client::DropIndex(std::string_view collection, std::string_view index) {
+uint64_t Client::DropIndex(std::string_view collection, std::string_view index) {
   CheckNotIoThread(impl_->thread_);
-  Call<uint64_t>(codec::Request(wire::Request::DropIndex,
+  return Call<uint64_t>(codec::Request(wire::Request::DropIndex,
                                 [&](flatbuffers::FlatBufferBuilder& fbb) {
                                   return wire::CreateDropIndex(fbb, fbb.CreateString(collection),
                                                                fbb.CreateString(index))

@@ -309,12 +309,15 @@ class Client {
   // --- Synchronous calls (throw cairn::Error).
   void Ping();
   ServerStats Stats();
-  void CreateCollection(std::string_view name);
-  void DropCollection(std::string_view name);
+  // Catalog changes return their commit number. CreateIndex returns once the index
+  // exists: over existing records it is `building` until the server has filled it
+  // (DescribeCollection tells; a unique index over duplicates ends `failed`).
+  uint64_t CreateCollection(std::string_view name);
+  uint64_t DropCollection(std::string_view name);
   std::vector<CollectionInfo> ListCollections();
   CollectionInfo DescribeCollection(std::string_view name);
-  void CreateIndex(std::string_view collection, const IndexSpec& spec);
-  void DropIndex(std::string_view collection, std::string_view index);
+  uint64_t CreateIndex(std::string_view collection, const IndexSpec& spec);
+  uint64_t DropIndex(std::string_view collection, std::string_view index);
 
   std::optional<Record> Get(std::string_view collection, std::string_view key);
   // Each returns the commit number, which is the record's new version. `if_version`:
