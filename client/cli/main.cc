@@ -467,6 +467,9 @@ int main(int argc, char** argv) {
 
   auto* ping = app.add_subcommand("ping", "Check that the server answers");
   auto* stats = app.add_subcommand("stats", "Server statistics");
+  auto* verify = app.add_subcommand(
+      "verify", "Check the database's consistency (indexes against records, documents, the "
+                "change log); exits 3 if it finds problems");
   auto* create_coll = app.add_subcommand("create-collection", "Create a collection");
   create_coll->add_option("COLLECTION", coll)->required();
   create_coll->add_flag("--if-not-exists", if_not_exists, "Succeed if it exists already");
@@ -615,6 +618,20 @@ int main(int argc, char** argv) {
       std::printf("{\"ok\":true,\"round_trip_us\":%.0f}\n", us);
     } else if (*stats) {
       std::printf("%s\n", db()->Stats().ToJson().c_str());
+    } else if (*verify) {
+      VerifyResult v = db()->Verify();
+      std::string problems;
+      for (const std::string& p : v.problems) problems += (problems.empty() ? "" : ",") + Quote(p);
+      std::printf("{\"ok\":%s,\"records\":%llu,\"index_entries\":%llu,\"log_entries\":%llu,"
+                  "\"problems\":[%s]}\n",
+                  v.ok() ? "true" : "false", (unsigned long long)v.records,
+                  (unsigned long long)v.index_entries, (unsigned long long)v.log_entries,
+                  problems.c_str());
+      if (!v.ok()) {
+        std::fprintf(stderr, "cairn: verify found %zu problem(s); the first: %s\n",
+                     v.problems.size(), v.problems[0].c_str());
+        return kServer;
+      }
     } else if (*create_coll) {
       try {
         uint64_t commit = db()->CreateCollection(coll);

@@ -565,6 +565,31 @@ ServerStats Client::Stats() {
                            false, &DecodeStats);
 }
 
+VerifyResult Client::Verify() {
+  CheckNotIoThread(impl_->thread_);
+  if (protocol() < 3) {
+    throw Error(ErrorCode::kBadRequest, "Verify needs a server that speaks protocol 3");
+  }
+  return Call<VerifyResult>(codec::Request(wire::Request::VerifyDatabase,
+                                           [](flatbuffers::FlatBufferBuilder& fbb) {
+                                             return wire::CreateVerifyDatabase(fbb).Union();
+                                           }),
+                            false, [](std::string_view payload) {
+                              auto r = codec::Response(payload)->reply_as_DatabaseReport();
+                              if (!r) throw Error(ErrorCode::kProtocol, "expected a DatabaseReport");
+                              VerifyResult v;
+                              if (r->problems()) {
+                                for (const flatbuffers::String* p : *r->problems()) {
+                                  v.problems.push_back(p ? p->str() : "");
+                                }
+                              }
+                              v.records = r->records();
+                              v.index_entries = r->index_entries();
+                              v.log_entries = r->log_entries();
+                              return v;
+                            });
+}
+
 uint64_t Client::CreateCollection(std::string_view name) {
   CheckNotIoThread(impl_->thread_);
   return Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone,

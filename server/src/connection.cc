@@ -57,7 +57,13 @@ bool IsWriteRequest(const wire::RequestFrame* f) {
 }
 
 // The protocol version that introduced a request.
-uint32_t MinProtocol(wire::Request kind) { return kind == wire::Request::Get ? 2 : 1; }
+uint32_t MinProtocol(wire::Request kind) {
+  switch (kind) {
+    case wire::Request::Get: return 2;
+    case wire::Request::VerifyDatabase: return 3;
+    default: return 1;
+  }
+}
 
 }  // namespace
 
@@ -217,7 +223,7 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   // requests without fields can do without it.
   if (f->request_type() != wire::Request::NONE && !f->request() &&
       f->request_type() != wire::Request::ListCollections &&
-      f->request_type() != wire::Request::GetStats) {
+      f->request_type() != wire::Request::GetStats && f->request_type() != wire::Request::VerifyDatabase) {
     ctx_.stats->bad_frames++;
     ErrorInTurn(f->id(), Status(Code::kBadRequest, "request without its table"));
     return;
@@ -375,6 +381,17 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       Send(id);
       Record(RequestKind::kStats, received);
       return;
+    case wire::Request::VerifyDatabase: {
+      // On the checker thread; until it answers, this connection's later reads wait
+      // (as behind a write), so responses still leave in order.
+      writes_in_flight_++;
+      ctx_.checker->Submit([self = shared_from_this(), id, received](VerifyReport report) {
+        asio::post(self->executor_, [self, id, received, report = std::move(report)] {
+          self->OnVerified(id, report, received);
+        });
+      });
+      return;
+    }
     default:
       SendError(id, Status(Code::kBadRequest,
                            "unknown request type " + std::to_string(int(f->request_type()))));
@@ -465,6 +482,22 @@ void Connection::OnWritesDone() {
     Record(f.kind, f.received);
   }
   finished_taken_.clear();
+  Pump();
+  ProcessInput();
+  FinishTurn();
+  DoRead();
+  Flush();
+  MaybeFinish();
+}
+
+void Connection::OnVerified(uint64_t id, const VerifyReport& report,
+                            Clock::time_point received) {
+  writes_in_flight_--;
+  if (!closed_) {
+    BuildVerifyReply(fbb_, id, report);
+    Send(id);
+  }
+  Record(RequestKind::kVerify, received);
   Pump();
   ProcessInput();
   FinishTurn();

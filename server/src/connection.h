@@ -52,6 +52,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // OnWritesDone, which answers all that are queued by then (one turn, one flush).
   void WriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received);
   void OnWritesDone();
+  // A Verify request's report, back from the checker thread.
+  void OnVerified(uint64_t id, const VerifyReport& report, Clock::time_point received);
   void HandleHello(uint64_t id, const void* hello);
 
   // Appends the response in fbb_ to the output (or an error if it is too large).
@@ -102,6 +104,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::pair<RequestKind, Clock::time_point>> answered_;  // this turn's, for stats
 
   std::deque<Pending> backlog_;
+  // Writes with the writer, and Verify requests with the checker: reads wait for them.
   size_t writes_in_flight_ = 0;
 
   // Results of writes, handed over by the writer thread.

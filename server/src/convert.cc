@@ -9,7 +9,8 @@ using flatbuffers::Offset;
 
 std::string_view RequestKindName(RequestKind k) {
   static constexpr std::string_view kNames[] = {"hello", "ping",    "read",
-                                                "write", "catalog", "stats"};
+                                                "write", "catalog", "stats",
+                                                "verify"};
   return kNames[size_t(k)];
 }
 
@@ -368,6 +369,13 @@ Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& 
   }
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::GetReply, reply.Union()));
   return Status::Ok();
+}
+
+void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r) {
+  fbb.Clear();
+  auto problems = fbb.CreateVectorOfStrings(r.problems);
+  auto reply = wire::CreateDatabaseReport(fbb, problems, r.records, r.index_entries, r.log_entries);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::DatabaseReport, reply.Union()));
 }
 
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit) {

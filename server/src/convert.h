@@ -53,6 +53,7 @@ Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& 
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit);
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
                       const std::vector<CollectionInfo>& collections);
+void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r);
 void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload);
 void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,
                 const EngineStats& engine);

@@ -19,6 +19,8 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch);
   ctx_.engine = engine_.get();
   ctx_.writer = writer_.get();
+  checker_ = std::make_unique<Checker>(*engine_);
+  ctx_.checker = checker_.get();
   ctx_.stats = &stats_;
   ctx_.options = &options_;
   // A response holds at most this much record data, and a page at most this many records
@@ -188,10 +190,12 @@ void Server::Wait() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  if (checker_) checker_->Stop();
   if (writer_) writer_->Stop();  // commits whatever is still queued
   // The io_contexts stay until the destructor: objects of the caller's (a signal_set)
   // may still use them.
   writer_.reset();
+  checker_.reset();
   engine_.reset();
 }
 

@@ -12,6 +12,7 @@
 #include "options.h"
 #include "server_context.h"
 #include "stats.h"
+#include "checker.h"
 #include "writer.h"
 
 namespace cairn::server {
@@ -44,6 +45,7 @@ class Server {
   std::unique_ptr<Engine> engine_;
   ServerStats stats_;
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<Checker> checker_;
   ServerContext ctx_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;

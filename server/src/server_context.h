@@ -11,6 +11,7 @@
 #include "convert.h"
 #include "options.h"
 #include "stats.h"
+#include "checker.h"
 #include "writer.h"
 
 namespace cairn::server {
@@ -20,6 +21,7 @@ class Connection;
 struct ServerContext {
   Engine* engine = nullptr;
   Writer* writer = nullptr;
+  Checker* checker = nullptr;
   ServerStats* stats = nullptr;
   const ServerOptions* options = nullptr;
   RequestLimits limits;

@@ -11,7 +11,7 @@
 
 namespace cairn::server {
 
-enum class RequestKind : uint8_t { kHello, kPing, kRead, kWrite, kCatalog, kStats, kCount };
+enum class RequestKind : uint8_t { kHello, kPing, kRead, kWrite, kCatalog, kStats, kVerify, kCount };
 std::string_view RequestKindName(RequestKind k);
 
 enum class OpKind : uint8_t { kGet, kPut, kDelete, kScan, kQuery, kCount, kNum };

@@ -2,6 +2,7 @@
 // and exit codes (0 ok, 1 absent / condition failed, 2 usage, 3 server/connection,
 // 4 constraint violation, 5 unknown collection or index).
 #include <gtest/gtest.h>
+#include <lmdb.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -430,6 +431,48 @@ TEST_F(CliTest, AOneShotCommandExitsOnceItsReplyIsPrinted) {
                                     std::chrono::steady_clock::now() - t0).count());
   }
   EXPECT_LT(fastest, 40.0) << "ms for the fastest of 10 `cairn ping`";
+}
+
+TEST_F(CliTest, VerifyChecksTheServersDatabase) {
+  Cairn("create-collection c");
+  Cairn("create-index c by_n n");
+  for (int i = 0; i < 5; i++) Cairn("put c k" + std::to_string(i) + " '{\"n\": " + std::to_string(i) + "}'");
+  CliRun r = Cairn("verify");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("{\"ok\":true,\"records\":5,\"index_entries\":5,"), std::string::npos) << r.out;
+
+  // Damage one change-log entry with the server stopped: verify reports it.
+  server_->Stop();
+  {
+    MDB_env* env;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, uint64_t{1} << 30);
+    ASSERT_EQ(mdb_env_open(env, dir_.Sub("data").c_str(), 0, 0644), 0);
+    MDB_txn* txn;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi log;
+    ASSERT_EQ(mdb_dbi_open(txn, "log", 0, &log), 0);
+    MDB_cursor* cur;
+    ASSERT_EQ(mdb_cursor_open(txn, log, &cur), 0);
+    MDB_val key, v;
+    ASSERT_EQ(mdb_cursor_get(cur, &key, &v, MDB_LAST), 0);
+    std::string k(static_cast<const char*>(key.mv_data), key.mv_size);
+    std::string bad(static_cast<const char*>(v.mv_data), v.mv_size);
+    mdb_cursor_close(cur);
+    bad[bad.size() / 2] ^= 0x5a;
+    MDB_val nk{k.size(), k.data()}, nv{bad.size(), bad.data()};
+    ASSERT_EQ(mdb_put(txn, log, &nk, &nv, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  server_ = std::make_unique<ServerProcess>(dir_.Sub("data"));
+  ASSERT_TRUE(server_->ready());
+  addr_ = "127.0.0.1:" + std::to_string(server_->port());
+  r = Cairn("verify");
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.out.find("\"ok\":false"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("problem"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, MissingServerIsAConnectionError) {

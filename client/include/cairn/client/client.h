@@ -208,6 +208,14 @@ struct ServerStats {
   std::string ToJson() const;
 };
 
+// What Client::Verify found: every index entry checked against its record and back,
+// unique indexes, documents, the change log.
+struct VerifyResult {
+  bool ok() const { return problems.empty(); }
+  std::vector<std::string> problems;  // human-readable; at most a few hundred
+  uint64_t records = 0, index_entries = 0, log_entries = 0;
+};
+
 class Client;
 
 // Iterates a scan or query page by page (continuations handled inside). Input
@@ -309,6 +317,9 @@ class Client {
   // --- Synchronous calls (throw cairn::Error).
   void Ping();
   ServerStats Stats();
+  // Checks the server's database for consistency (protocol 3). Reads all of it: as
+  // slow as the database is large; the call's timeout applies.
+  VerifyResult Verify();
   // Catalog changes return their commit number. CreateIndex returns once the index
   // exists: over existing records it is `building` until the server has filled it
   // (DescribeCollection tells; a unique index over duplicates ends `failed`).
