@@ -256,19 +256,6 @@ Txn ParseTxn(const std::string& json, TxnNames* names) {
   return t;
 }
 
-// Reads a file, or standard input for "-".
-std::string ReadInput(const std::string& file) {
-  std::stringstream in;
-  if (file == "-") {
-    in << std::cin.rdbuf();
-  } else {
-    std::ifstream f(file);
-    if (!f) throw Usage("cannot read " + file);
-    in << f.rdbuf();
-  }
-  return in.str();
-}
-
 struct LoadOptions {
   std::string collection, file, key_field;
   size_t batch = 500;
@@ -278,7 +265,13 @@ struct LoadOptions {
 // Bulk load: one JSON object per line. A line that cannot be loaded is reported with its
 // line number, the rest goes on (or, with --atomic, nothing is written at all).
 int Load(Client& db, const LoadOptions& o) {
-  std::string text = ReadInput(o.file);
+  // Streamed: memory holds the batches in flight, not the file.
+  std::ifstream f;
+  if (o.file != "-") {
+    f.open(o.file);
+    if (!f) throw Usage("cannot read " + o.file);
+  }
+  std::istream& in = o.file == "-" ? std::cin : f;
   const std::string name = o.file == "-" ? "<stdin>" : o.file;
   bool tty = isatty(2);
   auto start = std::chrono::steady_clock::now();
@@ -336,7 +329,6 @@ int Load(Client& db, const LoadOptions& o) {
   };
 
   std::vector<Line> batch;
-  std::istringstream in(text);
   std::string line;
   size_t line_no = 0;
   while (std::getline(in, line)) {
