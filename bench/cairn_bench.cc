@@ -30,6 +30,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace cairn;
+using namespace cairn::client;
 
 // YCSB's scrambled zipfian generator (Gray et al., "Quickly generating billion-record
 // synthetic databases"), over [0, n).

@@ -114,7 +114,7 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::fre
 #error "CAIRND_PATH must name the cairnd binary"
 #endif
 
-namespace cairn {
+namespace cairn::client {
 namespace {
 
 // --- Reaching the client's private codec without changing the library.
@@ -1075,17 +1075,17 @@ BENCHMARK(BM_SyncGetCallback)
     ->UseRealTime();
 
 }  // namespace
-}  // namespace cairn
+}  // namespace cairn::client
 
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("doc_bytes", std::to_string(cairn::Docs()[0].bytes().size()));
-  benchmark::AddCustomContext("records", std::to_string(cairn::kRecords));
-  benchmark::AddCustomContext("async_window", std::to_string(cairn::kWindow));
+  benchmark::AddCustomContext("doc_bytes", std::to_string(cairn::client::Docs()[0].bytes().size()));
+  benchmark::AddCustomContext("records", std::to_string(cairn::client::kRecords));
+  benchmark::AddCustomContext("async_window", std::to_string(cairn::client::kWindow));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  cairn::StopServer();
+  cairn::client::StopServer();
   return 0;
 }

@@ -21,6 +21,7 @@
 namespace {
 
 using namespace cairn;
+using namespace cairn::client;
 
 enum Exit : int {
   kOk = 0,

@@ -14,7 +14,7 @@
 #include "cairn_generated.h"
 #include "codec.h"
 
-namespace cairn {
+namespace cairn::client {
 
 namespace {
 
@@ -842,4 +842,4 @@ std::string ServerStats::ToJson() const {
   return out;
 }
 
-}  // namespace cairn
+}  // namespace cairn::client

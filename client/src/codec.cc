@@ -10,7 +10,7 @@
 #include "cairn_generated.h"
 #include "codec.h"
 
-namespace cairn {
+namespace cairn::client {
 
 struct Txn::OpSpec {
   wire::Op type = wire::Op::NONE;
@@ -419,4 +419,4 @@ std::string_view ErrorCodeName(ErrorCode code) {
   return "unknown error";
 }
 
-}  // namespace cairn
+}  // namespace cairn::client

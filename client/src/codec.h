@@ -9,7 +9,7 @@
 #include "cairn_generated.h"
 #include "flatbuffers/flatbuffers.h"
 
-namespace cairn::codec {
+namespace cairn::client::codec {
 
 uint64_t NextRequestId();
 // A framed RequestFrame with a fresh id and the body `body` builds.
@@ -26,4 +26,4 @@ uint64_t FrameId(std::string_view frame);
 // cairn::Error for an error response.
 const wire::ResponseFrame* Response(std::string_view payload);
 
-}  // namespace cairn::codec
+}  // namespace cairn::client::codec

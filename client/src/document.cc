@@ -7,7 +7,7 @@
 #include "cairn/protocol/flex.h"
 #include "cairn/protocol/json.h"
 
-namespace cairn {
+namespace cairn::client {
 
 namespace {
 
@@ -165,4 +165,4 @@ Scalar ScalarFromJson(std::string_view json) {
   }
 }
 
-}  // namespace cairn
+}  // namespace cairn::client

@@ -13,12 +13,12 @@ namespace {
 
 class Users {
  public:
-  explicit Users(std::shared_ptr<cairn::Client> db) : db_(std::move(db)) {
+  explicit Users(std::shared_ptr<cairn::client::Client> db) : db_(std::move(db)) {
     try {
       db_->CreateCollection("users");
       db_->CreateIndex("users", {"by_email", {"email"}, /*unique=*/true});
-    } catch (const cairn::Error& e) {
-      if (e.code() != cairn::ErrorCode::kAlreadyExists) throw;
+    } catch (const cairn::client::Error& e) {
+      if (e.code() != cairn::client::ErrorCode::kAlreadyExists) throw;
     }
   }
 
@@ -26,33 +26,33 @@ class Users {
   bool SignUp(const std::string& id, const std::string& email, const std::string& name) {
     try {
       db_->Insert("users", id,
-                  cairn::Document::Builder().Set("email", email).Set("name", name).Set("logins", 0).Build());
+                  cairn::client::Document::Builder().Set("email", email).Set("name", name).Set("logins", 0).Build());
       return true;
-    } catch (const cairn::Error& e) {
-      if (e.code() == cairn::ErrorCode::kUniqueViolation ||
-          e.code() == cairn::ErrorCode::kAlreadyExists) {
+    } catch (const cairn::client::Error& e) {
+      if (e.code() == cairn::client::ErrorCode::kUniqueViolation ||
+          e.code() == cairn::client::ErrorCode::kAlreadyExists) {
         return false;
       }
       throw;
     }
   }
 
-  std::optional<cairn::Record> FindByEmail(const std::string& email) {
-    cairn::QueryOptions q;
+  std::optional<cairn::client::Record> FindByEmail(const std::string& email) {
+    cairn::client::QueryOptions q;
     q.equal = {email};
-    for (const cairn::Record& r : db_->Query("users", "by_email", q)) return r;
+    for (const cairn::client::Record& r : db_->Query("users", "by_email", q)) return r;
     return std::nullopt;
   }
 
   // Counts a login: read-modify-write, retried on conflict.
   int64_t RecordLogin(const std::string& id) {
-    return db_->Transact([&](cairn::OptimisticTxn& t) -> int64_t {
+    return db_->Transact([&](cairn::client::OptimisticTxn& t) -> int64_t {
       auto r = t.Get("users", id);
-      if (!r) throw cairn::Error(cairn::ErrorCode::kNotFound, "no user " + id);
-      cairn::Document d = r->document();
+      if (!r) throw cairn::client::Error(cairn::client::ErrorCode::kNotFound, "no user " + id);
+      cairn::client::Document d = r->document();
       int64_t logins = d["logins"].AsInt() + 1;
       t.Put("users", id,
-            cairn::Document::Builder()
+            cairn::client::Document::Builder()
                 .Set("email", d["email"].AsString())
                 .Set("name", d["name"].AsString())
                 .Set("logins", logins)
@@ -62,7 +62,7 @@ class Users {
   }
 
  private:
-  std::shared_ptr<cairn::Client> db_;
+  std::shared_ptr<cairn::client::Client> db_;
 };
 
 }  // namespace
@@ -73,10 +73,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    cairn::ClientOptions options;
+    cairn::client::ClientOptions options;
     options.address = argv[1];
     options.client_name = "users_service";
-    Users users(cairn::Client::Connect(options));
+    Users users(cairn::client::Client::Connect(options));
     std::printf("signup ada: %s\n", users.SignUp("u1", "ada@example.com", "Ada") ? "ok" : "taken");
     std::printf("signup bob: %s\n", users.SignUp("u2", "bob@example.com", "Bob") ? "ok" : "taken");
     std::printf("signup eve with ada's email: %s\n",
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     users.RecordLogin("u1");
     std::printf("ada's logins: %lld\n", (long long)users.RecordLogin("u1"));
     return 0;
-  } catch (const cairn::Error& e) {
+  } catch (const cairn::client::Error& e) {
     std::fprintf(stderr, "users_service: %s\n", e.what());
     return 1;
   }

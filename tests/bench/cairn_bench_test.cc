@@ -11,7 +11,7 @@
 #error "CAIRN_BENCH_PATH must name the cairn-bench binary"
 #endif
 
-namespace cairn {
+namespace cairn::client {
 namespace {
 
 using testing::ServerProcess;
@@ -121,4 +121,4 @@ TEST_F(CairnBenchTest, BadArgumentsAndNoServerAreClearErrors) {
 }
 
 }  // namespace
-}  // namespace cairn
+}  // namespace cairn::client

@@ -13,7 +13,7 @@
 #include "cairn/client/client.h"
 #include "server_process.h"
 
-namespace cairn {
+namespace cairn::client {
 namespace {
 
 using testing::ServerProcess;
@@ -142,9 +142,9 @@ TEST(ClientFailureTest, PeerThatNeverAnswersTheHandshakeFailsTheConnect) {
 }
 
 }  // namespace
-}  // namespace cairn
+}  // namespace cairn::client
 
-namespace cairn {
+namespace cairn::client {
 namespace {
 
 // A request over the server's frame limit fails alone, locally, with kTooLarge: it is
@@ -214,9 +214,9 @@ TEST(ClientLifetimeTest, PendingCallKeepsTheHandlersExecutorBusy) {
 }
 
 }  // namespace
-}  // namespace cairn
+}  // namespace cairn::client
 
-namespace cairn {
+namespace cairn::client {
 namespace {
 
 // A stand-in for cairnd: it speaks protocol 2 on its first `v2_connections` connections
@@ -374,4 +374,4 @@ TEST(ClientProtocolTest, ServerReplacedByAnOlderOneGetsTheOlderForm) {
 }
 
 }  // namespace
-}  // namespace cairn
+}  // namespace cairn::client

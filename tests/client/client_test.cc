@@ -9,7 +9,7 @@
 
 #include "server_process.h"
 
-namespace cairn {
+namespace cairn::client {
 namespace {
 
 using testing::ServerProcess;
@@ -255,4 +255,4 @@ TEST(ClientConnectTest, MissingServerIsAClearError) {
 }
 
 }  // namespace
-}  // namespace cairn
+}  // namespace cairn::client

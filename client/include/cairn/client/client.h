@@ -39,7 +39,7 @@
 #include "cairn/client/document.h"
 #include "cairn/client/error.h"
 
-namespace cairn {
+namespace cairn::client {
 
 namespace detail {
 // One call in flight: its encoded request, and what to do with the answer (one
@@ -556,4 +556,4 @@ auto Client::Transact(F&& fn, const TransactOptions& options)
   }
 }
 
-}  // namespace cairn
+}  // namespace cairn::client

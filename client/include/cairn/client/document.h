@@ -17,7 +17,7 @@
 
 #include "flatbuffers/flexbuffers.h"
 
-namespace cairn {
+namespace cairn::client {
 
 // A scalar value: what index queries compare, and what Document::Builder sets.
 // Integers and floats compare numerically with each other in indexes.
@@ -122,4 +122,4 @@ std::string EncodeScalars(const std::vector<Scalar>& v);
 // Parses a JSON scalar ("42", "\"x\"", "null"...). Throws cairn::Error (kBadRequest).
 Scalar ScalarFromJson(std::string_view json);
 
-}  // namespace cairn
+}  // namespace cairn::client

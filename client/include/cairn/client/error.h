@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace cairn {
+namespace cairn::client {
 
 // The server's error codes (docs/protocol.md), plus the client's own. Never renumber.
 enum class ErrorCode : uint8_t {
@@ -66,4 +66,4 @@ class Error : public std::runtime_error {
   std::string message_;
 };
 
-}  // namespace cairn
+}  // namespace cairn::client
