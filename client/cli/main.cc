@@ -80,7 +80,7 @@ std::string RecordJson(const Record& r) {
 std::string IndexJson(const IndexInfo& ix) {
   std::string out = "{\"name\":" + Quote(ix.spec.name) + ",\"fields\":[";
   for (size_t j = 0; j < ix.spec.fields.size(); j++) out += (j ? "," : "") + Quote(ix.spec.fields[j]);
-  out += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Quote(ix.state);
+  out += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Quote(IndexStateName(ix.state));
   if (!ix.error.empty()) out += ",\"error\":" + Quote(ix.error);
   return out + "}";
 }
@@ -680,10 +680,10 @@ int main(int argc, char** argv) {
         }
         throw Failure(kUnknown, "index '" + index + "' was dropped while it was being built");
       };
-      IndexInfo ix = no_wait ? IndexInfo{spec, "building", ""} : state();
+      IndexInfo ix = no_wait ? IndexInfo{spec, IndexState::kBuilding, ""} : state();
       auto start = std::chrono::steady_clock::now();
       bool tty = isatty(2), shown = false;
-      while (!no_wait && ix.state == "building") {
+      while (!no_wait && ix.state == IndexState::kBuilding) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (tty && s > 1) {
@@ -693,12 +693,12 @@ int main(int argc, char** argv) {
         ix = state();
       }
       if (shown) std::fprintf(stderr, "\n");
-      if (ix.state == "failed") {
+      if (ix.state == IndexState::kFailed) {
         throw Failure(kConstraint, "index '" + index + "' failed to build: " + ix.error +
                                        "; drop it (cairn drop-index " + coll + " " + index +
                                        "), fix the records, and create it again");
       }
-      done(ix_json + ",\"created\":true,\"state\":" + Quote(ix.state) +
+      done(ix_json + ",\"created\":true,\"state\":" + Quote(IndexStateName(ix.state)) +
            ",\"commit\":" + std::to_string(commit));
     } else if (*drop_ix) {
       try {

@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cairn/protocol/codes.h"
 #include "cairn/protocol/frame.h"
 #include "cairn/protocol/json.h"
 #include "cairn_generated.h"
@@ -254,7 +255,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       } else if (id == 0) {
         // A connection-level error: the connection is over.
         const wire::Error* e = r->error();
-        return Fail(Error(e ? ErrorCode(e->code()) : ErrorCode::kProtocol,
+        return Fail(Error(e ? wire::FromWire(e->code()) : ErrorCode::kProtocol,
                           e && e->message() ? e->message()->str() : "connection error"));
       } else {
         // Responses come in request order: the answered call is at the front, behind
@@ -498,9 +499,7 @@ std::vector<CollectionInfo> DecodeCollections(std::string_view payload) {
             for (auto f : *ix->spec()->fields()) ii.spec.fields.push_back(f->str());
           }
         }
-        ii.state = ix->state() == wire::IndexState::Ready      ? "ready"
-                   : ix->state() == wire::IndexState::Building ? "building"
-                                                               : "failed";
+        ii.state = wire::FromWire(ix->state());
         ii.error = ix->error() ? ix->error()->str() : "";
         info.indexes.push_back(std::move(ii));
       }

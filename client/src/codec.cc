@@ -6,6 +6,7 @@
 #include <random>
 
 #include "cairn/client/client.h"
+#include "cairn/protocol/codes.h"
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
 #include "codec.h"
@@ -173,8 +174,8 @@ const wire::ResponseFrame* Response(std::string_view payload) {
   // Connection::Parse verified the payload before handing it over.
   auto r = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data());
   if (const wire::Error* e = r->error()) {
-    throw Error(ErrorCode(e->code()), e->message() ? e->message()->str() : "", e->condition(),
-                e->operation());
+    throw Error(wire::FromWire(e->code()), e->message() ? e->message()->str() : "",
+                e->condition(), e->operation());
   }
   return r;
 }
@@ -248,7 +249,7 @@ std::string Client::EncodeTxn(const Txn& txn) {
           break;
         case wire::Op::Put:
           body = wire::CreatePut(fbb, fbb.CreateString(op->collection), Bytes(fbb, op->key),
-                                 Bytes(fbb, op->value), wire::ValueKind(op->kind), op->mode)
+                                 Bytes(fbb, op->value), wire::ToWire(op->kind), op->mode)
                      .Union();
           break;
         case wire::Op::Delete:
@@ -363,7 +364,7 @@ TxnResult Client::DecodeTxnResult(std::string_view payload) {
       if (r->records()) {
         for (const wire::Record* rec : *r->records()) {
           op.records.push_back(
-              Record{Str(rec->key()), rec->version(), ValueKind(rec->kind()), Str(rec->value())});
+              Record{Str(rec->key()), rec->version(), wire::FromWire(rec->kind()), Str(rec->value())});
         }
       }
       out.results.push_back(std::move(op));
@@ -380,14 +381,14 @@ std::optional<Record> Client::DecodeGet(std::string_view payload, std::string_vi
     auto req = flatbuffers::GetRoot<wire::RequestFrame>(request.data() + wire::kFrameHeaderSize);
     const wire::Get* get = req->request_as_Get();
     if (!get) throw Error(ErrorCode::kProtocol, "a GetReply to a request that is not a Get");
-    return Record{Str(get->key()), g->version(), ValueKind(g->kind()), Str(g->value())};
+    return Record{Str(get->key()), g->version(), wire::FromWire(g->kind()), Str(g->value())};
   }
   auto t = TxnReplyOf(payload);
   if (!t->results() || t->results()->size() == 0) return std::nullopt;
   const wire::OpResult* r = t->results()->Get(0);
   if (!r->found() || !r->records() || r->records()->size() == 0) return std::nullopt;
   const wire::Record* rec = r->records()->Get(0);
-  return Record{Str(rec->key()), rec->version(), ValueKind(rec->kind()), Str(rec->value())};
+  return Record{Str(rec->key()), rec->version(), wire::FromWire(rec->kind()), Str(rec->value())};
 }
 
 uint64_t Client::DecodeCommit(std::string_view payload) { return TxnReplyOf(payload)->commit(); }
@@ -396,27 +397,6 @@ bool Client::DecodePong(std::string_view payload) {
   auto r = codec::Response(payload);
   if (!r->reply_as_Pong()) throw Error(ErrorCode::kProtocol, "expected a Pong");
   return true;
-}
-
-std::string_view ErrorCodeName(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kNotFound: return "not found";
-    case ErrorCode::kAlreadyExists: return "already exists";
-    case ErrorCode::kConditionFailed: return "condition failed";
-    case ErrorCode::kUniqueViolation: return "unique violation";
-    case ErrorCode::kBadRequest: return "bad request";
-    case ErrorCode::kTooLarge: return "too large";
-    case ErrorCode::kDatabaseFull: return "database full";
-    case ErrorCode::kReadOnly: return "read-only";
-    case ErrorCode::kUnavailable: return "unavailable";
-    case ErrorCode::kInternal: return "internal";
-    case ErrorCode::kLogTruncated: return "log truncated";
-    case ErrorCode::kUnknownName: return "unknown name";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kConnectionFailed: return "connection failed";
-    case ErrorCode::kProtocol: return "protocol error";
-  }
-  return "unknown error";
 }
 
 }  // namespace cairn::client

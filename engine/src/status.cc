@@ -7,25 +7,6 @@
 
 namespace cairn {
 
-std::string_view CodeName(Code code) {
-  switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kNotFound: return "not found";
-    case Code::kAlreadyExists: return "already exists";
-    case Code::kConditionFailed: return "condition failed";
-    case Code::kUniqueViolation: return "unique violation";
-    case Code::kBadRequest: return "bad request";
-    case Code::kTooLarge: return "too large";
-    case Code::kDatabaseFull: return "database full";
-    case Code::kReadOnly: return "read-only";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kInternal: return "internal";
-    case Code::kLogTruncated: return "log truncated";
-    case Code::kUnknownName: return "unknown name";
-  }
-  return "unknown";
-}
-
 std::string Status::ToString() const {
   if (ok()) return "ok";
   std::string s(CodeName(code_));
@@ -56,15 +37,6 @@ Status Status::AtOperation(size_t i, std::string_view op_name) const {
   s.failed_condition_ = -1;
   s.failed_operation_ = int32_t(i);
   return s;
-}
-
-std::string_view IndexStateName(IndexState s) {
-  switch (s) {
-    case IndexState::kBuilding: return "building";
-    case IndexState::kReady: return "ready";
-    case IndexState::kFailed: return "failed";
-  }
-  return "unknown";
 }
 
 bool IsWrite(const Op& op) {

@@ -1,5 +1,6 @@
 #include "convert.h"
 
+#include "cairn/protocol/codes.h"
 #include "cairn/protocol/flex.h"
 #include "flatbuffers/flexbuffers.h"
 
@@ -140,7 +141,7 @@ Status DecodeOp(const wire::Operation* o, const RequestLimits& limits, Op* out) 
       op.value = View(p->value());
       if (p->kind() > wire::ValueKind::Raw) return Bad("unknown value kind");
       if (p->mode() > wire::PutMode::Replace) return Bad("unknown put mode");
-      op.kind = ValueKind(p->kind());
+      op.kind = wire::FromWire(p->kind());
       op.mode = PutMode(p->mode());
       *out = op;
       return Status::Ok();
@@ -262,8 +263,8 @@ Status DecodeIndexSpec(const wire::IndexSpec* spec, IndexSpec* out) {
 
 wire::ErrorCode ToWire(Code code, uint32_t protocol) {
   if (code == Code::kUnknownName && protocol < 3) return wire::ErrorCode::NotFound;
-  // The enums share their numbering (cairn.fbs, status.h).
-  return wire::ErrorCode(uint8_t(code));
+  // The enums share their numbering (cairn/protocol/codes.h checks it).
+  return wire::ToWire(code);
 }
 
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
@@ -297,7 +298,7 @@ void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnRe
         auto key = Bytes(fbb, rec.key);
         auto value = Bytes(fbb, rec.value);
         records.push_back(
-            wire::CreateRecord(fbb, key, rec.version, wire::ValueKind(rec.kind), value));
+            wire::CreateRecord(fbb, key, rec.version, wire::ToWire(rec.kind), value));
       }
       recs = fbb.CreateVector(records);
     }
@@ -341,7 +342,7 @@ Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn&
     budget -= rv.key.size() + rv.value.size();
     auto key = Bytes(fbb, rv.key);
     auto value = Bytes(fbb, rv.value);
-    auto rec = wire::CreateRecord(fbb, key, rv.version, wire::ValueKind(rv.kind), value);
+    auto rec = wire::CreateRecord(fbb, key, rv.version, wire::ToWire(rv.kind), value);
     auto recs = fbb.CreateVector(&rec, 1);
     results.push_back(wire::CreateOpResult(fbb, true, rv.version, recs));
   }
@@ -362,7 +363,7 @@ Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& 
   Offset<wire::GetReply> reply;
   if (found) {
     // A value is at most max_value bytes, below the frame limit: it always fits.
-    reply = wire::CreateGetReply(fbb, true, rv.version, wire::ValueKind(rv.kind),
+    reply = wire::CreateGetReply(fbb, true, rv.version, wire::ToWire(rv.kind),
                                  Bytes(fbb, rv.value));
   } else {
     reply = wire::CreateGetReply(fbb);
@@ -393,7 +394,7 @@ void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
     for (const IndexInfo& ix : c.indexes) {
       auto spec = wire::CreateIndexSpec(fbb, fbb.CreateString(ix.spec.name),
                                         fbb.CreateVectorOfStrings(ix.spec.fields), ix.spec.unique);
-      indexes.push_back(wire::CreateIndexInfo(fbb, spec, wire::IndexState(ix.state),
+      indexes.push_back(wire::CreateIndexInfo(fbb, spec, wire::ToWire(ix.state),
                                               ix.error.empty() ? 0 : fbb.CreateString(ix.error)));
     }
     infos.push_back(wire::CreateCollectionInfo(fbb, fbb.CreateString(c.name), c.created,

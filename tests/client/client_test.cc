@@ -110,7 +110,7 @@ TEST_F(ClientTest, IndexQueriesPageTransparently) {
   EXPECT_EQ(client_->CountQuery("users", "by_age", range), 20u);
   auto info = client_->DescribeCollection("users");
   ASSERT_EQ(info.indexes.size(), 1u);
-  EXPECT_EQ(info.indexes[0].state, "ready");
+  EXPECT_EQ(info.indexes[0].state, IndexState::kReady);
 }
 
 TEST_F(ClientTest, AsyncCallbackFutureAndCoroutine) {

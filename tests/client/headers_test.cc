@@ -14,6 +14,10 @@ namespace {
 static_assert(!std::is_same_v<cairn::Record, cairn::client::Record>);
 static_assert(!std::is_same_v<cairn::TxnResult, cairn::client::TxnResult>);
 static_assert(!std::is_same_v<cairn::CollectionInfo, cairn::client::CollectionInfo>);
+// What both layers speak is one type each (cairn/common/codes.h).
+static_assert(std::is_same_v<cairn::client::ErrorCode, cairn::Code>);
+static_assert(std::is_same_v<cairn::client::ValueKind, cairn::ValueKind>);
+static_assert(std::is_same_v<cairn::client::IndexState, cairn::IndexState>);
 
 TEST(HeadersTest, ClientAndEngineTypesLiveSideBySide) {
   // An engine record copied into a client record, field by field, as a program holding
@@ -30,6 +34,9 @@ TEST(HeadersTest, ClientAndEngineTypesLiveSideBySide) {
   cairn::IndexSpec engine_spec{"by_email", {"email"}, true};
   cairn::client::IndexSpec client_spec{engine_spec.name, engine_spec.fields, engine_spec.unique};
   EXPECT_EQ(client_spec.fields, engine_spec.fields);
+  cairn::IndexInfo engine_index{engine_spec, cairn::IndexState::kBuilding, ""};
+  cairn::client::IndexInfo client_index{client_spec, engine_index.state, ""};
+  EXPECT_EQ(cairn::client::IndexStateName(client_index.state), "building");
 
   cairn::OpResult engine_op;
   engine_op.records.push_back(engine);
@@ -38,8 +45,10 @@ TEST(HeadersTest, ClientAndEngineTypesLiveSideBySide) {
   EXPECT_EQ(client_op.count, 1u);
 
   cairn::Status st(cairn::Code::kNotFound, "no such collection");
-  cairn::client::Error e(cairn::client::ErrorCode::kNotFound, st.message());
+  cairn::client::Error e(st.code(), st.message());  // the engine's code is the client's
+  EXPECT_EQ(e.code(), cairn::client::ErrorCode::kNotFound);
   EXPECT_EQ(e.message(), st.message());
+  EXPECT_EQ(std::string(e.what()), st.ToString());
 }
 
 }  // namespace

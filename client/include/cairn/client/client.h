@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "cairn/client/document.h"
+#include "cairn/common/codes.h"
 #include "cairn/client/error.h"
 
 namespace cairn::client {
@@ -94,7 +95,10 @@ struct ClientOptions {
   std::string client_name = "libcairn";
 };
 
-enum class ValueKind : uint8_t { kDocument = 0, kRaw = 1 };
+// One enum each with the engine and the wire (cairn/common/codes.h).
+using cairn::IndexState;
+using cairn::IndexStateName;
+using cairn::ValueKind;
 
 struct Record {
   std::string key;
@@ -186,7 +190,7 @@ struct IndexSpec {
 };
 struct IndexInfo {
   IndexSpec spec;
-  std::string state;  // "building", "ready", "failed"
+  IndexState state = IndexState::kReady;  // IndexStateName: "building", "ready", "failed"
   std::string error;
 };
 struct CollectionInfo {

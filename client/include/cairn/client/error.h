@@ -12,29 +12,16 @@
 #include <string>
 #include <string_view>
 
+#include "cairn/common/codes.h"
+
 namespace cairn::client {
 
-// The server's error codes (docs/protocol.md), plus the client's own. Never renumber.
-enum class ErrorCode : uint8_t {
-  kNotFound = 1,
-  kAlreadyExists = 2,
-  kConditionFailed = 3,
-  kUniqueViolation = 4,
-  kBadRequest = 5,
-  kTooLarge = 6,
-  kDatabaseFull = 7,
-  kReadOnly = 8,
-  kUnavailable = 9,
-  kInternal = 10,
-  kLogTruncated = 11,
-  kUnknownName = 12,  // the collection or index named does not exist (protocol 3)
-  // Client-side:
-  kTimeout = 100,           // no answer within the call's timeout
-  kConnectionFailed = 101,  // could not connect, or lost the connection and gave up retrying
-  kProtocol = 102,          // the server sent something this client cannot read
-};
+// The server's error codes (docs/protocol.md), plus the client's own (kTimeout,
+// kConnectionFailed, kProtocol): one enum shared with the engine and the wire
+// (cairn/common/codes.h). Never renumber.
+using ErrorCode = cairn::Code;
 
-std::string_view ErrorCodeName(ErrorCode code);
+inline std::string_view ErrorCodeName(ErrorCode code) { return cairn::CodeName(code); }
 
 class Error : public std::runtime_error {
  public:

@@ -12,27 +12,11 @@
 #include <utility>
 #include <variant>
 
+#include "cairn/common/codes.h"
+
 namespace cairn {
 
-// Outcome codes shared by every layer; the protocol maps them one to one onto
-// its wire codes (docs/protocol.md). Never renumber.
-enum class Code : uint8_t {
-  kOk = 0,
-  kNotFound = 1,          // a record is missing where that is an error (replace)
-  kAlreadyExists = 2,     // create of something that exists; insert of a present key
-  kConditionFailed = 3,   // a transaction's condition did not hold
-  kUniqueViolation = 4,   // a write would give two records one value of a unique index
-  kBadRequest = 5,        // malformed input: bad name, bad document, bad bounds...
-  kTooLarge = 6,          // a key, value or transaction over a limit
-  kDatabaseFull = 7,      // the database reached its size cap; deletes still work
-  kReadOnly = 8,          // a write sent to a read-only database
-  kUnavailable = 9,       // busy or not ready (index still building, too many readers)
-  kInternal = 10,         // a bug or storage failure (corruption, I/O error)
-  kLogTruncated = 11,     // the change log no longer holds the requested commit
-  kUnknownName = 12,      // the collection or index named does not exist
-};
-
-std::string_view CodeName(Code code);
+// Code and CodeName: cairn/common/codes.h (shared with the wire and libcairn).
 
 class [[nodiscard]] Status {
  public:

@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "cairn/common/codes.h"
 #include "cairn/engine/status.h"
 
 namespace cairn {
@@ -19,11 +20,7 @@ namespace cairn {
 // Largest primary key, in bytes (LMDB's 511-byte key cap minus the 4-byte collection prefix).
 inline constexpr size_t kMaxKeySize = 507;
 
-// What a record's value is. Stored on disk: never renumber.
-enum class ValueKind : uint8_t {
-  kDocument = 0,  // a FlexBuffers map; indexable
-  kRaw = 1,       // opaque bytes; never indexed
-};
+// ValueKind and IndexState: cairn/common/codes.h (shared with the wire and libcairn).
 
 // A record read inside a transaction. The views point into the database and are
 // valid only until the transaction that produced them ends.
@@ -189,13 +186,6 @@ struct IndexSpec {
   std::vector<std::string> fields{};  // dotted paths into the document: "address.city"
   bool unique = false;
 };
-
-enum class IndexState : uint8_t {
-  kBuilding = 0,  // being filled from existing records; not queryable yet
-  kReady = 1,
-  kFailed = 2,  // the build met a unique violation; see `error`; drop it
-};
-std::string_view IndexStateName(IndexState s);
 
 struct IndexInfo {
   IndexSpec spec{};
