@@ -1,10 +1,10 @@
 // Benchmarks of libcairn, the native client.
 //
 // BM_Codec_*, BM_Doc_*, BM_Txn_*: what the client spends per request in process, with no
-// network: encoding the request frame (Client::EncodeGet and EncodePut, exactly what
+// network: encoding the request frame (codec::EncodeGet and EncodePut, exactly what
 // AsyncGet/AsyncPut/Get/Put call; EncodeTxn of a built Txn, what Commit calls), verifying
-// and decoding the server's TxnReply (wire::VerifyResponseFrame, Client::DecodeGet,
-// Client::DecodeCommit), plus the public document helpers an application calls around them.
+// and decoding the server's TxnReply (wire::VerifyResponseFrame, codec::DecodeGet,
+// codec::DecodeCommit), plus the public document helpers an application calls around them.
 //
 // BM_AsyncGet, BM_AsyncPut, BM_SyncGet: the throughput of ONE Client object, with a pool of
 // 1, 4 or 16 connections, against a cairnd this binary starts itself (CAIRND_PATH, a
@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "cairn/client/client.h"
+#include "codec.h"  // libcairn's codec (cairn_client_internal)
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
 #include "flatbuffers/flatbuffers.h"
@@ -117,56 +118,13 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::fre
 namespace cairn::client {
 namespace {
 
-// --- Reaching the client's private codec without changing the library.
-//
-// Client::EncodeGet, EncodePut, EncodeTxn, DecodeGet and DecodeCommit are private static
-// members. An explicit instantiation may name private members ([temp.spec.general]/6); the
-// friend function it defines hands the pointer out. The benchmarks therefore time the
-// library's own code, and stop compiling if its signatures change.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnon-template-friend"
-template <typename Tag, typename Tag::type kPtr>
-struct Expose {
-  friend typename Tag::type Reach(Tag) { return kPtr; }
-};
-#pragma GCC diagnostic pop
-
-struct EncodeTxnTag {
-  using type = std::string (*)(const Txn&);
-  friend type Reach(EncodeTxnTag);
-};
-struct EncodeGetTag {
-  using type = std::string (*)(std::string_view, std::string_view, uint32_t);
-  friend type Reach(EncodeGetTag);
-};
-struct EncodePutTag {
-  using type = std::string (*)(std::string_view, std::string_view, const Document&);
-  friend type Reach(EncodePutTag);
-};
-struct DecodeGetTag {
-  using type = std::optional<Record> (*)(std::string_view, std::string_view);
-  friend type Reach(DecodeGetTag);
-};
-struct DecodeCommitTag {
-  using type = uint64_t (*)(std::string_view);
-  friend type Reach(DecodeCommitTag);
-};
-
-}  // namespace
-
-template struct Expose<EncodeTxnTag, &Client::EncodeTxn>;
-template struct Expose<EncodeGetTag, &Client::EncodeGet>;
-template struct Expose<EncodePutTag, &Client::EncodePut>;
-template struct Expose<DecodeGetTag, &Client::DecodeGet>;
-template struct Expose<DecodeCommitTag, &Client::DecodeCommit>;
-
-namespace {
-
-const auto EncodeTxn = Reach(EncodeTxnTag{});
-const auto EncodeGet = Reach(EncodeGetTag{});
-const auto EncodePut = Reach(EncodePutTag{});
-const auto DecodeGet = Reach(DecodeGetTag{});
-const auto DecodeCommit = Reach(DecodeCommitTag{});
+// The library's own codec (client/src/codec.h, through cairn_client_internal): the
+// benchmarks time exactly what the calls run.
+using codec::DecodeCommit;
+using codec::DecodeGet;
+using codec::EncodeGet;
+using codec::EncodePut;
+using codec::EncodeTxn;
 
 constexpr std::string_view kCollection = "bench";
 constexpr uint32_t kRecords = 10'000;

@@ -2,6 +2,8 @@
 // thread, with timeouts, reconnection and retries.
 #include "cairn/client/client.h"
 
+#include <future>
+
 #include <algorithm>
 #include <cstdio>
 #include <deque>
@@ -338,7 +340,7 @@ void Client::Impl::Submit(CallPtr call) {
 void Client::Impl::Dispatch(CallPtr call) {
   if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
   call->attempts++;
-  if (call->channel != Client::kAnyChannel) {
+  if (call->channel != detail::kAnyChannel) {
     // A channel's calls keep to their connection, in order (reconnecting it if need be).
     auto& c = conns_[call->channel % conns_.size()];
     return c->Send(std::move(call));
@@ -448,19 +450,19 @@ asio::any_io_executor Client::executor() const { return impl_->io_.get_executor(
 const ClientOptions& Client::options() const { return impl_->options_; }
 uint32_t Client::protocol() const { return impl_->protocol_.load(std::memory_order_relaxed); }
 
-void Client::Submit(std::shared_ptr<detail::Call> call, std::string request, bool write,
-                    size_t channel) {
-  call->id = codec::FrameId(request);
+void detail::Submit(Client& client, std::shared_ptr<Call> call, size_t channel) {
+  Client::Impl& impl = *client.impl_;
+  call->id = codec::FrameId(call->frame);
   call->channel = channel;
-  call->frame = std::move(request);
-  call->write = write;
-  call->deadline = Clock::now() + impl_->options_.timeout;
-  if (impl_->thread_.get_id() == std::this_thread::get_id()) {
-    impl_->Dispatch(std::move(call));
+  call->deadline = Clock::now() + impl.options_.timeout;
+  if (impl.thread_.get_id() == std::this_thread::get_id()) {
+    impl.Dispatch(std::move(call));
   } else {
-    impl_->Submit(std::move(call));
+    impl.Submit(std::move(call));
   }
 }
+
+asio::any_io_executor detail::DefaultExecutor(const Client& client) { return client.executor(); }
 
 namespace {
 
@@ -472,210 +474,85 @@ void CheckNotIoThread(const std::thread& t) {
   }
 }
 
-uint64_t DecodeDone(std::string_view payload) {
-  auto r = codec::Response(payload);
-  auto d = r->reply_as_Done();
-  if (!d) throw Error(ErrorCode::kProtocol, "expected Done");
-  return d->commit();
-}
-
-std::vector<CollectionInfo> DecodeCollections(std::string_view payload) {
-  auto r = codec::Response(payload);
-  auto c = r->reply_as_Collections();
-  if (!c) throw Error(ErrorCode::kProtocol, "expected Collections");
-  std::vector<CollectionInfo> out;
-  if (!c->collections()) return out;
-  for (const wire::CollectionInfo* ci : *c->collections()) {
-    CollectionInfo info;
-    info.name = ci->name() ? ci->name()->str() : "";
-    info.created = ci->created();
-    if (ci->indexes()) {
-      for (const wire::IndexInfo* ix : *ci->indexes()) {
-        IndexInfo ii;
-        if (ix->spec()) {
-          ii.spec.name = ix->spec()->name() ? ix->spec()->name()->str() : "";
-          ii.spec.unique = ix->spec()->unique();
-          if (ix->spec()->fields()) {
-            for (auto f : *ix->spec()->fields()) ii.spec.fields.push_back(f->str());
-          }
+// The synchronous form of a call: waits for the result or rethrows the error. The promise
+// is completed on the IO thread itself (asio::use_future would hop through another
+// thread pool first).
+template <typename T>
+T Wait(Client& client, const std::thread& io_thread, detail::Request<T> request) {
+  CheckNotIoThread(io_thread);
+  std::promise<T> promise;
+  std::future<T> result = promise.get_future();
+  auto decode = request.decode;
+  auto call = std::make_shared<detail::CallWith<
+      std::function<void(std::exception_ptr, std::string_view, std::string_view)>>>(
+      [&promise, decode](std::exception_ptr e, std::string_view payload, std::string_view frame) {
+        if (e) return promise.set_exception(e);
+        try {
+          promise.set_value(decode(payload, frame));
+        } catch (...) {
+          promise.set_exception(std::current_exception());
         }
-        ii.state = wire::FromWire(ix->state());
-        ii.error = ix->error() ? ix->error()->str() : "";
-        info.indexes.push_back(std::move(ii));
-      }
-    }
-    out.push_back(std::move(info));
-  }
-  return out;
-}
-
-ServerStats DecodeStats(std::string_view payload) {
-  auto r = codec::Response(payload);
-  auto s = r->reply_as_Stats();
-  if (!s) throw Error(ErrorCode::kProtocol, "expected Stats");
-  ServerStats out;
-  auto latency = [](const wire::Latency* l) {
-    ServerStats::Latency x;
-    if (!l) return x;
-    x.name = l->op() ? l->op()->str() : "";
-    x.count = l->count();
-    x.p50 = l->p50_us(), x.p90 = l->p90_us(), x.p99 = l->p99_us(), x.p999 = l->p999_us();
-    x.max = l->max_us();
-    return x;
-  };
-  if (s->counters()) {
-    for (auto c : *s->counters()) out.counters.emplace_back(c->name()->str(), c->value());
-  }
-  if (s->latencies()) {
-    for (auto l : *s->latencies()) out.latencies.push_back(latency(l));
-  }
-  out.batch_sizes = latency(s->batch_sizes());
-  out.last_commit = s->last_commit();
-  out.db_used_bytes = s->db_used_bytes();
-  out.db_file_bytes = s->db_file_bytes();
-  out.db_max_bytes = s->db_max_bytes();
-  return out;
-}
-
-std::string NameRequest(wire::Request type, std::string_view name) {
-  return codec::Request(type, [&](flatbuffers::FlatBufferBuilder& fbb) {
-    auto n = fbb.CreateString(name);
-    switch (type) {
-      case wire::Request::CreateCollection: return wire::CreateCreateCollection(fbb, n).Union();
-      case wire::Request::DropCollection: return wire::CreateDropCollection(fbb, n).Union();
-      default: return wire::CreateDescribeCollection(fbb, n).Union();
-    }
-  });
+      });
+  call->frame = std::move(request.frame);
+  call->write = request.write;
+  call->resendable = request.resendable;
+  detail::Submit(client, std::move(call), detail::kAnyChannel);
+  return result.get();
 }
 
 }  // namespace
 
-void Client::Ping() {
-  CheckNotIoThread(impl_->thread_);
-  Call<bool>(EncodePing(), false, &DecodePong);
-}
-
-ServerStats Client::Stats() {
-  CheckNotIoThread(impl_->thread_);
-  return Call<ServerStats>(codec::Request(wire::Request::GetStats,
-                                          [](flatbuffers::FlatBufferBuilder& fbb) {
-                                            return wire::CreateGetStats(fbb).Union();
-                                          }),
-                           false, &DecodeStats);
-}
-
+void Client::Ping() { Wait(*this, impl_->thread_, detail::PingRequest()); }
+ServerStats Client::Stats() { return Wait(*this, impl_->thread_, detail::StatsRequest()); }
 VerifyResult Client::Verify() {
-  CheckNotIoThread(impl_->thread_);
   if (protocol() < 3) {
     throw Error(ErrorCode::kBadRequest, "Verify needs a server that speaks protocol 3");
   }
-  return Call<VerifyResult>(codec::Request(wire::Request::VerifyDatabase,
-                                           [](flatbuffers::FlatBufferBuilder& fbb) {
-                                             return wire::CreateVerifyDatabase(fbb).Union();
-                                           }),
-                            false, [](std::string_view payload) {
-                              auto r = codec::Response(payload)->reply_as_DatabaseReport();
-                              if (!r) throw Error(ErrorCode::kProtocol, "expected a DatabaseReport");
-                              VerifyResult v;
-                              if (r->problems()) {
-                                for (const flatbuffers::String* p : *r->problems()) {
-                                  v.problems.push_back(p ? p->str() : "");
-                                }
-                              }
-                              v.records = r->records();
-                              v.index_entries = r->index_entries();
-                              v.log_entries = r->log_entries();
-                              return v;
-                            });
+  return Wait(*this, impl_->thread_, detail::VerifyRequest());
 }
-
 uint64_t Client::CreateCollection(std::string_view name) {
-  CheckNotIoThread(impl_->thread_);
-  return Call<uint64_t>(NameRequest(wire::Request::CreateCollection, name), true, &DecodeDone,
-                 /*resendable=*/false);
+  return Wait(*this, impl_->thread_, detail::CreateCollectionRequest(name));
 }
-
 uint64_t Client::DropCollection(std::string_view name) {
-  CheckNotIoThread(impl_->thread_);
-  return Call<uint64_t>(NameRequest(wire::Request::DropCollection, name), true, &DecodeDone,
-                 /*resendable=*/false);
+  return Wait(*this, impl_->thread_, detail::DropCollectionRequest(name));
 }
-
 std::vector<CollectionInfo> Client::ListCollections() {
-  CheckNotIoThread(impl_->thread_);
-  return Call<std::vector<CollectionInfo>>(
-      codec::Request(wire::Request::ListCollections,
-                     [](flatbuffers::FlatBufferBuilder& fbb) {
-                       return wire::CreateListCollections(fbb).Union();
-                     }),
-      false, &DecodeCollections);
+  return Wait(*this, impl_->thread_, detail::ListCollectionsRequest());
 }
-
 CollectionInfo Client::DescribeCollection(std::string_view name) {
-  CheckNotIoThread(impl_->thread_);
-  auto v = Call<std::vector<CollectionInfo>>(NameRequest(wire::Request::DescribeCollection, name),
-                                             false, &DecodeCollections);
-  if (v.empty()) throw Error(ErrorCode::kProtocol, "empty description");
-  return v[0];
+  return Wait(*this, impl_->thread_, detail::DescribeCollectionRequest(name));
 }
-
 uint64_t Client::CreateIndex(std::string_view collection, const IndexSpec& spec) {
-  CheckNotIoThread(impl_->thread_);
-  return Call<uint64_t>(codec::Request(wire::Request::CreateIndex,
-                                [&](flatbuffers::FlatBufferBuilder& fbb) {
-                                  auto s = wire::CreateIndexSpec(
-                                      fbb, fbb.CreateString(spec.name),
-                                      fbb.CreateVectorOfStrings(spec.fields), spec.unique);
-                                  return wire::CreateCreateIndex(fbb, fbb.CreateString(collection), s)
-                                      .Union();
-                                }),
-                 true, &DecodeDone, /*resendable=*/false);
+  return Wait(*this, impl_->thread_, detail::CreateIndexRequest(collection, spec));
 }
-
 uint64_t Client::DropIndex(std::string_view collection, std::string_view index) {
-  CheckNotIoThread(impl_->thread_);
-  return Call<uint64_t>(codec::Request(wire::Request::DropIndex,
-                                [&](flatbuffers::FlatBufferBuilder& fbb) {
-                                  return wire::CreateDropIndex(fbb, fbb.CreateString(collection),
-                                                               fbb.CreateString(index))
-                                      .Union();
-                                }),
-                 true, &DecodeDone, /*resendable=*/false);
+  return Wait(*this, impl_->thread_, detail::DropIndexRequest(collection, index));
 }
-
-TxnResult Client::Commit(const Txn& txn) {
-  CheckNotIoThread(impl_->thread_);
-  return Call<TxnResult>(EncodeTxn(txn), txn.writes(), &DecodeTxnResult);
-}
-
+TxnResult Client::Commit(const Txn& txn) { return Wait(*this, impl_->thread_, detail::CommitRequest(txn)); }
 std::optional<Record> Client::Get(std::string_view collection, std::string_view key) {
-  CheckNotIoThread(impl_->thread_);
-  return Call<std::optional<Record>>(EncodeGet(collection, key, protocol()), false, &DecodeGet);
+  return Wait(*this, impl_->thread_, detail::GetRequest(collection, key, protocol()));
 }
-
 uint64_t Client::Put(std::string_view collection, std::string_view key, const Document& doc,
                      std::optional<uint64_t> if_version) {
-  Txn t;
-  if (if_version) t.IfVersion(collection, key, *if_version);
-  return Commit(t.Put(collection, key, doc)).commit;
+  return Wait(*this, impl_->thread_, detail::PutRequest(collection, key, doc, if_version));
 }
-
 uint64_t Client::Insert(std::string_view collection, std::string_view key, const Document& doc) {
-  return Commit(Txn().Insert(collection, key, doc)).commit;
+  return Wait(*this, impl_->thread_, detail::InsertRequest(collection, key, doc));
 }
-
 uint64_t Client::Replace(std::string_view collection, std::string_view key, const Document& doc,
                          std::optional<uint64_t> if_version) {
-  Txn t;
-  if (if_version) t.IfVersion(collection, key, *if_version);
-  return Commit(t.Replace(collection, key, doc)).commit;
+  return Wait(*this, impl_->thread_, detail::ReplaceRequest(collection, key, doc, if_version));
 }
-
 bool Client::Delete(std::string_view collection, std::string_view key,
                     std::optional<uint64_t> if_version) {
-  Txn t;
-  if (if_version) t.IfVersion(collection, key, *if_version);
-  return Commit(t.Delete(collection, key)).results.at(0).found;
+  return Wait(*this, impl_->thread_, detail::DeleteRequest(collection, key, if_version));
+}
+uint64_t Client::Count(std::string_view collection, const ScanOptions& options) {
+  return Wait(*this, impl_->thread_, detail::CountRequest(collection, options));
+}
+uint64_t Client::CountQuery(std::string_view collection, std::string_view index,
+                            const QueryOptions& options) {
+  return Wait(*this, impl_->thread_, detail::CountQueryRequest(collection, index, options));
 }
 
 RecordStream Client::Scan(std::string_view collection, const ScanOptions& options) {
@@ -697,15 +574,6 @@ RecordStream Client::Query(std::string_view collection, std::string_view index,
         return Txn().Query(coll, ix, options, continuation);
       },
       options.limit);
-}
-
-uint64_t Client::Count(std::string_view collection, const ScanOptions& options) {
-  return Commit(Txn().Count(collection, options)).results.at(0).count;
-}
-
-uint64_t Client::CountQuery(std::string_view collection, std::string_view index,
-                            const QueryOptions& options) {
-  return Commit(Txn().CountQuery(collection, index, options)).results.at(0).count;
 }
 
 // --- Paging.

@@ -5,7 +5,8 @@
 #include <cstring>
 #include <random>
 
-#include "cairn/client/client.h"
+#include "cairn/client/detail/requests.h"
+#include "cairn/client/types.h"
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
@@ -238,7 +239,9 @@ std::string IdempotencyKey() {
 
 }  // namespace
 
-std::string Client::EncodeTxn(const Txn& txn) {
+namespace codec {
+
+std::string EncodeTxn(const Txn& txn) {
   return codec::Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
     std::vector<Offset<wire::Operation>> ops;
     for (const auto& op : txn.ops()) {
@@ -286,8 +289,6 @@ std::string Client::EncodeTxn(const Txn& txn) {
   });
 }
 
-namespace codec {
-
 std::string TxnGet(std::string_view collection, std::string_view key) {
   return Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
     auto get = wire::CreateGet(fbb, fbb.CreateString(collection), Bytes(fbb, key));
@@ -307,31 +308,36 @@ std::optional<std::string> DowngradeGet(std::string_view frame) {
   return TxnGet(collection, key);
 }
 
-}  // namespace codec
-
-std::string Client::EncodeGet(std::string_view collection, std::string_view key,
-                              uint32_t protocol) {
-  if (protocol < 2) return codec::TxnGet(collection, key);
-  return codec::Request(wire::Request::Get, [&](FlatBufferBuilder& fbb) {
+std::string EncodeGet(std::string_view collection, std::string_view key, uint32_t protocol) {
+  if (protocol < 2) return TxnGet(collection, key);
+  return Request(wire::Request::Get, [&](FlatBufferBuilder& fbb) {
     return wire::CreateGet(fbb, fbb.CreateString(collection), Bytes(fbb, key)).Union();
   });
 }
 
-std::string Client::EncodePut(std::string_view collection, std::string_view key,
-                              const Document& doc) {
-  return codec::Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
+std::string EncodePut(std::string_view collection, std::string_view key, const Document& doc,
+                      wire::PutMode mode, std::optional<uint64_t> if_version) {
+  return Request(wire::Request::Txn, [&](FlatBufferBuilder& fbb) {
+    Offset<flatbuffers::Vector<Offset<wire::Condition>>> conds;
+    if (if_version) {
+      auto c = wire::CreateCondition(fbb, wire::ConditionKind::VersionEquals,
+                                     fbb.CreateString(collection), Bytes(fbb, key), *if_version);
+      conds = fbb.CreateVector(&c, 1);
+    }
     auto put = wire::CreatePut(fbb, fbb.CreateString(collection), Bytes(fbb, key),
-                               Bytes(fbb, doc.bytes()));
+                               Bytes(fbb, doc.bytes()), wire::ValueKind::Document, mode);
     auto op = wire::CreateOperation(fbb, wire::Op::Put, put.Union());
-    return wire::CreateTxn(fbb, 0, fbb.CreateVector(&op, 1), Bytes(fbb, IdempotencyKey()))
+    return wire::CreateTxn(fbb, conds, fbb.CreateVector(&op, 1), Bytes(fbb, IdempotencyKey()))
         .Union();
   });
 }
 
-std::string Client::EncodePing() {
-  return codec::Request(wire::Request::Ping,
-                        [](FlatBufferBuilder& fbb) { return wire::CreatePing(fbb).Union(); });
+std::string EncodePing() {
+  return Request(wire::Request::Ping,
+                 [](FlatBufferBuilder& fbb) { return wire::CreatePing(fbb).Union(); });
 }
+
+}  // namespace codec
 
 // --- Decoding.
 
@@ -350,7 +356,9 @@ const wire::TxnReply* TxnReplyOf(std::string_view payload) {
 
 }  // namespace
 
-TxnResult Client::DecodeTxnResult(std::string_view payload) {
+namespace codec {
+
+TxnResult DecodeTxnResult(std::string_view payload, std::string_view) {
   auto t = TxnReplyOf(payload);
   TxnResult out;
   out.commit = t->commit();
@@ -373,7 +381,7 @@ TxnResult Client::DecodeTxnResult(std::string_view payload) {
   return out;
 }
 
-std::optional<Record> Client::DecodeGet(std::string_view payload, std::string_view request) {
+std::optional<Record> DecodeGet(std::string_view payload, std::string_view request) {
   auto resp = codec::Response(payload);
   if (const wire::GetReply* g = resp->reply_as_GetReply()) {
     if (!g->found()) return std::nullopt;
@@ -391,12 +399,267 @@ std::optional<Record> Client::DecodeGet(std::string_view payload, std::string_vi
   return Record{Str(rec->key()), rec->version(), wire::FromWire(rec->kind()), Str(rec->value())};
 }
 
-uint64_t Client::DecodeCommit(std::string_view payload) { return TxnReplyOf(payload)->commit(); }
+uint64_t DecodeCommit(std::string_view payload, std::string_view) {
+  return TxnReplyOf(payload)->commit();
+}
 
-bool Client::DecodePong(std::string_view payload) {
-  auto r = codec::Response(payload);
+bool DecodePong(std::string_view payload, std::string_view) {
+  auto r = Response(payload);
   if (!r->reply_as_Pong()) throw Error(ErrorCode::kProtocol, "expected a Pong");
   return true;
 }
+
+}  // namespace codec
+
+namespace {
+
+uint64_t DecodeDone(std::string_view payload, std::string_view) {
+  auto r = codec::Response(payload);
+  auto d = r->reply_as_Done();
+  if (!d) throw Error(ErrorCode::kProtocol, "expected Done");
+  return d->commit();
+}
+
+std::vector<CollectionInfo> DecodeCollections(std::string_view payload, std::string_view) {
+  auto r = codec::Response(payload);
+  auto c = r->reply_as_Collections();
+  if (!c) throw Error(ErrorCode::kProtocol, "expected Collections");
+  std::vector<CollectionInfo> out;
+  if (!c->collections()) return out;
+  for (const wire::CollectionInfo* ci : *c->collections()) {
+    CollectionInfo info;
+    info.name = ci->name() ? ci->name()->str() : "";
+    info.created = ci->created();
+    if (ci->indexes()) {
+      for (const wire::IndexInfo* ix : *ci->indexes()) {
+        IndexInfo ii;
+        if (ix->spec()) {
+          ii.spec.name = ix->spec()->name() ? ix->spec()->name()->str() : "";
+          ii.spec.unique = ix->spec()->unique();
+          if (ix->spec()->fields()) {
+            for (auto f : *ix->spec()->fields()) ii.spec.fields.push_back(f->str());
+          }
+        }
+        ii.state = wire::FromWire(ix->state());
+        ii.error = ix->error() ? ix->error()->str() : "";
+        info.indexes.push_back(std::move(ii));
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+ServerStats DecodeStats(std::string_view payload, std::string_view) {
+  auto r = codec::Response(payload);
+  auto s = r->reply_as_Stats();
+  if (!s) throw Error(ErrorCode::kProtocol, "expected Stats");
+  ServerStats out;
+  auto latency = [](const wire::Latency* l) {
+    ServerStats::Latency x;
+    if (!l) return x;
+    x.name = l->op() ? l->op()->str() : "";
+    x.count = l->count();
+    x.p50 = l->p50_us(), x.p90 = l->p90_us(), x.p99 = l->p99_us(), x.p999 = l->p999_us();
+    x.max = l->max_us();
+    return x;
+  };
+  if (s->counters()) {
+    for (auto c : *s->counters()) out.counters.emplace_back(c->name()->str(), c->value());
+  }
+  if (s->latencies()) {
+    for (auto l : *s->latencies()) out.latencies.push_back(latency(l));
+  }
+  out.batch_sizes = latency(s->batch_sizes());
+  out.last_commit = s->last_commit();
+  out.db_used_bytes = s->db_used_bytes();
+  out.db_file_bytes = s->db_file_bytes();
+  out.db_max_bytes = s->db_max_bytes();
+  return out;
+}
+
+std::string NameRequest(wire::Request type, std::string_view name) {
+  return codec::Request(type, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    auto n = fbb.CreateString(name);
+    switch (type) {
+      case wire::Request::CreateCollection: return wire::CreateCreateCollection(fbb, n).Union();
+      case wire::Request::DropCollection: return wire::CreateDropCollection(fbb, n).Union();
+      default: return wire::CreateDescribeCollection(fbb, n).Union();
+    }
+  });
+}
+
+
+VerifyResult DecodeReport(std::string_view payload, std::string_view) {
+  auto r = codec::Response(payload)->reply_as_DatabaseReport();
+  if (!r) throw Error(ErrorCode::kProtocol, "expected a DatabaseReport");
+  VerifyResult v;
+  if (r->problems()) {
+    for (const flatbuffers::String* p : *r->problems()) v.problems.push_back(p ? p->str() : "");
+  }
+  v.records = r->records();
+  v.index_entries = r->index_entries();
+  v.log_entries = r->log_entries();
+  return v;
+}
+
+CollectionInfo DecodeCollection(std::string_view payload, std::string_view request) {
+  std::vector<CollectionInfo> v = DecodeCollections(payload, request);
+  if (v.empty()) throw Error(ErrorCode::kProtocol, "empty description");
+  return std::move(v[0]);
+}
+
+// The first operation's result of a TxnReply.
+const wire::OpResult* FirstResult(std::string_view payload) {
+  auto t = TxnReplyOf(payload);
+  if (!t->results() || t->results()->size() == 0) {
+    throw Error(ErrorCode::kProtocol, "a TxnReply without the operation's result");
+  }
+  return t->results()->Get(0);
+}
+
+bool DecodeFound(std::string_view payload, std::string_view) {
+  return FirstResult(payload)->found();
+}
+
+uint64_t DecodeCount(std::string_view payload, std::string_view) {
+  return FirstResult(payload)->count();
+}
+
+RecordPage DecodePage(std::string_view payload, std::string_view) {
+  const wire::OpResult* r = FirstResult(payload);
+  RecordPage page;
+  page.continuation = Str(r->continuation());
+  if (r->records()) {
+    page.records.reserve(r->records()->size());
+    for (const wire::Record* rec : *r->records()) {
+      page.records.push_back(
+          Record{Str(rec->key()), rec->version(), wire::FromWire(rec->kind()), Str(rec->value())});
+    }
+  }
+  return page;
+}
+
+}  // namespace
+
+// --- The requests behind the calls (cairn/client/detail/requests.h).
+
+namespace detail {
+
+Request<bool> PingRequest() { return {codec::EncodePing(), false, true, &codec::DecodePong}; }
+
+Request<ServerStats> StatsRequest() {
+  return {codec::Request(wire::Request::GetStats,
+                         [](FlatBufferBuilder& fbb) { return wire::CreateGetStats(fbb).Union(); }),
+          false, true, &DecodeStats};
+}
+
+Request<VerifyResult> VerifyRequest() {
+  return {codec::Request(wire::Request::VerifyDatabase,
+                         [](FlatBufferBuilder& fbb) {
+                           return wire::CreateVerifyDatabase(fbb).Union();
+                         }),
+          false, true, &DecodeReport};
+}
+
+Request<uint64_t> CreateCollectionRequest(std::string_view name) {
+  return {NameRequest(wire::Request::CreateCollection, name), true, false, &DecodeDone};
+}
+
+Request<uint64_t> DropCollectionRequest(std::string_view name) {
+  return {NameRequest(wire::Request::DropCollection, name), true, false, &DecodeDone};
+}
+
+Request<std::vector<CollectionInfo>> ListCollectionsRequest() {
+  return {codec::Request(wire::Request::ListCollections,
+                         [](FlatBufferBuilder& fbb) {
+                           return wire::CreateListCollections(fbb).Union();
+                         }),
+          false, true, &DecodeCollections};
+}
+
+Request<CollectionInfo> DescribeCollectionRequest(std::string_view name) {
+  return {NameRequest(wire::Request::DescribeCollection, name), false, true, &DecodeCollection};
+}
+
+Request<uint64_t> CreateIndexRequest(std::string_view collection, const IndexSpec& spec) {
+  return {codec::Request(wire::Request::CreateIndex,
+                         [&](FlatBufferBuilder& fbb) {
+                           auto s = wire::CreateIndexSpec(fbb, fbb.CreateString(spec.name),
+                                                          fbb.CreateVectorOfStrings(spec.fields),
+                                                          spec.unique);
+                           return wire::CreateCreateIndex(fbb, fbb.CreateString(collection), s)
+                               .Union();
+                         }),
+          true, false, &DecodeDone};
+}
+
+Request<uint64_t> DropIndexRequest(std::string_view collection, std::string_view index) {
+  return {codec::Request(wire::Request::DropIndex,
+                         [&](FlatBufferBuilder& fbb) {
+                           return wire::CreateDropIndex(fbb, fbb.CreateString(collection),
+                                                        fbb.CreateString(index))
+                               .Union();
+                         }),
+          true, false, &DecodeDone};
+}
+
+Request<TxnResult> CommitRequest(const Txn& txn) {
+  return {codec::EncodeTxn(txn), txn.writes(), true, &codec::DecodeTxnResult};
+}
+
+Request<std::optional<Record>> GetRequest(std::string_view collection, std::string_view key,
+                                          uint32_t protocol) {
+  return {codec::EncodeGet(collection, key, protocol), false, true, &codec::DecodeGet};
+}
+
+Request<uint64_t> PutRequest(std::string_view collection, std::string_view key,
+                             const Document& doc, std::optional<uint64_t> if_version) {
+  return {codec::EncodePut(collection, key, doc, wire::PutMode::Upsert, if_version), true, true,
+          &codec::DecodeCommit};
+}
+
+Request<uint64_t> InsertRequest(std::string_view collection, std::string_view key,
+                                const Document& doc) {
+  return {codec::EncodePut(collection, key, doc, wire::PutMode::Insert), true, true,
+          &codec::DecodeCommit};
+}
+
+Request<uint64_t> ReplaceRequest(std::string_view collection, std::string_view key,
+                                 const Document& doc, std::optional<uint64_t> if_version) {
+  return {codec::EncodePut(collection, key, doc, wire::PutMode::Replace, if_version), true, true,
+          &codec::DecodeCommit};
+}
+
+Request<bool> DeleteRequest(std::string_view collection, std::string_view key,
+                            std::optional<uint64_t> if_version) {
+  Txn t;
+  if (if_version) t.IfVersion(collection, key, *if_version);
+  return {codec::EncodeTxn(t.Delete(collection, key)), true, true, &DecodeFound};
+}
+
+Request<RecordPage> ScanRequest(std::string_view collection, const ScanOptions& options,
+                          std::string_view continuation) {
+  return {codec::EncodeTxn(Txn().Scan(collection, options, continuation)), false, true,
+          &DecodePage};
+}
+
+Request<RecordPage> QueryRequest(std::string_view collection, std::string_view index,
+                           const QueryOptions& options, std::string_view continuation) {
+  return {codec::EncodeTxn(Txn().Query(collection, index, options, continuation)), false, true,
+          &DecodePage};
+}
+
+Request<uint64_t> CountRequest(std::string_view collection, const ScanOptions& options) {
+  return {codec::EncodeTxn(Txn().Count(collection, options)), false, true, &DecodeCount};
+}
+
+Request<uint64_t> CountQueryRequest(std::string_view collection, std::string_view index,
+                                    const QueryOptions& options) {
+  return {codec::EncodeTxn(Txn().CountQuery(collection, index, options)), false, true,
+          &DecodeCount};
+}
+
+}  // namespace detail
 
 }  // namespace cairn::client

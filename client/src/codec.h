@@ -1,4 +1,6 @@
-// Internal helpers shared by the client's sources.
+// libcairn's codec: requests encoded as frames, responses decoded into the library's
+// types. Internal: used by the library's sources, and by its tests and benchmarks through
+// the cairn_client_internal target; never installed.
 #pragma once
 
 #include <functional>
@@ -6,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "cairn/client/types.h"
 #include "cairn_generated.h"
 #include "flatbuffers/flatbuffers.h"
 
@@ -23,7 +26,26 @@ std::optional<std::string> DowngradeGet(std::string_view frame);
 // The id of a framed request.
 uint64_t FrameId(std::string_view frame);
 // A response payload, already verified by the connection that read it; throws
-// cairn::Error for an error response.
+// cairn::client::Error for an error response.
 const wire::ResponseFrame* Response(std::string_view payload);
+
+// --- Requests, framed with a fresh request id.
+std::string EncodeTxn(const Txn& txn);
+// A point read: a Get request when the server speaks protocol 2 or later, else the same
+// as EncodeTxn of a one-operation Txn (without building the Txn).
+std::string EncodeGet(std::string_view collection, std::string_view key, uint32_t protocol);
+// The same as EncodeTxn of a one-write Txn (a put, insert or replace, conditioned on
+// `if_version` if given), without building the Txn.
+std::string EncodePut(std::string_view collection, std::string_view key, const Document& doc,
+                      wire::PutMode mode = wire::PutMode::Upsert,
+                      std::optional<uint64_t> if_version = std::nullopt);
+std::string EncodePing();
+
+// --- Responses. `request`: the frame sent (a GetReply does not repeat the key asked
+// for); the decoders that do not need it ignore it.
+TxnResult DecodeTxnResult(std::string_view payload, std::string_view request = {});
+std::optional<Record> DecodeGet(std::string_view payload, std::string_view request);
+uint64_t DecodeCommit(std::string_view payload, std::string_view request = {});
+bool DecodePong(std::string_view payload, std::string_view request = {});
 
 }  // namespace cairn::client::codec

@@ -1,0 +1,110 @@
+// libcairn internals that the public templates need: the asynchronous calls are
+// templates on Asio completion tokens, so what they expand to has to be in a header.
+// NOT part of the API (docs/client.md): anything here may change in any release; do not
+// use it from an application.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "cairn/client/error.h"
+
+namespace cairn::client {
+
+class Client;
+
+namespace detail {
+
+// A call that goes over whichever connection of the pool (no Client::Channel).
+inline constexpr size_t kAnyChannel = SIZE_MAX;
+
+// One call in flight: its encoded request, and what to do with the answer (one
+// allocation per call, holding the caller's completion handler).
+struct Call {
+  virtual ~Call() = default;
+  // The answer: a response payload or an error. Runs once, on the client's IO thread.
+  virtual void Complete(std::exception_ptr e, std::string_view payload) = 0;
+  void Finish(std::exception_ptr e, std::string_view payload = {}) {
+    if (finished) return;
+    finished = true;
+    Complete(e, payload);
+  }
+  void Fail(const Error& e) { Finish(std::make_exception_ptr(e)); }
+
+  std::string frame;
+  uint64_t id = 0;
+  bool write = false;
+  bool resendable = true;  // false: may not be sent again once sent (no idempotency key)
+  bool sent = false;       // written to a connection at least once
+  std::chrono::steady_clock::time_point deadline;
+  int attempts = 0;
+  bool finished = false;
+  size_t channel = kAnyChannel;  // else: goes over connection channel % pool size
+};
+
+template <typename F>
+struct CallWith final : Call {
+  explicit CallWith(F f) : fn(std::move(f)) {}
+  void Complete(std::exception_ptr e, std::string_view payload) override { fn(e, payload, frame); }
+  F fn;  // fn(error, response payload, request frame)
+};
+
+// An encoded request (a frame with a fresh request id) and how to read its answer: what
+// every call, synchronous or not, starts from. Built by the library (client/src/codec.cc).
+template <typename T>
+struct Request {
+  std::string frame;
+  bool write = false;       // writes: "may or may not have been applied" when lost
+  bool resendable = true;   // reads, and writes that carry an idempotency key
+  // decode(response payload, the request's frame); throws Error (an error response...).
+  T (*decode)(std::string_view payload, std::string_view request) = nullptr;
+};
+
+// Hands a call to the client's IO thread (client/src/client.cc).
+void Submit(Client& client, std::shared_ptr<Call> call, size_t channel);
+asio::any_io_executor DefaultExecutor(const Client& client);
+
+// Starts `request` and completes `token` with its decoded answer, on the handler's
+// associated executor (by default the client's IO thread, inline).
+template <typename T, typename Token>
+auto Initiate(Client& client, Request<T> request, size_t channel, Token&& token) {
+  return asio::async_initiate<Token, void(std::exception_ptr, T)>(
+      [&client, channel](auto handler, Request<T> request) {
+        // The handler's executor counts this call as outstanding work until it completes.
+        auto ex = asio::prefer(asio::get_associated_executor(handler, DefaultExecutor(client)),
+                               asio::execution::outstanding_work.tracked);
+        auto done = [handler = std::move(handler), ex, decode = request.decode](
+                        std::exception_ptr e, std::string_view payload,
+                        std::string_view frame) mutable {
+          T value{};
+          if (!e) {
+            try {
+              value = decode(payload, frame);
+            } catch (...) {
+              e = std::current_exception();
+            }
+          }
+          // Inline when the handler's executor is the IO thread (the default).
+          asio::dispatch(ex, [h = std::move(handler), e, value = std::move(value)]() mutable {
+            h(e, std::move(value));
+          });
+        };
+        // The call's one allocation: the handler lives inside it.
+        auto call = std::make_shared<CallWith<decltype(done)>>(std::move(done));
+        call->frame = std::move(request.frame);
+        call->write = request.write;
+        call->resendable = request.resendable;
+        Submit(client, std::move(call), channel);
+      },
+      token, std::move(request));
+}
+
+}  // namespace detail
+}  // namespace cairn::client

@@ -1,0 +1,49 @@
+// libcairn internals: the request behind each call, encoded by the library
+// (client/src/codec.cc) so that the public templates never see the wire. NOT part of
+// the API (docs/client.md): anything here may change in any release.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "cairn/client/detail/call.h"
+#include "cairn/client/types.h"
+
+namespace cairn::client::detail {
+
+Request<bool> PingRequest();
+Request<ServerStats> StatsRequest();
+// Protocol 3 and later.
+Request<VerifyResult> VerifyRequest();
+// Catalog changes carry no idempotency key: never sent twice. Their answer: the
+// commit number.
+Request<uint64_t> CreateCollectionRequest(std::string_view name);
+Request<uint64_t> DropCollectionRequest(std::string_view name);
+Request<std::vector<CollectionInfo>> ListCollectionsRequest();
+Request<CollectionInfo> DescribeCollectionRequest(std::string_view name);
+Request<uint64_t> CreateIndexRequest(std::string_view collection, const IndexSpec& spec);
+Request<uint64_t> DropIndexRequest(std::string_view collection, std::string_view index);
+
+Request<TxnResult> CommitRequest(const Txn& txn);
+// A Get request when the server speaks protocol 2 or later, else a one-get Txn.
+Request<std::optional<Record>> GetRequest(std::string_view collection, std::string_view key,
+                                          uint32_t protocol);
+Request<uint64_t> PutRequest(std::string_view collection, std::string_view key,
+                             const Document& doc, std::optional<uint64_t> if_version);
+Request<uint64_t> InsertRequest(std::string_view collection, std::string_view key,
+                                const Document& doc);
+Request<uint64_t> ReplaceRequest(std::string_view collection, std::string_view key,
+                                 const Document& doc, std::optional<uint64_t> if_version);
+Request<bool> DeleteRequest(std::string_view collection, std::string_view key,
+                            std::optional<uint64_t> if_version);
+Request<RecordPage> ScanRequest(std::string_view collection, const ScanOptions& options,
+                          std::string_view continuation);
+Request<RecordPage> QueryRequest(std::string_view collection, std::string_view index,
+                           const QueryOptions& options, std::string_view continuation);
+Request<uint64_t> CountRequest(std::string_view collection, const ScanOptions& options);
+Request<uint64_t> CountQueryRequest(std::string_view collection, std::string_view index,
+                                    const QueryOptions& options);
+
+}  // namespace cairn::client::detail

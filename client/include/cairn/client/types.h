@@ -1,0 +1,162 @@
+// libcairn's value types: options, records, transactions, results, catalog
+// descriptions, statistics. Everything here is in namespace cairn::client; see client.h
+// for the calls.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cairn/client/document.h"
+#include "cairn/client/error.h"
+#include "cairn/common/codes.h"
+
+namespace cairn::client {
+
+struct ClientOptions {
+  std::string address = "127.0.0.1:7420";  // HOST:PORT
+  size_t connections = 2;                    // the pool; requests spread over it
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{30000};  // per call, retries included
+  int max_attempts = 4;                      // sends per call when connections fail
+  std::chrono::milliseconds retry_backoff{50};  // doubled after each failed attempt
+  std::string client_name = "libcairn";
+};
+
+// One enum each with the engine and the wire (cairn/common/codes.h).
+using cairn::IndexState;
+using cairn::IndexStateName;
+using cairn::ValueKind;
+
+struct Record {
+  std::string key;
+  uint64_t version = 0;  // the commit that last wrote it
+  ValueKind kind = ValueKind::kDocument;
+  std::string value;     // FlexBuffers map bytes, or raw bytes
+
+  // REQUIRES: kind == kDocument
+  Document document() const { return Document::FromBytes(value); }
+};
+
+struct Bound {
+  std::string key;  // primary key (scans)
+  bool inclusive = true;
+};
+struct ScalarBound {
+  Scalar value;  // index value (queries)
+  bool inclusive = true;
+};
+
+struct ScanOptions {
+  std::optional<Bound> from;  // low end
+  std::optional<Bound> to;    // high end
+  uint32_t limit = 0;         // in all, across pages; 0: everything
+  bool reverse = false;
+  uint32_t page_size = 0;     // records per request; 0: the server's choice
+};
+
+struct QueryOptions {
+  std::vector<Scalar> equal;         // values of the index's first fields
+  std::optional<ScalarBound> from;   // range on the next field
+  std::optional<ScalarBound> to;
+  uint32_t limit = 0;
+  bool reverse = false;
+  uint32_t page_size = 0;
+};
+
+// A transaction: conditions, then operations, all or nothing.
+class Txn {
+ public:
+  Txn& Get(std::string_view collection, std::string_view key);
+  Txn& Put(std::string_view collection, std::string_view key, const Document& doc);
+  Txn& Insert(std::string_view collection, std::string_view key, const Document& doc);
+  Txn& Replace(std::string_view collection, std::string_view key, const Document& doc);
+  Txn& PutRaw(std::string_view collection, std::string_view key, std::string_view bytes);
+  Txn& Delete(std::string_view collection, std::string_view key);
+  // One page of a scan or query (continuation: from a previous page's OpResult).
+  Txn& Scan(std::string_view collection, const ScanOptions& o, std::string_view continuation = "");
+  Txn& Query(std::string_view collection, std::string_view index, const QueryOptions& o,
+             std::string_view continuation = "");
+  Txn& Count(std::string_view collection, const ScanOptions& o = {});
+  Txn& CountQuery(std::string_view collection, std::string_view index, const QueryOptions& o);
+
+  Txn& IfAbsent(std::string_view collection, std::string_view key);
+  Txn& IfPresent(std::string_view collection, std::string_view key);
+  Txn& IfVersion(std::string_view collection, std::string_view key, uint64_t version);
+
+  bool writes() const { return writes_; }
+  bool empty() const { return ops_.empty(); }
+
+  struct OpSpec;        // defined in the library
+  struct ConditionSpec;
+  const std::vector<std::shared_ptr<const OpSpec>>& ops() const { return ops_; }
+  const std::vector<std::shared_ptr<const ConditionSpec>>& conditions() const { return conds_; }
+
+ private:
+  std::vector<std::shared_ptr<const OpSpec>> ops_;
+  std::vector<std::shared_ptr<const ConditionSpec>> conds_;
+  bool writes_ = false;
+};
+
+struct OpResult {
+  bool found = false;     // get: exists; put: existed before; delete: existed
+  uint64_t version = 0;   // get: its version; put/delete: the transaction's commit
+  std::vector<Record> records;
+  uint64_t count = 0;
+  std::string continuation;  // more to read when not empty
+};
+
+// One page of a scan or query (AsyncScan, AsyncQuery; RecordStream pages inside).
+struct RecordPage {
+  std::vector<Record> records;  // may be empty while `continuation` is not
+  std::string continuation;     // pass it back for the next page; empty: the end
+};
+
+struct TxnResult {
+  uint64_t commit = 0;  // 0 when nothing was written
+  std::vector<OpResult> results;
+};
+
+struct IndexSpec {
+  std::string name;
+  std::vector<std::string> fields;
+  bool unique = false;
+};
+struct IndexInfo {
+  IndexSpec spec;
+  IndexState state = IndexState::kReady;  // IndexStateName: "building", "ready", "failed"
+  std::string error;
+};
+struct CollectionInfo {
+  std::string name;
+  uint64_t created = 0;
+  std::vector<IndexInfo> indexes;
+};
+
+struct ServerStats {
+  std::vector<std::pair<std::string, uint64_t>> counters;
+  struct Latency {
+    std::string name;
+    uint64_t count = 0;
+    double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;
+  };
+  std::vector<Latency> latencies;  // microseconds
+  Latency batch_sizes;             // transactions per group commit
+  uint64_t last_commit = 0, db_used_bytes = 0, db_file_bytes = 0, db_max_bytes = 0;
+  std::string ToJson() const;
+};
+
+// What Client::Verify found: every index entry checked against its record and back,
+// unique indexes, documents, the change log.
+struct VerifyResult {
+  bool ok() const { return problems.empty(); }
+  std::vector<std::string> problems;  // human-readable; at most a few hundred
+  uint64_t records = 0, index_entries = 0, log_entries = 0;
+};
+
+}  // namespace cairn::client
