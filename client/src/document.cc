@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cairn/client/error.h"
+#include "cairn/client/types.h"
 #include "cairn/protocol/flex.h"
 #include "cairn/protocol/json.h"
 
@@ -44,6 +45,23 @@ void Push(flexbuffers::Builder& b, const Scalar& v) {
     void operator()(const std::string& x) const { b.String(x); }
   };
   std::visit(Visitor{b}, v);
+}
+
+bool IsDocument(const std::string& bytes) {
+  flexbuffers::Verifier v(Data(bytes), bytes.size(), nullptr, /*check_alignment=*/false, 64);
+  return bytes.size() >= 3 && v.VerifyBuffer() && flexbuffers::GetRoot(Data(bytes), bytes.size()).IsMap();
+}
+
+Value Root(const std::string& bytes) { return Value(flexbuffers::GetRoot(Data(bytes), bytes.size())); }
+
+// The field at a dotted path below `v`.
+Value Path(Value v, std::string_view path) {
+  while (true) {
+    size_t dot = path.find('.');
+    v = v[path.substr(0, dot)];
+    if (dot == std::string_view::npos || !v.exists()) return v;
+    path.remove_prefix(dot + 1);
+  }
 }
 
 }  // namespace
@@ -92,25 +110,19 @@ Document Document::FromJson(std::string_view json) {
 }
 
 Document Document::FromBytes(std::string bytes) {
-  flexbuffers::Verifier v(Data(bytes), bytes.size(), nullptr, /*check_alignment=*/false, 64);
-  if (bytes.size() < 3 || !v.VerifyBuffer() || !flexbuffers::GetRoot(Data(bytes), bytes.size()).IsMap()) {
-    throw Error(ErrorCode::kBadRequest, "not a FlexBuffers map");
-  }
+  if (!IsDocument(bytes)) throw Error(ErrorCode::kBadRequest, "not a FlexBuffers map");
   return Document(std::move(bytes));
 }
 
 std::string Document::ToJson() const { return FlexToJson(bytes_); }
 
-Value Document::root() const { return Value(flexbuffers::GetRoot(Data(bytes_), bytes_.size())); }
+Value Document::root() const& { return Root(bytes_); }
 
-Value Document::operator[](std::string_view path) const {
-  Value v = root();
-  while (true) {
-    size_t dot = path.find('.');
-    v = v[path.substr(0, dot)];
-    if (dot == std::string_view::npos || !v.exists()) return v;
-    path.remove_prefix(dot + 1);
-  }
+Value Document::operator[](std::string_view path) const& { return Path(root(), path); }
+
+Value Record::operator[](std::string_view path) const& {
+  if (!IsDocument(value)) throw Error(ErrorCode::kBadRequest, "not a FlexBuffers map");
+  return Path(Root(value), path);
 }
 
 Document::Builder::Builder() { start_ = fbb_.StartMap(); }

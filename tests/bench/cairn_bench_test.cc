@@ -73,7 +73,7 @@ TEST_F(CairnBenchTest, LoadWritesEveryKeyAndQueryBuildsItsIndex) {
   EXPECT_EQ(db->Count("bench"), 1234u);
   std::optional<Record> last = db->Get("bench", "k000000000001233");
   ASSERT_TRUE(last);
-  EXPECT_EQ(last->document()["g"].AsInt(), 233);
+  EXPECT_EQ((*last)["g"].AsInt(), 233);
   EXPECT_GE(last->value.size(), 90u) << "documents of about --value-size bytes";
   EXPECT_LE(last->value.size(), 110u);
   QueryOptions q;

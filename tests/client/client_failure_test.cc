@@ -328,7 +328,7 @@ TEST(ClientProtocolTest, PointReadsOfAProtocolOneServerGoAsTransactions) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->key, "k1");
   EXPECT_EQ(r->version, 7u);
-  EXPECT_TRUE(r->document()["old"].AsBool());
+  EXPECT_TRUE((*r)["old"].AsBool());
   r = client->channel(0).AsyncGet("c", "k2", asio::use_future).get();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->key, "k2");
@@ -346,7 +346,7 @@ TEST(ClientProtocolTest, PointReadsOfAProtocolTwoServerGoAsGetRequests) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->key, "k1") << "the key comes from the request";
   EXPECT_EQ(r->version, 9u);
-  EXPECT_TRUE(r->document()["new"].AsBool());
+  EXPECT_TRUE((*r)["new"].AsBool());
   r = client->channel(1).AsyncGet("c", "k2", asio::use_future).get();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->key, "k2");

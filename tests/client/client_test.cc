@@ -83,7 +83,7 @@ TEST_F(ClientTest, ScanPagesTransparently) {
   o.page_size = 7;
   std::vector<Record> all = client_->Scan("users", o).ToVector();
   ASSERT_EQ(all.size(), 250u);
-  for (int i = 0; i < 250; i++) EXPECT_EQ(all[i].document()["n"].AsInt(), i);
+  for (int i = 0; i < 250; i++) EXPECT_EQ(all[i]["n"].AsInt(), i);
   o.limit = 20;
   o.reverse = true;
   auto some = client_->Scan("users", o).ToVector();
@@ -184,7 +184,7 @@ TEST_F(ClientTest, ChannelCallsTakeEffectInTheOrderMade) {
     std::optional<Record> r = gets[size_t(i)].get();
     ASSERT_TRUE(r) << i;
     EXPECT_EQ(r->version, v) << "the get issued after put " << i << " read another version";
-    EXPECT_EQ(r->document()["i"].AsInt(), i);
+    EXPECT_EQ((*r)["i"].AsInt(), i);
   }
   EXPECT_EQ(db->channel(6).index(), 6u);
   // Channels reach every call form: a transaction and a ping.
@@ -227,7 +227,7 @@ TEST_F(ClientTest, OptimisticIncrementsFromSixteenThreads) {
         try {
           client_->Transact([](OptimisticTxn& tx) {
             auto r = tx.Get("users", "counter");
-            int64_t n = r ? r->document()["n"].AsInt() : 0;
+            int64_t n = r ? (*r)["n"].AsInt() : 0;
             tx.Put("users", "counter", Document::Builder().Set("n", n + 1).Build());
           }, TransactOptions{.max_attempts = 1000});
         } catch (const Error& e) {
@@ -238,7 +238,9 @@ TEST_F(ClientTest, OptimisticIncrementsFromSixteenThreads) {
   }
   for (auto& t : ts) t.join();
   EXPECT_EQ(failures, 0);
-  EXPECT_EQ(client_->Get("users", "counter")->document()["n"].AsInt(), threads * each);
+  std::optional<Record> counter = client_->Get("users", "counter");
+  ASSERT_TRUE(counter);
+  EXPECT_EQ((*counter)["n"].AsInt(), threads * each);
 }
 
 TEST(ClientConnectTest, MissingServerIsAClearError) {

@@ -23,7 +23,10 @@ namespace cairn::client {
 // Integers and floats compare numerically with each other in indexes.
 using Scalar = std::variant<std::nullptr_t, bool, int64_t, uint64_t, double, std::string>;
 
-// A field of a document, read in place. Valid while its Document lives.
+// A field of a document, read in place: a view into the bytes of the Document (or
+// Record) it was read from, valid while that object lives and is not changed. Reading a
+// field of a temporary is therefore refused at compile time (Document::operator[] and
+// Record::operator[] are deleted for rvalues).
 class Value {
  public:
   Value() = default;  // a missing field
@@ -69,9 +72,15 @@ class Document {
   const std::string& bytes() const { return bytes_; }
   std::string ToJson() const;
 
-  // The field at a dotted path ("address.city"); missing if any part is absent.
-  Value operator[](std::string_view path) const;
-  Value root() const;
+  // The field at a dotted path ("address.city"); missing if any part is absent. The
+  // Value points into this Document's bytes, so these are for Documents that outlive it:
+  // on a temporary (`record.document()["email"]`, which would dangle once the statement
+  // ends) they do not compile. Read `record["email"]` (Record::operator[]) or keep the
+  // Document: `Document d = record.document(); d["email"]`.
+  Value operator[](std::string_view path) const&;
+  Value operator[](std::string_view path) const&& = delete;
+  Value root() const&;
+  Value root() const&& = delete;
 
   bool operator==(const Document& o) const { return bytes_ == o.bytes_; }
 

@@ -39,8 +39,15 @@ struct Record {
   ValueKind kind = ValueKind::kDocument;
   std::string value;     // FlexBuffers map bytes, or raw bytes
 
-  // REQUIRES: kind == kDocument
+  // A copy of the value as a Document. REQUIRES: kind == kDocument (throws kBadRequest
+  // if the value is not a FlexBuffers map).
   Document document() const { return Document::FromBytes(value); }
+  // The field at a dotted path of the document, read in place from this record's own
+  // bytes (no copy): the Value is valid while the record lives and `value` is not
+  // changed. Not on a temporary Record (deleted: the Value would dangle). REQUIRES and
+  // throws as document().
+  Value operator[](std::string_view path) const&;
+  Value operator[](std::string_view path) const&& = delete;
 };
 
 struct Bound {
