@@ -613,6 +613,20 @@ std::vector<Record> RecordStream::ToVector() {
 
 // --- Optimistic transactions.
 
+void OptimisticTxn::Saw(std::string_view collection, std::string_view key, uint64_t version) {
+  for (const Read& rd : reads_) {
+    if (rd.collection == collection && rd.key == key) {
+      if (rd.version != version) {
+        throw Error(ErrorCode::kConditionFailed,
+                    "'" + std::string(key) + "' in '" + std::string(collection) +
+                        "' changed while the transaction read it");
+      }
+      return;
+    }
+  }
+  reads_.push_back({std::string(collection), std::string(key), version});
+}
+
 std::optional<Record> OptimisticTxn::Get(std::string_view collection, std::string_view key) {
   for (auto it = writes_.rbegin(); it != writes_.rend(); ++it) {
     if (it->collection == collection && it->key == key) {
@@ -621,18 +635,39 @@ std::optional<Record> OptimisticTxn::Get(std::string_view collection, std::strin
     }
   }
   std::optional<Record> r = client_->Get(collection, key);
-  bool seen = false;
-  for (const Read& rd : reads_) seen |= rd.collection == collection && rd.key == key;
-  if (!seen) reads_.push_back({std::string(collection), std::string(key), r ? r->version : 0});
+  Saw(collection, key, r ? r->version : 0);
   return r;
 }
 
+std::vector<Record> OptimisticTxn::Query(std::string_view collection, std::string_view index,
+                                         const QueryOptions& options) {
+  std::vector<Record> out = client_->Query(collection, index, options).ToVector();
+  for (const Record& r : out) Saw(collection, r.key, r.version);
+  return out;
+}
+
+std::vector<Record> OptimisticTxn::Scan(std::string_view collection, const ScanOptions& options) {
+  std::vector<Record> out = client_->Scan(collection, options).ToVector();
+  for (const Record& r : out) Saw(collection, r.key, r.version);
+  return out;
+}
+
 void OptimisticTxn::Put(std::string_view collection, std::string_view key, const Document& doc) {
-  writes_.push_back({std::string(collection), std::string(key), doc});
+  writes_.push_back({std::string(collection), std::string(key), Mode::kPut, doc});
+}
+
+void OptimisticTxn::Insert(std::string_view collection, std::string_view key,
+                           const Document& doc) {
+  writes_.push_back({std::string(collection), std::string(key), Mode::kInsert, doc});
+}
+
+void OptimisticTxn::Replace(std::string_view collection, std::string_view key,
+                            const Document& doc) {
+  writes_.push_back({std::string(collection), std::string(key), Mode::kReplace, doc});
 }
 
 void OptimisticTxn::Delete(std::string_view collection, std::string_view key) {
-  writes_.push_back({std::string(collection), std::string(key), std::nullopt});
+  writes_.push_back({std::string(collection), std::string(key), Mode::kDelete, std::nullopt});
 }
 
 void Client::CommitOptimistic(OptimisticTxn& t) {
@@ -646,10 +681,11 @@ void Client::CommitOptimistic(OptimisticTxn& t) {
     }
   }
   for (const auto& w : t.writes_) {
-    if (w.doc) {
-      txn.Put(w.collection, w.key, *w.doc);
-    } else {
-      txn.Delete(w.collection, w.key);
+    switch (w.mode) {
+      case OptimisticTxn::Mode::kPut: txn.Put(w.collection, w.key, *w.doc); break;
+      case OptimisticTxn::Mode::kInsert: txn.Insert(w.collection, w.key, *w.doc); break;
+      case OptimisticTxn::Mode::kReplace: txn.Replace(w.collection, w.key, *w.doc); break;
+      case OptimisticTxn::Mode::kDelete: txn.Delete(w.collection, w.key); break;
     }
   }
   Commit(txn);

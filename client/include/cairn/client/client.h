@@ -104,21 +104,43 @@ class RecordStream {
 // versions, writes are staged; commit sends the writes conditioned on those versions.
 class OptimisticTxn {
  public:
-  // Reads through the client (seeing this transaction's own staged writes).
+  // Reads through the client, seeing this transaction's own staged writes; the version
+  // read (or the absence) becomes a condition of the commit.
   std::optional<Record> Get(std::string_view collection, std::string_view key);
+  // Index and key-range reads through the client (every page; QueryOptions::limit and
+  // ScanOptions::limit cap the whole read). Each record returned is recorded like a Get:
+  // the commit is conditioned on its version, so the transaction retries if any of them
+  // changed. Not protected: records that would newly enter the range (phantoms). These
+  // reads do NOT see this transaction's staged writes.
+  std::vector<Record> Query(std::string_view collection, std::string_view index,
+                            const QueryOptions& options);
+  std::vector<Record> Scan(std::string_view collection, const ScanOptions& options = {});
+
+  // Staged; sent at commit, in the order staged, after the conditions. Put writes whether
+  // the record exists or not; Insert fails the commit with kAlreadyExists if the record
+  // exists at that point (including by a write staged earlier here), Replace with
+  // kNotFound if it does not. A record this transaction read is covered by the read's
+  // condition first: if it changed meanwhile, the function runs again instead.
   void Put(std::string_view collection, std::string_view key, const Document& doc);
+  void Insert(std::string_view collection, std::string_view key, const Document& doc);
+  void Replace(std::string_view collection, std::string_view key, const Document& doc);
   void Delete(std::string_view collection, std::string_view key);
   int attempt() const { return attempt_; }
 
  private:
   friend class Client;
   explicit OptimisticTxn(Client* c, int attempt) : client_(c), attempt_(attempt) {}
+  // Records a read; throws kConditionFailed (the function runs again) when the same
+  // record was read before at another version.
+  void Saw(std::string_view collection, std::string_view key, uint64_t version);
   struct Read {
     std::string collection, key;
     uint64_t version;  // 0: absent
   };
+  enum class Mode : uint8_t { kPut, kInsert, kReplace, kDelete };
   struct Write {
     std::string collection, key;
+    Mode mode;
     std::optional<Document> doc;  // nullopt: delete
   };
   Client* client_;
@@ -133,33 +155,149 @@ struct TransactOptions {
   std::chrono::milliseconds max_backoff{50};  // with random jitter
 };
 
-// The asynchronous calls, offered by a Client (spread over its connections) and by a
-// Client::Channel (in order, on one connection). Completion signature
-// void(std::exception_ptr, T): pass a callback, asio::use_future or asio::use_awaitable.
-// The error is a cairn::client::Error, as the synchronous call would throw.
+// The asynchronous calls: one for each synchronous call of Client (Transact aside),
+// offered by a Client (spread over its connections) and by a Client::Channel (in order,
+// on one connection). Completion signature void(std::exception_ptr, T), where T is what
+// the synchronous call returns (AsyncPing gives a bool, AsyncScan and AsyncQuery one
+// RecordPage): pass a callback,
+// asio::use_future or asio::use_awaitable. The error is the cairn::client::Error the
+// synchronous call would throw. Arguments are copied into the request before the call
+// returns: they need not outlive it.
 template <typename Lane>
 class AsyncCalls {
  public:
-  // A transaction (Client::Commit).
+  // bool: always true.
   template <typename Token>
-  auto AsyncCommit(const Txn& txn, Token&& token) {
-    return Run(detail::CommitRequest(txn), std::forward<Token>(token));
+  auto AsyncPing(Token&& token) {
+    return Run(detail::PingRequest(), std::forward<Token>(token));
   }
+  // ServerStats.
+  template <typename Token>
+  auto AsyncStats(Token&& token) {
+    return Run(detail::StatsRequest(), std::forward<Token>(token));
+  }
+
+  // Catalog changes: uint64_t, the change's commit. Like the synchronous calls, they are
+  // never sent twice (see docs/client.md).
+  template <typename Token>
+  auto AsyncCreateCollection(std::string_view name, Token&& token) {
+    return Run(detail::CreateCollectionRequest(name), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncDropCollection(std::string_view name, Token&& token) {
+    return Run(detail::DropCollectionRequest(name), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncCreateIndex(std::string_view collection, const IndexSpec& spec, Token&& token) {
+    return Run(detail::CreateIndexRequest(collection, spec), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncDropIndex(std::string_view collection, std::string_view index, Token&& token) {
+    return Run(detail::DropIndexRequest(collection, index), std::forward<Token>(token));
+  }
+  // std::vector<CollectionInfo>.
+  template <typename Token>
+  auto AsyncListCollections(Token&& token) {
+    return Run(detail::ListCollectionsRequest(), std::forward<Token>(token));
+  }
+  // CollectionInfo.
+  template <typename Token>
+  auto AsyncDescribeCollection(std::string_view name, Token&& token) {
+    return Run(detail::DescribeCollectionRequest(name), std::forward<Token>(token));
+  }
+
   // std::optional<Record>: empty when absent.
   template <typename Token>
   auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
     return Run(detail::GetRequest(collection, key, lane().protocol()), std::forward<Token>(token));
   }
-  // uint64_t: the commit, the record's new version.
+  // uint64_t: the commit, the record's new version. `if_version`: only if the record is
+  // at that version (kConditionFailed otherwise).
   template <typename Token>
   auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
                 Token&& token) {
     return Run(detail::PutRequest(collection, key, doc, std::nullopt), std::forward<Token>(token));
   }
-  // bool: always true.
   template <typename Token>
-  auto AsyncPing(Token&& token) {
-    return Run(detail::PingRequest(), std::forward<Token>(token));
+  auto AsyncPut(std::string_view collection, std::string_view key, const Document& doc,
+                std::optional<uint64_t> if_version, Token&& token) {
+    return Run(detail::PutRequest(collection, key, doc, if_version), std::forward<Token>(token));
+  }
+  // uint64_t: the commit. kAlreadyExists if the record exists.
+  template <typename Token>
+  auto AsyncInsert(std::string_view collection, std::string_view key, const Document& doc,
+                   Token&& token) {
+    return Run(detail::InsertRequest(collection, key, doc), std::forward<Token>(token));
+  }
+  // uint64_t: the commit. kNotFound if the record does not exist.
+  template <typename Token>
+  auto AsyncReplace(std::string_view collection, std::string_view key, const Document& doc,
+                    Token&& token) {
+    return Run(detail::ReplaceRequest(collection, key, doc, std::nullopt),
+               std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncReplace(std::string_view collection, std::string_view key, const Document& doc,
+                    std::optional<uint64_t> if_version, Token&& token) {
+    return Run(detail::ReplaceRequest(collection, key, doc, if_version),
+               std::forward<Token>(token));
+  }
+  // bool: whether the record existed.
+  template <typename Token>
+  auto AsyncDelete(std::string_view collection, std::string_view key, Token&& token) {
+    return Run(detail::DeleteRequest(collection, key, std::nullopt), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncDelete(std::string_view collection, std::string_view key,
+                   std::optional<uint64_t> if_version, Token&& token) {
+    return Run(detail::DeleteRequest(collection, key, if_version), std::forward<Token>(token));
+  }
+
+  // RecordPage: ONE page of a scan or query (Scan and Query page inside; these leave the
+  // paging to the caller). Pass the page's continuation back for the next one; an empty
+  // continuation is the end. The page holds at most options.page_size records (the
+  // server's choice if 0) and at most options.limit (if not 0): the limit applies to
+  // this page, not to the pages together.
+  template <typename Token>
+  auto AsyncScan(std::string_view collection, const ScanOptions& options, Token&& token) {
+    return Run(detail::ScanRequest(collection, options, ""), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncScan(std::string_view collection, const ScanOptions& options,
+                 std::string_view continuation, Token&& token) {
+    return Run(detail::ScanRequest(collection, options, continuation),
+               std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncQuery(std::string_view collection, std::string_view index,
+                  const QueryOptions& options, Token&& token) {
+    return Run(detail::QueryRequest(collection, index, options, ""), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncQuery(std::string_view collection, std::string_view index,
+                  const QueryOptions& options, std::string_view continuation, Token&& token) {
+    return Run(detail::QueryRequest(collection, index, options, continuation),
+               std::forward<Token>(token));
+  }
+  // uint64_t: the records a scan (or a query of an index) would return.
+  template <typename Token>
+  auto AsyncCount(std::string_view collection, Token&& token) {
+    return Run(detail::CountRequest(collection, {}), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncCount(std::string_view collection, const ScanOptions& options, Token&& token) {
+    return Run(detail::CountRequest(collection, options), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncCountQuery(std::string_view collection, std::string_view index,
+                       const QueryOptions& options, Token&& token) {
+    return Run(detail::CountQueryRequest(collection, index, options), std::forward<Token>(token));
+  }
+
+  // TxnResult: a transaction (Client::Commit).
+  template <typename Token>
+  auto AsyncCommit(const Txn& txn, Token&& token) {
+    return Run(detail::CommitRequest(txn), std::forward<Token>(token));
   }
 
  private:
