@@ -122,6 +122,19 @@ TEST_F(AsyncTest, Stats) {
   EXPECT_FALSE(t.counters.empty());
 }
 
+TEST_F(AsyncTest, Verify) {
+  db_->CreateIndex("users", {"by_team", {"team"}, false});
+  Fill(12);
+  VerifyResult v = db_->AsyncVerify(asio::use_future).get();
+  EXPECT_TRUE(v.ok()) << (v.problems.empty() ? "" : v.problems[0]);
+  EXPECT_EQ(v.records, 12u);
+  EXPECT_EQ(v.index_entries, 12u);
+  VerifyResult w = ViaCallback<VerifyResult>([&](auto h) { db_->channel(0).AsyncVerify(h); });
+  EXPECT_TRUE(w.ok());
+  EXPECT_EQ(w.records, 12u);
+  EXPECT_GE(w.log_entries, v.log_entries);
+}
+
 TEST_F(AsyncTest, InsertReplacePutDelete) {
   uint64_t v1 = db_->AsyncInsert("users", "ada", Doc(1), asio::use_future).get();
   EXPECT_GT(v1, 0u);

@@ -176,6 +176,12 @@ class AsyncCalls {
   auto AsyncStats(Token&& token) {
     return Run(detail::StatsRequest(), std::forward<Token>(token));
   }
+  // VerifyResult (Client::Verify; a server that speaks protocol 3 or later, else the
+  // server refuses it).
+  template <typename Token>
+  auto AsyncVerify(Token&& token) {
+    return Run(detail::VerifyRequest(), std::forward<Token>(token));
+  }
 
   // Catalog changes: uint64_t, the change's commit. Like the synchronous calls, they are
   // never sent twice (see docs/client.md).
