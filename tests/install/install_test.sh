@@ -17,14 +17,14 @@ cmake -S "$src/examples/users_service" -B "$tmp/app" -DCMAKE_BUILD_TYPE=Release 
   -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/app" >/dev/null
 
-"$cairnd" --data "$tmp/data" --listen 127.0.0.1:0 >"$tmp/log" 2>&1 &
+"$cairnd" --data "$tmp/data" --listen 127.0.0.1:0 --port-file "$tmp/port" >"$tmp/log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [[ -n "$port" ]] && break
+  [[ -s "$tmp/port" ]] && break
   sleep 0.1
 done
-[[ -n "$port" ]] || { echo "cairnd did not start"; cat "$tmp/log"; exit 1; }
+[[ -s "$tmp/port" ]] || { echo "cairnd did not start"; cat "$tmp/log"; exit 1; }
+port=$(cat "$tmp/port")
 
 out=$("$tmp/app/users_service" "127.0.0.1:$port")
 echo "$out"

@@ -1,6 +1,9 @@
 // cairnd over the wire: handshake, every request kind, errors, shutdown.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "command.h"
 #include "server_process.h"
 
 namespace cairn {
@@ -435,6 +438,48 @@ TEST(ServerStartTest, ForeignFolderIsRefused) {
   EXPECT_FALSE(s.ready());
   s.Stop();
   EXPECT_NE(s.output().find("no cairn database"), std::string::npos) << s.output();
+}
+
+TEST(ServerStartTest, VersionFlagPrintsTheVersionTheHandshakeAnnounces) {
+  TempDir dir;
+  testing::CommandRun v = testing::RunCommand(std::string(CAIRND_PATH) + " --version", dir);
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  ServerProcess s(dir.Sub("data"));
+  ASSERT_TRUE(s.ready()) << s.output();
+  WireClient c(s.port());
+  auto r = c.Call(*req::Hello());
+  ASSERT_TRUE(r && r->reply_as_HelloReply()) << ErrorText(r);
+  EXPECT_EQ(v.out, r->reply_as_HelloReply()->server_version()->str() + "\n");
+}
+
+TEST(ServerStartTest, PortFileHoldsTheBoundPortOnceListeningAndGoesAtAStop) {
+  TempDir dir;
+  ServerProcess s(dir.Sub("data"));  // --listen 127.0.0.1:0 --port-file ...
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::ifstream in(s.port_file());
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(text, std::to_string(s.port()) + "\n");
+  EXPECT_NE(s.output().find("listening on 127.0.0.1:" + std::to_string(s.port())),
+            std::string::npos)
+      << s.output();
+  // Written whole: no temporary file is left beside it.
+  auto folder = std::filesystem::path(s.port_file()).parent_path();
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(folder), {}), 1);
+  // The port in the file is the server's, listening already.
+  EXPECT_TRUE(Connect(s.port())->Call(*req::Ping(1)));
+  int status = s.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.output();
+  EXPECT_FALSE(std::filesystem::exists(s.port_file()));
+}
+
+TEST(ServerStartTest, APortFileThatCannotBeWrittenStopsTheServer) {
+  TempDir dir;
+  testing::CommandRun r = testing::RunCommand(
+      std::string(CAIRND_PATH) + " --data " + dir.Sub("data") +
+          " --listen 127.0.0.1:0 --port-file " + dir.Sub("no/such/folder/port"),
+      dir);
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("port file"), std::string::npos) << r.out << r.err;
 }
 
 TEST(ServerStartTest, IdleConnectionsAreClosed) {
