@@ -478,6 +478,23 @@ uint64_t DecodeDone(std::string_view payload) {
   return d->commit();
 }
 
+// One page of a ListCollections reply: its collections, and where the next page starts
+// (empty: this was the last).
+struct CollectionsPage {
+  std::vector<CollectionInfo> collections;
+  std::string next;
+};
+
+std::vector<CollectionInfo> DecodeCollections(std::string_view payload);
+
+CollectionsPage DecodeCollectionsPage(std::string_view payload) {
+  CollectionsPage page;
+  page.collections = DecodeCollections(payload);
+  auto c = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data())->reply_as_Collections();
+  if (c->next()) page.next = c->next()->str();
+  return page;
+}
+
 std::vector<CollectionInfo> DecodeCollections(std::string_view payload) {
   auto r = codec::Response(payload);
   auto c = r->reply_as_Collections();
@@ -604,12 +621,24 @@ uint64_t Client::DropCollection(std::string_view name) {
 
 std::vector<CollectionInfo> Client::ListCollections() {
   CheckNotIoThread(impl_->thread_);
-  return Call<std::vector<CollectionInfo>>(
-      codec::Request(wire::Request::ListCollections,
-                     [](flatbuffers::FlatBufferBuilder& fbb) {
-                       return wire::CreateListCollections(fbb).Union();
-                     }),
-      false, &DecodeCollections);
+  // A protocol 3 server sends the list in pages that fit in a frame; older ones send it
+  // whole (and never set `next`).
+  std::vector<CollectionInfo> all;
+  std::string after;
+  while (true) {
+    CollectionsPage page = Call<CollectionsPage>(
+        codec::Request(wire::Request::ListCollections,
+                       [&](flatbuffers::FlatBufferBuilder& fbb) {
+                         return wire::CreateListCollections(
+                                    fbb, after.empty() ? 0 : fbb.CreateString(after))
+                             .Union();
+                       }),
+        false, &DecodeCollectionsPage);
+    for (CollectionInfo& c : page.collections) all.push_back(std::move(c));
+    if (page.next.empty()) return all;
+    if (page.next <= after) throw Error(ErrorCode::kProtocol, "a collection page that does not advance");
+    after = std::move(page.next);
+  }
 }
 
 CollectionInfo Client::DescribeCollection(std::string_view name) {

@@ -319,6 +319,19 @@ inline Fbb CreateIndex(uint64_t id, std::string_view coll, std::string_view name
   return Finish(std::move(fbb), id, wire::Request::CreateIndex, c.Union());
 }
 
+// ListCollections, from the first collection or (protocol 3) after `after`.
+inline Fbb ListCollections(uint64_t id, std::string_view after = "") {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto l = wire::CreateListCollections(*fbb, after.empty() ? 0 : fbb->CreateString(after));
+  return Finish(std::move(fbb), id, wire::Request::ListCollections, l.Union());
+}
+
+inline Fbb DescribeCollection(uint64_t id, std::string_view name) {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto d = wire::CreateDescribeCollection(*fbb, fbb->CreateString(name));
+  return Finish(std::move(fbb), id, wire::Request::DescribeCollection, d.Union());
+}
+
 inline flatbuffers::Offset<flatbuffers::Vector<uint8_t>> Bytes(FlatBufferBuilder& fbb,
                                                               std::string_view s) {
   return fbb.CreateVector(reinterpret_cast<const uint8_t*>(s.data()), s.size());
