@@ -132,12 +132,22 @@ Workload ParseWorkload(const std::string& w) {
   throw std::invalid_argument("unknown workload " + w);
 }
 
+// A missing collection or index: UnknownName from a protocol 3 server, NotFound from
+// older ones (where NotFound is also a replace of an absent record, which cairn-bench
+// never sends).
+bool IsUnknownName(const Error& e) {
+  return e.code() == ErrorCode::kUnknownName ||
+         (e.code() == ErrorCode::kNotFound &&
+          e.message().find("does not exist") != std::string::npos);
+}
+
 struct Totals {
   std::atomic<uint64_t> ops{0}, errors{0}, issued{0};
   Histogram latency_ns;
   std::mutex mu;
   std::condition_variable cv;  // signalled when a driver is done
   std::string first_error;     // guarded by mu
+  bool first_error_unknown_name = false;  // a missing collection or index; guarded by mu
   int drivers_done = 0;        // guarded by mu
 };
 
@@ -206,6 +216,12 @@ class Driver {
       totals_->errors++;
       try {
         std::rethrow_exception(e);
+      } catch (const Error& ex) {
+        std::lock_guard lock(totals_->mu);
+        if (totals_->first_error.empty()) {
+          totals_->first_error = ex.what();
+          totals_->first_error_unknown_name = IsUnknownName(ex);
+        }
       } catch (const std::exception& ex) {
         std::lock_guard lock(totals_->mu);
         if (totals_->first_error.empty()) totals_->first_error = ex.what();
@@ -350,8 +366,13 @@ void Load(const Config& c, const Values& values) {
 
 int main(int argc, char** argv) {
   Config c;
-  CLI::App app{"cairn-bench: load generator for cairnd"};
-  app.add_option("--addr", c.addr, "HOST:PORT of cairnd")->capture_default_str();
+  CLI::App app{
+      "cairn-bench: load generator for cairnd. Exit status: 0 if every request succeeded, 1 if "
+      "any failed (the count and the first error are printed), 3 if cairnd cannot be reached "
+      "or --load fails"};
+  app.add_option("--addr", c.addr, "HOST:PORT of cairnd (if not given: $CAIRN_ADDR, else this)")
+      ->envname("CAIRN_ADDR")
+      ->capture_default_str();
   app.add_option("--workload", c.workload,
                  "get, put, mixed, txn, query, ycsb-a ... ycsb-f")
       ->check(CLI::IsMember({"get", "put", "mixed", "txn", "query", "ycsb-a", "ycsb-b", "ycsb-c",
@@ -441,8 +462,15 @@ int main(int argc, char** argv) {
                   us(0.99), us(0.999), double(h.max()) / 1e3);
     }
     if (totals.errors) {
-      std::fprintf(stderr, "cairn-bench: %llu errors; first: %s\n", (unsigned long long)totals.errors.load(),
-                   totals.first_error.c_str());
+      std::fprintf(stderr, "cairn-bench: %llu errors%s; first: %s\n",
+                   (unsigned long long)totals.errors.load(),
+                   totals.ops == 0 ? " (every request failed)" : "", totals.first_error.c_str());
+      if (totals.first_error_unknown_name) {
+        std::fprintf(stderr,
+                     "cairn-bench: collection '%s'%s does not exist on the server: run once "
+                     "with --load to create it and write the --keys records\n",
+                     c.collection.c_str(), c.workload == "query" ? " (or its index by_g)" : "");
+      }
     }
     return totals.errors ? 1 : 0;
   } catch (const Error& e) {

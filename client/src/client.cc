@@ -517,7 +517,17 @@ uint64_t Client::DropCollection(std::string_view name) {
   return Wait(*this, impl_->thread_, detail::DropCollectionRequest(name));
 }
 std::vector<CollectionInfo> Client::ListCollections() {
-  return Wait(*this, impl_->thread_, detail::ListCollectionsRequest());
+  std::vector<CollectionInfo> all;
+  std::string after;
+  while (true) {
+    CollectionsPage page = Wait(*this, impl_->thread_, detail::ListCollectionsRequest(after));
+    for (CollectionInfo& c : page.collections) all.push_back(std::move(c));
+    if (page.next.empty()) return all;
+    if (page.next <= after) {
+      throw Error(ErrorCode::kProtocol, "a collection page that does not advance");
+    }
+    after = std::move(page.next);
+  }
 }
 CollectionInfo Client::DescribeCollection(std::string_view name) {
   return Wait(*this, impl_->thread_, detail::DescribeCollectionRequest(name));

@@ -450,6 +450,14 @@ std::vector<CollectionInfo> DecodeCollections(std::string_view payload, std::str
   return out;
 }
 
+CollectionsPage DecodeCollectionsPage(std::string_view payload, std::string_view request) {
+  CollectionsPage page;
+  page.collections = DecodeCollections(payload, request);
+  auto c = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data())->reply_as_Collections();
+  if (c->next()) page.next = c->next()->str();
+  return page;
+}
+
 ServerStats DecodeStats(std::string_view payload, std::string_view) {
   auto r = codec::Response(payload);
   auto s = r->reply_as_Stats();
@@ -570,12 +578,14 @@ Request<uint64_t> DropCollectionRequest(std::string_view name) {
   return {NameRequest(wire::Request::DropCollection, name), true, false, &DecodeDone};
 }
 
-Request<std::vector<CollectionInfo>> ListCollectionsRequest() {
+Request<CollectionsPage> ListCollectionsRequest(std::string_view after) {
   return {codec::Request(wire::Request::ListCollections,
-                         [](FlatBufferBuilder& fbb) {
-                           return wire::CreateListCollections(fbb).Union();
+                         [&](FlatBufferBuilder& fbb) {
+                           return wire::CreateListCollections(
+                                      fbb, after.empty() ? 0 : fbb.CreateString(after))
+                               .Union();
                          }),
-          false, true, &DecodeCollections};
+          false, true, &DecodeCollectionsPage};
 }
 
 Request<CollectionInfo> DescribeCollectionRequest(std::string_view name) {

@@ -4,6 +4,7 @@
 
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
+#include "catalog_reply.h"
 
 namespace cairn::server {
 
@@ -359,20 +360,19 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       Record(RequestKind::kRead, received);
       return;
     }
-    case wire::Request::ListCollections:
-      BuildCollections(fbb_, id, ctx_.engine->ListCollections());
-      Send(id);
+    case wire::Request::ListCollections: {
+      auto l = f->request_as_ListCollections();  // may be absent: no fields set
+      SendOrError(id, BuildCollectionsPage(fbb_, id, ctx_.engine->ListCollections(),
+                                           l ? View(l->after()) : std::string_view(),
+                                           /*paged=*/protocol_ >= 3, ctx_.options->max_frame));
       Record(RequestKind::kCatalog, received);
       return;
+    }
     case wire::Request::DescribeCollection: {
       auto d = f->request_as_DescribeCollection();
       auto info = ctx_.engine->DescribeCollection(View(d->name()));
-      if (!info.ok()) {
-        SendError(id, info.status());
-      } else {
-        BuildCollections(fbb_, id, {*info});
-        Send(id);
-      }
+      SendOrError(id, info.ok() ? BuildDescription(fbb_, id, *info, ctx_.options->max_frame)
+                                : info.status());
       Record(RequestKind::kCatalog, received);
       return;
     }
@@ -429,7 +429,11 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
       std::string coll(View(c->collection()));
       IndexSpec spec;
       s = DecodeIndexSpec(c->index(), &spec);
-      job->set_catalog([coll, spec](Engine& e) { return e.CreateIndex(coll, spec); });
+      // Its collection's description must still fit in a reply (catalog_reply.h).
+      job->set_catalog([coll, spec, max_frame = ctx_.options->max_frame](Engine& e) {
+        if (Status fits = CheckIndexFits(e, coll, spec, max_frame); !fits.ok()) return fits;
+        return e.CreateIndex(coll, spec);
+      });
       break;
     }
     case wire::Request::DropIndex: {

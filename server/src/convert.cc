@@ -386,7 +386,7 @@ void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit
 }
 
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
-                      const std::vector<CollectionInfo>& collections) {
+                      const std::vector<CollectionInfo>& collections, std::string_view next) {
   fbb.Clear();
   std::vector<Offset<wire::CollectionInfo>> infos;
   for (const CollectionInfo& c : collections) {
@@ -400,7 +400,8 @@ void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
     infos.push_back(wire::CreateCollectionInfo(fbb, fbb.CreateString(c.name), c.created,
                                                fbb.CreateVector(indexes)));
   }
-  auto reply = wire::CreateCollections(fbb, fbb.CreateVector(infos));
+  auto list = fbb.CreateVector(infos);
+  auto reply = wire::CreateCollections(fbb, list, next.empty() ? 0 : fbb.CreateString(next));
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::Collections, reply.Union()));
 }
 

@@ -51,8 +51,9 @@ Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn&
 Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& read,
                      const wire::Get& get);
 void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit);
+// `next`: set on a page of ListCollections that more collections follow (catalog_reply.h).
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
-                      const std::vector<CollectionInfo>& collections);
+                      const std::vector<CollectionInfo>& collections, std::string_view next = {});
 void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r);
 void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload);
 void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <spdlog/spdlog.h>
 
 #include "cairn/engine/engine.h"
@@ -35,6 +37,25 @@ bool ParseSize(const std::string& s, uint64_t* out) {
   return true;
 }
 
+// Writes "PORT\n" to `path` so that no reader ever sees a partial file: into a temporary
+// file beside it, then renamed over it.
+bool WritePortFile(const std::string& path, uint16_t port, std::string* error) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) {
+    *error = tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  bool ok = std::fprintf(f, "%u\n", unsigned(port)) > 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    *error = path + ": " + std::strerror(errno);
+    std::remove(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
 std::string Human(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -51,12 +72,17 @@ int main(int argc, char** argv) {
   using cairn::server::ServerOptions;
   ServerOptions opts;
   std::string durability = "sync", max_size = "64G", max_frame = "16M", log_level = "info";
+  std::string port_file;
   unsigned idle_seconds = 300, flush_ms = 1000;
 
   CLI::App app{"cairnd: the cairn storage server"};
+  app.set_version_flag("--version", "cairnd " CAIRN_VERSION, "Print the version and exit");
   app.add_option("--data", opts.data_dir, "Data folder (created if missing)")->capture_default_str();
   app.add_option("--listen", opts.listen, "HOST:PORT to listen on; port 0 picks a free port")
       ->capture_default_str();
+  app.add_option("--port-file", port_file,
+                 "Once listening, write the port bound (with --listen HOST:0, the one picked) "
+                 "to this file, atomically (a temporary file renamed); removed at a clean exit");
   app.add_option("--threads", opts.threads, "IO threads (0: one per core)")->capture_default_str();
   app.add_option("--durability", durability,
                  "sync: fsync every group commit; nometasync: fsync data only; "
@@ -139,6 +165,15 @@ int main(int argc, char** argv) {
   signals.async_wait(on_signal);
 
   auto ep = server.endpoint();
+  if (!port_file.empty()) {
+    std::string error;
+    if (!WritePortFile(port_file, ep.port(), &error)) {
+      spdlog::error("cannot write the port file {}", error);
+      server.Shutdown();
+      server.Wait();
+      return 1;
+    }
+  }
   spdlog::info(
       "cairnd ready: listening on {}:{} (data {}, last commit {}, {} IO threads, durability {}, "
       "max size {}, max frame {})",
@@ -146,6 +181,15 @@ int main(int argc, char** argv) {
       opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), durability,
       Human(opts.engine.max_size), Human(opts.max_frame));
   server.Wait();
+  // Removed unless another cairnd has written its own port there since.
+  if (!port_file.empty()) {
+    unsigned in_file = 0;
+    if (std::FILE* f = std::fopen(port_file.c_str(), "r")) {
+      if (std::fscanf(f, "%u", &in_file) != 1) in_file = 0;
+      std::fclose(f);
+    }
+    if (in_file == ep.port()) std::remove(port_file.c_str());
+  }
   spdlog::info("cairnd stopped cleanly");
   return 0;
 }

@@ -40,6 +40,11 @@ class CairnBenchTest : public ::testing::Test {
                                     (addr.empty() ? addr_ : addr) + " " + args,
                                 dir_)};
   }
+  // cairn-bench with no --addr, and `env` (NAME=VALUE ...) in its environment.
+  BenchRun BenchWithEnv(const std::string& env, const std::string& args) {
+    return {testing::RunCommand("env -u CAIRN_ADDR " + env + " " + CAIRN_BENCH_PATH + " " + args,
+                                dir_)};
+  }
 
   TempDir dir_;
   std::unique_ptr<ServerProcess> server_;
@@ -97,8 +102,59 @@ TEST_F(CairnBenchTest, ErrorsAreCountedAndReported) {
   EXPECT_EQ(r.code, 1) << r.out << r.err;
   EXPECT_EQ(r.Field("errors"), 50) << r.out;
   EXPECT_EQ(r.Field("ops"), 0) << r.out;
-  EXPECT_NE(r.err.find("50 errors; first:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("50 errors (every request failed); first:"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("collection 'missing' does not exist on the server: run once with --load"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(CairnBenchTest, EveryRequestFailingForADurationExitsNonZero) {
+  BenchRun r = Bench("--workload put --collection missing --keys 10 --duration 0.3 --json");
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_EQ(r.Field("ops"), 0) << r.out;
+  EXPECT_GT(r.Field("errors"), 0) << r.out;
+  EXPECT_NE(r.err.find("run once with --load"), std::string::npos) << r.err;
+}
+
+TEST_F(CairnBenchTest, AQueryWithoutItsIndexSaysToLoad) {
+  ClientOptions o;
+  o.address = addr_;
+  Client::Connect(o)->CreateCollection("bench");  // the collection, not the index
+  BenchRun r = Bench("--workload query --keys 10 --requests 5 --json");
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("(or its index by_g) does not exist on the server: run once with --load"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(CairnBenchTest, OtherErrorsDoNotSuggestLoad) {
+  // Values over the server's limit (a 64 KiB frame holds values up to 31 KiB): every put
+  // fails, but not for a missing name.
+  ServerProcess small(dir_.Sub("small"), {"--max-frame", "64K"});
+  ASSERT_TRUE(small.ready()) << small.output();
+  std::string addr = "127.0.0.1:" + std::to_string(small.port());
+  ClientOptions o;
+  o.address = addr;
+  Client::Connect(o)->CreateCollection("bench");
+  BenchRun r = Bench("--workload put --keys 10 --value-size 40000 --requests 3 --json", addr);
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("too large"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("--load"), std::string::npos) << r.err;
+}
+
+TEST_F(CairnBenchTest, AddressFromCairnAddrWhenNoAddrFlag) {
+  BenchRun r =
+      BenchWithEnv("CAIRN_ADDR=" + addr_, "--workload put --keys 10 --requests 20 --load --json");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.Field("ops"), 20) << r.out;
+  // --addr wins over the environment.
+  r = BenchWithEnv("CAIRN_ADDR=127.0.0.1:1",
+                   "--addr " + addr_ + " --workload put --keys 10 --requests 20 --json");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  r = BenchWithEnv("CAIRN_ADDR=127.0.0.1:1", "--workload put --keys 10 --requests 1");
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("127.0.0.1:1"), std::string::npos) << r.err;
 }
 
 TEST_F(CairnBenchTest, ThreadsShareTheConnections) {

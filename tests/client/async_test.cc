@@ -84,13 +84,14 @@ TEST_F(AsyncTest, CatalogCalls) {
       << "each catalog change its own commit";
   EXPECT_EQ(CodeOf(db_->AsyncCreateCollection("a", asio::use_future)), ErrorCode::kAlreadyExists);
 
-  std::vector<CollectionInfo> list = db_->AsyncListCollections(asio::use_future).get();
+  CollectionsPage page = db_->AsyncListCollections("", asio::use_future).get();
   std::vector<std::string> names;
-  for (const auto& c : list) names.push_back(c.name);
-  std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "users"}));
-  list = ViaCallback<std::vector<CollectionInfo>>([&](auto h) { db_->AsyncListCollections(h); });
-  EXPECT_EQ(list.size(), 3u);
+  for (const auto& c : page.collections) names.push_back(c.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "users"})) << "in name order";
+  EXPECT_TRUE(page.next.empty()) << "one page holds them all";
+  page = ViaCallback<CollectionsPage>([&](auto h) { db_->AsyncListCollections("a", h); });
+  ASSERT_EQ(page.collections.size(), 2u) << "after 'a'";
+  EXPECT_EQ(page.collections[0].name, "b");
 
   db_->AsyncCreateIndex("a", {"by_n", {"n"}, true}, asio::use_future).get();
   ViaCallback<uint64_t>([&](auto h) { db_->AsyncCreateIndex("a", {"by_team", {"team"}, false}, h); });

@@ -243,6 +243,26 @@ TEST_F(ClientTest, OptimisticIncrementsFromSixteenThreads) {
   EXPECT_EQ((*counter)["n"].AsInt(), threads * each);
 }
 
+TEST(ClientCatalogTest, ListCollectionsGathersEveryPageOfALongList) {
+  TempDir dir;
+  ServerProcess server(dir.Sub("data"), {"--max-frame", "64K", "--durability", "nosync"});
+  ASSERT_TRUE(server.ready()) << server.output();
+  ClientOptions o;
+  o.address = "127.0.0.1:" + std::to_string(server.port());
+  auto db = Client::Connect(o);
+  // 128-character names: 600 of them do not fit in one 64 KiB reply.
+  std::vector<std::string> names;
+  for (int i = 0; i < 600; i++) {
+    std::string name = std::to_string(100000 + i);
+    name.resize(128, 'x');
+    names.push_back(name);
+  }
+  for (const std::string& name : names) db->CreateCollection(name);
+  std::vector<CollectionInfo> listed = db->ListCollections();
+  ASSERT_EQ(listed.size(), names.size());
+  for (size_t i = 0; i < names.size(); i++) EXPECT_EQ(listed[i].name, names[i]);
+}
+
 TEST(ClientConnectTest, MissingServerIsAClearError) {
   ClientOptions o;
   o.address = "127.0.0.1:1";  // nothing listens there

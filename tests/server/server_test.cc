@@ -1,6 +1,9 @@
 // cairnd over the wire: handshake, every request kind, errors, shutdown.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "command.h"
 #include "server_process.h"
 
 namespace cairn {
@@ -435,6 +438,158 @@ TEST(ServerStartTest, ForeignFolderIsRefused) {
   EXPECT_FALSE(s.ready());
   s.Stop();
   EXPECT_NE(s.output().find("no cairn database"), std::string::npos) << s.output();
+}
+
+// Catalog replies against a small frame: many collections, many indexes.
+class CatalogReplyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ServerProcess>(
+        dir_.Sub("data"), std::vector<std::string>{"--max-frame", "64K", "--durability", "nosync"});
+    ASSERT_TRUE(server_->ready()) << server_->output();
+  }
+
+  // `n` collections with names of 128 characters (their number, then padding), pipelined.
+  std::vector<std::string> CreateCollections(int n) {
+    auto c = Connect(server_->port());
+    std::vector<std::string> names;
+    for (int i = 0; i < n; i++) {
+      std::string name = std::to_string(100000 + i);
+      name.resize(128, 'x');
+      names.push_back(name);
+      EXPECT_TRUE(c->Send(*req::CreateCollection(uint64_t(i), name)));
+    }
+    for (int i = 0; i < n; i++) {
+      auto r = c->Response();
+      EXPECT_TRUE(r && r->reply_as_Done()) << ErrorText(r);
+    }
+    return names;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(CatalogReplyTest, ListCollectionsComesInPagesThatFitTheFrameOnProtocol3) {
+  // About 140 bytes each: 600 take more than one 64 KiB frame.
+  std::vector<std::string> names = CreateCollections(600);
+  auto c = Connect(server_->port(), 3);
+  std::vector<std::string> listed;
+  std::string after;
+  int pages = 0;
+  while (true) {
+    auto r = c->Call(*req::ListCollections(uint64_t(pages), after));
+    ASSERT_TRUE(r && r->reply_as_Collections()) << ErrorText(r);
+    auto list = r->reply_as_Collections();
+    ASSERT_TRUE(list->collections() && list->collections()->size() > 0);
+    for (const wire::CollectionInfo* ci : *list->collections()) listed.push_back(ci->name()->str());
+    pages++;
+    if (!list->next()) break;
+    EXPECT_EQ(list->next()->str(), listed.back()) << "next names the page's last collection";
+    after = list->next()->str();
+    ASSERT_LT(pages, 100);
+  }
+  EXPECT_GE(pages, 2);
+  EXPECT_EQ(listed, names) << "every collection once, in name order";
+}
+
+TEST_F(CatalogReplyTest, AListTooLargeForOneFrameBeforeProtocol3IsTooLargeAndSaysWhy) {
+  CreateCollections(600);
+  auto c = Connect(server_->port(), 2);
+  auto r = c->Call(*req::ListCollections(1));
+  ASSERT_TRUE(r && r->error()) << ErrorText(r);
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::TooLarge);
+  std::string m = r->error()->message()->str();
+  EXPECT_NE(m.find("600 collections"), std::string::npos) << m;
+  EXPECT_NE(m.find("protocol 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("--max-frame"), std::string::npos) << m;
+  EXPECT_EQ(m.find("split the transaction"), std::string::npos) << m;
+  // A short list still comes whole.
+  TempDir other;
+  ServerProcess small(other.Sub("data"), {"--max-frame", "64K"});
+  ASSERT_TRUE(small.ready());
+  auto c2 = Connect(small.port(), 2);
+  ASSERT_TRUE(c2->Call(*req::CreateCollection(1, "a"))->reply_as_Done());
+  r = c2->Call(*req::ListCollections(2));
+  ASSERT_TRUE(r && r->reply_as_Collections()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_Collections()->collections()->size(), 1u);
+  EXPECT_FALSE(r->reply_as_Collections()->next());
+}
+
+TEST_F(CatalogReplyTest, AnIndexThatWouldMakeItsCollectionTooLargeToDescribeIsRefused) {
+  auto c = Connect(server_->port(), 3);
+  ASSERT_TRUE(c->Call(*req::CreateCollection(1, "c"))->reply_as_Done());
+  // Indexes of 16 fields of 256 characters: about 4 KiB each to describe.
+  int created = 0;
+  const wire::ResponseFrame* r = nullptr;
+  for (int i = 0; i < 40; i++) {
+    std::vector<std::string> fields;
+    for (int f = 0; f < 16; f++) {
+      std::string path = "i" + std::to_string(i) + "f" + std::to_string(f);
+      path.resize(256, 'p');
+      fields.push_back(path);
+    }
+    r = c->Call(*req::CreateIndex(uint64_t(10 + i), "c", "ix" + std::to_string(i), fields, false));
+    ASSERT_TRUE(r);
+    if (r->error()) break;
+    created++;
+  }
+  ASSERT_TRUE(r->error()) << "all 40 indexes were created";
+  EXPECT_EQ(r->error()->code(), wire::ErrorCode::TooLarge);
+  std::string m = r->error()->message()->str();
+  EXPECT_NE(m.find("collection 'c'"), std::string::npos) << m;
+  EXPECT_NE(m.find("drop an index"), std::string::npos) << m;
+  EXPECT_NE(m.find("--max-frame"), std::string::npos) << m;
+  EXPECT_GT(created, 5);
+  // What was created can still be described, and listed.
+  r = c->Call(*req::DescribeCollection(100, "c"));
+  ASSERT_TRUE(r && r->reply_as_Collections()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_Collections()->collections()->Get(0)->indexes()->size(), size_t(created));
+  r = c->Call(*req::ListCollections(101));
+  ASSERT_TRUE(r && r->reply_as_Collections()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_Collections()->collections()->size(), 1u);
+}
+
+TEST(ServerStartTest, VersionFlagPrintsTheVersionTheHandshakeAnnounces) {
+  TempDir dir;
+  testing::CommandRun v = testing::RunCommand(std::string(CAIRND_PATH) + " --version", dir);
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  ServerProcess s(dir.Sub("data"));
+  ASSERT_TRUE(s.ready()) << s.output();
+  WireClient c(s.port());
+  auto r = c.Call(*req::Hello());
+  ASSERT_TRUE(r && r->reply_as_HelloReply()) << ErrorText(r);
+  EXPECT_EQ(v.out, r->reply_as_HelloReply()->server_version()->str() + "\n");
+}
+
+TEST(ServerStartTest, PortFileHoldsTheBoundPortOnceListeningAndGoesAtAStop) {
+  TempDir dir;
+  ServerProcess s(dir.Sub("data"));  // --listen 127.0.0.1:0 --port-file ...
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::ifstream in(s.port_file());
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(text, std::to_string(s.port()) + "\n");
+  EXPECT_NE(s.output().find("listening on 127.0.0.1:" + std::to_string(s.port())),
+            std::string::npos)
+      << s.output();
+  // Written whole: no temporary file is left beside it.
+  auto folder = std::filesystem::path(s.port_file()).parent_path();
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(folder), {}), 1);
+  // The port in the file is the server's, listening already.
+  EXPECT_TRUE(Connect(s.port())->Call(*req::Ping(1)));
+  int status = s.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.output();
+  EXPECT_FALSE(std::filesystem::exists(s.port_file()));
+}
+
+TEST(ServerStartTest, APortFileThatCannotBeWrittenStopsTheServer) {
+  TempDir dir;
+  testing::CommandRun r = testing::RunCommand(
+      std::string(CAIRND_PATH) + " --data " + dir.Sub("data") +
+          " --listen 127.0.0.1:0 --port-file " + dir.Sub("no/such/folder/port"),
+      dir);
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("port file"), std::string::npos) << r.out << r.err;
 }
 
 TEST(ServerStartTest, IdleConnectionsAreClosed) {

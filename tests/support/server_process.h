@@ -18,8 +18,8 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,10 +39,11 @@ namespace cairn::testing {
 // A running cairnd. Stops it (SIGTERM, then SIGKILL after 10 s) when destroyed.
 class ServerProcess {
  public:
-  // Starts cairnd on 127.0.0.1:0 with `data_dir` and extra flags; waits for its ready line.
+  // Starts cairnd on 127.0.0.1:0 with `data_dir` and extra flags; waits until it has
+  // written the port it bound to its --port-file (in a folder of this object's own).
   explicit ServerProcess(std::string data_dir, std::vector<std::string> flags = {},
                          std::string listen = "127.0.0.1:0")
-      : data_dir_(std::move(data_dir)) {
+      : data_dir_(std::move(data_dir)), port_file_(scratch_.Sub("port")) {
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
@@ -51,8 +52,9 @@ class ServerProcess {
       dup2(out[1], 2);
       close(out[0]);
       close(out[1]);
-      std::vector<std::string> args = {CAIRND_PATH, "--data", data_dir_, "--listen",
-                                       listen, "--threads", "2"};
+      std::vector<std::string> args = {CAIRND_PATH, "--data",    data_dir_, "--listen",
+                                       listen,      "--threads", "2",       "--port-file",
+                                       port_file_};
       args.insert(args.end(), flags.begin(), flags.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -62,12 +64,17 @@ class ServerProcess {
     }
     close(out[1]);
     out_fd_ = out[0];
-    std::regex ready("cairnd ready: listening on [0-9.]+:([0-9]+)");
+    // The file appears whole (cairnd renames it into place) once the listener is up. Until
+    // then, or until cairnd exits (EOF on its output), keep reading what it prints.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
-      if (!ReadOutput(200)) break;
-      std::smatch m;
-      if (std::regex_search(output_, m, ready)) port_ = uint16_t(std::stoi(m[1]));
+      std::ifstream in(port_file_);
+      unsigned port = 0;
+      if (in >> port && port > 0 && port < 65536) {
+        port_ = uint16_t(port);
+        break;
+      }
+      if (!ReadOutput(20)) break;
     }
     // Keep draining its output so that it never blocks on a full pipe.
     reader_ = std::thread([this] {
@@ -79,6 +86,7 @@ class ServerProcess {
   ~ServerProcess() { Stop(); }
 
   uint16_t port() const { return port_; }
+  const std::string& port_file() const { return port_file_; }
   pid_t pid() const { return pid_; }
   bool ready() const { return port_ != 0; }
 
@@ -142,7 +150,9 @@ class ServerProcess {
     return true;
   }
 
+  TempDir scratch_;  // holds the port file
   std::string data_dir_;
+  std::string port_file_;
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int status_ = 0;
@@ -307,6 +317,19 @@ inline Fbb CreateIndex(uint64_t id, std::string_view coll, std::string_view name
                                     fbb->CreateVectorOfStrings(fields), unique);
   auto c = wire::CreateCreateIndex(*fbb, fbb->CreateString(coll), spec);
   return Finish(std::move(fbb), id, wire::Request::CreateIndex, c.Union());
+}
+
+// ListCollections, from the first collection or (protocol 3) after `after`.
+inline Fbb ListCollections(uint64_t id, std::string_view after = "") {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto l = wire::CreateListCollections(*fbb, after.empty() ? 0 : fbb->CreateString(after));
+  return Finish(std::move(fbb), id, wire::Request::ListCollections, l.Union());
+}
+
+inline Fbb DescribeCollection(uint64_t id, std::string_view name) {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto d = wire::CreateDescribeCollection(*fbb, fbb->CreateString(name));
+  return Finish(std::move(fbb), id, wire::Request::DescribeCollection, d.Union());
 }
 
 inline flatbuffers::Offset<flatbuffers::Vector<uint8_t>> Bytes(FlatBufferBuilder& fbb,

@@ -201,10 +201,11 @@ class AsyncCalls {
   auto AsyncDropIndex(std::string_view collection, std::string_view index, Token&& token) {
     return Run(detail::DropIndexRequest(collection, index), std::forward<Token>(token));
   }
-  // std::vector<CollectionInfo>.
+  // CollectionsPage: one page of the list, from `after` (a previous page's `next`; empty:
+  // the first). Older servers send the whole list in one page.
   template <typename Token>
-  auto AsyncListCollections(Token&& token) {
-    return Run(detail::ListCollectionsRequest(), std::forward<Token>(token));
+  auto AsyncListCollections(std::string_view after, Token&& token) {
+    return Run(detail::ListCollectionsRequest(after), std::forward<Token>(token));
   }
   // CollectionInfo.
   template <typename Token>

@@ -145,6 +145,13 @@ struct CollectionInfo {
   std::vector<IndexInfo> indexes;
 };
 
+// One page of the collection list, in name order; `next`: where the next page starts
+// (empty: this was the last). Client::ListCollections gathers every page.
+struct CollectionsPage {
+  std::vector<CollectionInfo> collections;
+  std::string next;
+};
+
 struct ServerStats {
   std::vector<std::pair<std::string, uint64_t>> counters;
   struct Latency {

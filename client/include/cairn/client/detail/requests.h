@@ -21,7 +21,9 @@ Request<VerifyResult> VerifyRequest();
 // commit number.
 Request<uint64_t> CreateCollectionRequest(std::string_view name);
 Request<uint64_t> DropCollectionRequest(std::string_view name);
-Request<std::vector<CollectionInfo>> ListCollectionsRequest();
+// One page: a protocol 3 server sends the list in pages that fit in a frame (`after`:
+// the previous page's `next`); older ones send it whole.
+Request<CollectionsPage> ListCollectionsRequest(std::string_view after = {});
 Request<CollectionInfo> DescribeCollectionRequest(std::string_view name);
 Request<uint64_t> CreateIndexRequest(std::string_view collection, const IndexSpec& spec);
 Request<uint64_t> DropIndexRequest(std::string_view collection, std::string_view index);
