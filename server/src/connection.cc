@@ -486,12 +486,7 @@ void Connection::OnWritesDone() {
     Record(f.kind, f.received);
   }
   finished_taken_.clear();
-  Pump();
-  ProcessInput();
-  FinishTurn();
-  DoRead();
-  Flush();
-  MaybeFinish();
+  AfterAnswers();
 }
 
 void Connection::OnVerified(uint64_t id, const VerifyReport& report,
@@ -502,6 +497,10 @@ void Connection::OnVerified(uint64_t id, const VerifyReport& report,
     Send(id);
   }
   Record(RequestKind::kVerify, received);
+  AfterAnswers();
+}
+
+void Connection::AfterAnswers() {
   Pump();
   ProcessInput();
   FinishTurn();

@@ -54,6 +54,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnWritesDone();
   // A Verify request's report, back from the checker thread.
   void OnVerified(uint64_t id, const VerifyReport& report, Clock::time_point received);
+  // After answers arrive from another thread: run what waited for them, read on, flush.
+  void AfterAnswers();
   void HandleHello(uint64_t id, const void* hello);
 
   // Appends the response in fbb_ to the output (or an error if it is too large).
