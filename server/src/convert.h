@@ -30,7 +30,7 @@ void CountOps(const Transaction& t, ServerStats* stats);
 
 // The wire code of `code` for a connection that agreed on `protocol`: codes newer than
 // the connection's version are sent as the older code they refine (UnknownName, added
-// in 3, is NotFound to 1 and 2).
+// in 3, is NotFound to 1 and 2; Corrupted, added in 4, is Internal to 1 to 3).
 wire::ErrorCode ToWire(Code code, uint32_t protocol);
 
 // Response builders: each clears `fbb` and finishes a ResponseFrame in it. `protocol`:

@@ -80,6 +80,17 @@ TEST(CodesTest, EveryServerCodeReachesTheClientAsItself) {
   }
 }
 
+TEST(CodesTest, CodesNewerThanAConnectionAreSentAsTheCodeTheyRefine) {
+  // A client of an older version cannot know the newer codes; it gets the code it would
+  // have got before they existed.
+  EXPECT_EQ(server::ToWire(Code::kUnknownName, 2), wire::ErrorCode::NotFound);
+  EXPECT_EQ(server::ToWire(Code::kUnknownName, 3), wire::ErrorCode::UnknownName);
+  for (uint32_t v : {1u, 2u, 3u}) {
+    EXPECT_EQ(server::ToWire(Code::kCorrupted, v), wire::ErrorCode::Internal) << "version " << v;
+  }
+  EXPECT_EQ(server::ToWire(Code::kCorrupted, 4), wire::ErrorCode::Corrupted);
+}
+
 TEST(CodesTest, ValueKindsAndIndexStatesMatchTheWire) {
   for (wire::ValueKind w : wire::EnumValuesValueKind()) {
     ValueKind k = wire::FromWire(w);

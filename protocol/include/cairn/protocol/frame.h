@@ -13,7 +13,8 @@ namespace cairn::wire {
 // 2 added the Get request and its GetReply (a point read outside a transaction).
 // 3 added the UnknownName error code, the failed condition/operation in Error, and
 // the Verify request.
-inline constexpr uint32_t kProtocolVersion = 3;
+// 4 added the Corrupted error code.
+inline constexpr uint32_t kProtocolVersion = 4;
 inline constexpr size_t kFrameHeaderSize = 4;
 // Default and bounds for the largest payload (server --max-frame).
 inline constexpr uint32_t kDefaultMaxFrame = 16 << 20;
