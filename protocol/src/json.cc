@@ -158,8 +158,12 @@ void AppendValue(const flexbuffers::Reference& r, std::string* out, int depth) {
       out->append(plain ? "{" : "{\"$map\":[");
       for (size_t i = 0; i < m.size(); i++) {
         if (i) out->push_back(',');
-        if (!plain) out->push_back('[');
-        AppendJsonString(keys[i].AsKey(), out);
+        if (plain) {
+          AppendQuoted(keys[i].AsKey(), out);  // checked above
+        } else {
+          out->push_back('[');
+          AppendJsonString(keys[i].AsKey(), out);
+        }
         out->push_back(plain ? ':' : ',');
         AppendValue(values[i], out, depth + 1);
         if (!plain) out->push_back(']');
@@ -225,6 +229,19 @@ std::string PrintableText(std::string_view s) { return ReplaceUnprintable(s, /*c
 size_t ValidUtf8Prefix(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    // ASCII, eight bytes at a time: most text is.
+    if (i + 8 <= s.size()) {
+      uint64_t word;
+      std::memcpy(&word, s.data() + i, 8);
+      if ((word & 0x8080808080808080u) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    if (uint8_t(s[i]) < 0x80) {
+      i++;
+      continue;
+    }
     size_t n = Utf8SequenceLength(s.substr(i));
     if (n == 0) break;
     i += n;

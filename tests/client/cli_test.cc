@@ -595,6 +595,9 @@ TEST_F(CliTest, BytesThatAreNotUtf8RoundTripThroughGetAndPut) {
   auto rewritten = db->Get("b", odd_key);
   ASSERT_TRUE(rewritten);
   EXPECT_EQ((*rewritten)["n"].AsInt(), 2);
+  r = Cairn("txn", R"({"ops": [{"op": "get", "collection": "b", "key": {"$string": "//5r"}}]})");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(R"("records":[{"key":{"$string":"//5r"})"), std::string::npos) << r.out;
   r = Cairn("get b --key-base64 'not base64'");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("base64"), std::string::npos) << r.err;
