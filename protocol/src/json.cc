@@ -453,14 +453,12 @@ class JsonParser {
     size_t start = b_->StartMap();
     std::vector<std::string> keys;
     SkipSpace();
-    bool first = true;
-    while (pos_ < in_.size() && in_[pos_] != ']') {
-      if (!first) {
-        if (in_[pos_] != ',') return Fail("expected ',' or ']'");
-        pos_++;
-        SkipSpace();
-      }
-      first = false;
+    if (pos_ < in_.size() && in_[pos_] == ']') {
+      pos_++;
+      b_->EndMap(start);
+      return true;
+    }
+    while (true) {
       if (pos_ >= in_.size() || in_[pos_] != '[') return Fail(shape);
       pos_++;
       SkipSpace();
@@ -478,9 +476,17 @@ class JsonParser {
       if (pos_ >= in_.size() || in_[pos_] != ']') return Fail(shape);
       pos_++;
       SkipSpace();
+      if (pos_ < in_.size() && in_[pos_] == ',') {
+        pos_++;
+        SkipSpace();
+        continue;
+      }
+      if (pos_ < in_.size() && in_[pos_] == ']') {
+        pos_++;
+        break;
+      }
+      return Fail(shape);
     }
-    if (pos_ >= in_.size()) return Fail("unexpected end");
-    pos_++;  // ]
     if (!CheckUnique(&keys)) return false;
     b_->EndMap(start);
     return true;

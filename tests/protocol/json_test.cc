@@ -3,7 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
 #include <random>
+#include <set>
 
 #include "flatbuffers/flexbuffers.h"
 #include "strict_utf8.h"
@@ -172,6 +177,82 @@ TEST(JsonTest, EveryKindOfValueRoundTripsByteForByte) {
   EXPECT_EQ(back, doc) << FlexToJson(back);
 }
 
+// Random documents, built the way the parser builds them, of every kind of value and of
+// strings, keys and blobs of random bytes (NULs, text, tags' names and invalid UTF-8
+// among them): each prints as valid UTF-8 JSON that parses back byte for byte.
+TEST(JsonTest, RandomDocumentsRoundTripByteForByte) {
+  std::mt19937_64 rng(10);
+  auto bytes = [&](bool key) {
+    static const std::string pieces[] = {"$bytes", "$string", "$map", "a", "é", "😀", "\\", "\"",
+                                         "\n", "\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82"};
+    std::string out;
+    for (size_t n = rng() % 4; n > 0; n--) {
+      if (rng() % 3 == 0) {
+        out += char(rng() % 256);
+      } else {
+        out += pieces[rng() % std::size(pieces)];
+      }
+    }
+    if (key) out.erase(std::remove(out.begin(), out.end(), '\0'), out.end());
+    return out;
+  };
+  std::function<void(flexbuffers::Builder&, int)> value = [&](flexbuffers::Builder& b, int depth) {
+    switch (rng() % (depth < 4 ? 9 : 7)) {
+      case 0: b.Null(); break;
+      case 1: b.Bool(rng() % 2); break;
+      case 2: b.Int(int64_t(rng())); break;
+      case 3: b.UInt(rng() | (uint64_t{1} << 63)); break;  // the parser's uints
+      case 4: {
+        double d;
+        uint64_t u = rng();
+        std::memcpy(&d, &u, 8);
+        b.Double(std::isfinite(d) ? d : 0.25);
+        break;
+      }
+      case 5: b.String(bytes(false)); break;
+      case 6: {
+        std::string blob = bytes(false);
+        b.Blob(blob.data(), blob.size());
+        break;
+      }
+      case 7: {
+        std::set<std::string> keys;  // in FlexBuffers' (bytewise) order, as the parser adds them
+        for (size_t n = rng() % 4; n > 0; n--) keys.insert(bytes(true));
+        size_t start = b.StartMap();
+        for (const std::string& k : keys) {
+          b.Key(k);
+          value(b, depth + 1);
+        }
+        b.EndMap(start);
+        break;
+      }
+      default: {
+        size_t start = b.StartVector();
+        for (size_t n = rng() % 4; n > 0; n--) value(b, depth + 1);
+        b.EndVector(start, false, false);
+      }
+    }
+  };
+  for (int i = 0; i < 3000; i++) {
+    flexbuffers::Builder b;
+    size_t start = b.StartMap();
+    std::set<std::string> keys;
+    for (size_t n = rng() % 5; n > 0; n--) keys.insert(bytes(true));
+    for (const std::string& k : keys) {
+      b.Key(k);
+      value(b, 1);
+    }
+    b.EndMap(start);
+    b.Finish();
+    const std::string doc = Bytes(b);
+    const std::string json = FlexToJson(doc);
+    ASSERT_TRUE(testing::IsStrictUtf8(json)) << json;
+    std::string back, err;
+    ASSERT_TRUE(JsonToDocument(json, &back, &err)) << err << " in " << json;
+    ASSERT_EQ(back, doc) << json << " came back as " << FlexToJson(back);
+  }
+}
+
 // Typed vectors, narrow floats and small uints are encodings the parser does not choose:
 // they come back as the same values of the same kinds (docs/client.md), not the same bytes.
 TEST(JsonTest, OtherEncodingsKeepTheirValues) {
@@ -229,6 +310,7 @@ TEST(JsonTest, MisusedTagsAreRefusedByName) {
   }
   for (std::string_view bad : {R"({"$map": {"a": 1}})", R"({"$map": [["a"]]})",
                                R"({"$map": [["a", 1, 2]]})", R"({"$map": [[1, 2]]})",
+                               R"({"$map": [["a", 1],]})", R"({"$map": [["a", 1] ["b", 2]]})",
                                R"({"$map": [[{"$bytes": "AA=="}, 2]]})"}) {
     std::string err = ParseError(bad);
     EXPECT_NE(err.find("$map"), std::string::npos) << bad << ": " << err;
