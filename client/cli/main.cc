@@ -61,10 +61,25 @@ Exit ExitFor(ErrorCode code) {
   }
 }
 
+// Bytes as JSON data: a string, or {"$string": "<base64>"} when they are not UTF-8
+// (record keys; docs/client.md, "Bytes in JSON"). Lossless.
 std::string Quote(std::string_view s) {
   std::string out;
   AppendJsonString(s, &out);
   return out;
+}
+
+// Text for people (names, messages) as a JSON string; bytes that are not UTF-8 as \xNN.
+std::string Text(std::string_view s) {
+  std::string out;
+  AppendJsonText(s, &out);
+  return out;
+}
+
+// Every message goes to stderr through here: whatever bytes a key, a server message or an
+// argument holds, what is printed is valid UTF-8 without control characters.
+void Note(const std::string& message) {
+  std::fprintf(stderr, "cairn: %s\n", PrintableText(message).c_str());
 }
 
 std::string RecordJson(const Record& r) {
@@ -78,37 +93,11 @@ std::string RecordJson(const Record& r) {
 }
 
 std::string IndexJson(const IndexInfo& ix) {
-  std::string out = "{\"name\":" + Quote(ix.spec.name) + ",\"fields\":[";
-  for (size_t j = 0; j < ix.spec.fields.size(); j++) out += (j ? "," : "") + Quote(ix.spec.fields[j]);
-  out += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Quote(IndexStateName(ix.state));
-  if (!ix.error.empty()) out += ",\"error\":" + Quote(ix.error);
+  std::string out = "{\"name\":" + Text(ix.spec.name) + ",\"fields\":[";
+  for (size_t j = 0; j < ix.spec.fields.size(); j++) out += (j ? "," : "") + Text(ix.spec.fields[j]);
+  out += "],\"unique\":" + std::string(ix.spec.unique ? "true" : "false") + ",\"state\":" + Text(IndexStateName(ix.state));
+  if (!ix.error.empty()) out += ",\"error\":" + Text(ix.error);
   return out + "}";
-}
-
-std::optional<std::string> FromBase64(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = val(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(char((acc >> bits) & 0xff));
-    }
-  }
-  return out;
 }
 
 Document ParseDoc(const std::string& json, const std::string& what = "the document") {
@@ -280,7 +269,8 @@ int Load(Client& db, const LoadOptions& o) {
   uint64_t loaded = 0, failed = 0;
   Exit first_failure = kOk;
   auto reject = [&](size_t line, const std::string& why, Exit code) {
-    std::fprintf(stderr, "%s%s:%zu: %s\n", tty ? "\r" : "", name.c_str(), line, why.c_str());
+    std::fprintf(stderr, "%s%s:%zu: %s\n", tty ? "\r" : "", PrintableText(name).c_str(), line,
+                 PrintableText(why).c_str());
     failed++;
     if (first_failure == kOk) first_failure = code;
   };
@@ -411,9 +401,9 @@ struct Paging {
 int Page(Client& db, const Paging& p, const std::function<void(Txn&, std::string_view)>& op) {
   std::string continuation;
   if (!p.after.empty()) {
-    auto c = FromBase64(p.after);
-    if (!c || c->empty()) throw Usage("--after takes the token a previous page printed");
-    continuation = *c;
+    if (!DecodeBase64(p.after, &continuation) || continuation.empty()) {
+      throw Usage("--after takes the token a previous page printed");
+    }
   }
   const bool one_page = p.limit != 0 && !p.all;
   uint64_t printed = 0;
@@ -429,7 +419,7 @@ int Page(Client& db, const Paging& p, const std::function<void(Txn&, std::string
   }
   if (p.page_info) {
     std::printf("{\"next\":%s}\n",
-                continuation.empty() ? "null" : Quote(Base64(continuation)).c_str());
+                continuation.empty() ? "null" : Text(Base64(continuation)).c_str());
   } else if (!continuation.empty()) {
     std::fflush(stdout);
     std::fprintf(stderr, "cairn: more records follow: repeat with --after %s\n",
@@ -456,7 +446,11 @@ int main(int argc, char** argv) {
   Paging paging;
   size_t batch = 500;
   bool unique = false, reverse = false, if_not_exists = false, if_exists = false,
-       no_wait = false, atomic = false;
+       no_wait = false, atomic = false, key_base64 = false;
+  // A key that is not UTF-8 (scan prints it {"$string": "<base64>"}) is given in base64.
+  auto add_key_base64 = [&](CLI::App* c, const char* what) {
+    c->add_flag("--key-base64", key_base64, what);
+  };
 
   auto* ping = app.add_subcommand("ping", "Check that the server answers");
   auto* stats = app.add_subcommand("stats", "Server statistics");
@@ -494,15 +488,18 @@ int main(int argc, char** argv) {
     w->add_option("KEY", key)->required();
     w->add_option("JSON", json, "The document, a JSON object")->required();
     if (std::string(name) != "insert") w->add_option("--if-version", if_version, "Only if the record is at this version");
+    add_key_base64(w, "KEY is base64 (for a key that is not UTF-8)");
     writes.push_back(w);
   }
   auto* get = app.add_subcommand("get", "Read a record");
   get->add_option("COLLECTION", coll)->required();
   get->add_option("KEY", key)->required();
+  add_key_base64(get, "KEY is base64 (for a key that is not UTF-8)");
   auto* del = app.add_subcommand("delete", "Delete a record");
   del->add_option("COLLECTION", coll)->required();
   del->add_option("KEY", key)->required();
   del->add_option("--if-version", if_version, "Only if the record is at this version");
+  add_key_base64(del, "KEY is base64 (for a key that is not UTF-8)");
   auto add_paging = [&](CLI::App* c) {
     c->add_option("--limit", paging.limit,
                   "One page of at most this many; the token for the next page follows");
@@ -516,6 +513,7 @@ int main(int argc, char** argv) {
   scan->add_option("COLLECTION", coll)->required();
   scan->add_option("--from", from, "First key (inclusive)");
   scan->add_option("--to", to, "Last key (inclusive)");
+  add_key_base64(scan, "--from and --to are base64 (for keys that are not UTF-8)");
   add_paging(scan);
   auto* query = app.add_subcommand("query", "Records by secondary index, one JSON line each");
   query->add_option("COLLECTION", coll)->required();
@@ -530,6 +528,7 @@ int main(int argc, char** argv) {
   count->add_option("--eq", eq, "With --index: equal to this JSON value");
   count->add_option("--from", from, "First key (or, with --index, lowest JSON value)");
   count->add_option("--to", to, "Last key (or, with --index, highest JSON value)");
+  add_key_base64(count, "--from and --to are base64 keys (not with --index)");
   auto* txn = app.add_subcommand("txn", "Run a transaction read as JSON from stdin: "
                                          "{\"conditions\": [...], \"ops\": [...]}");
   auto* load = app.add_subcommand("load", "Bulk-load JSON lines into a collection; prints "
@@ -553,8 +552,8 @@ int main(int argc, char** argv) {
     if (a.empty() || a[0] == '-') continue;
     if (std::find(commands.begin(), commands.end(), a) == commands.end()) {
       std::string near = Nearest(a, commands);
-      std::fprintf(stderr, "cairn: unknown command '%s'; %s\n", a.c_str(),
-                   near.empty() ? "cairn --help lists them" : ("did you mean '" + near + "'?").c_str());
+      Note("unknown command '" + a + "'; " +
+           (near.empty() ? "cairn --help lists them" : "did you mean '" + near + "'?"));
       return kUsage;
     }
     break;
@@ -563,12 +562,28 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : kUsage;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // CLI11's messages quote arguments, which may hold any bytes.
+    Note(std::string(e.what()) + "; run with --help for more information");
+    return kUsage;
   }
 
   TxnNames names;  // of `cairn txn`'s parts, for its errors
   try {
+    if (key_base64) {
+      if (!index.empty()) throw Usage("--key-base64 is for keys, not index values: write "
+                                      "{\"$string\": \"<base64>\"} in --from/--to");
+      using Arg = std::pair<std::string*, const char*>;
+      for (auto [arg, name] : {Arg{&key, "KEY"}, Arg{&from, "--from"}, Arg{&to, "--to"}}) {
+        std::string bytes;
+        if (arg->empty()) continue;
+        if (!DecodeBase64(*arg, &bytes)) {
+          throw Usage(std::string(name) + " is not standard base64 (RFC 4648, padded), as "
+                      "--key-base64 asks: '" + *arg + "'");
+        }
+        *arg = std::move(bytes);
+      }
+    }
     // Connect only when needed, after the arguments have been checked.
     std::shared_ptr<Client> client;
     auto db = [&]() -> Client* {
@@ -602,7 +617,7 @@ int main(int argc, char** argv) {
       return s;
     };
     auto done = [](const std::string& fields) { std::printf("{%s}\n", fields.c_str()); };
-    auto c_json = "\"collection\":" + Quote(coll);
+    auto c_json = "\"collection\":" + Text(coll);
 
     if (*ping) {
       auto t0 = std::chrono::steady_clock::now();
@@ -614,15 +629,15 @@ int main(int argc, char** argv) {
     } else if (*verify) {
       VerifyResult v = db()->Verify();
       std::string problems;
-      for (const std::string& p : v.problems) problems += (problems.empty() ? "" : ",") + Quote(p);
+      for (const std::string& p : v.problems) problems += (problems.empty() ? "" : ",") + Text(p);
       std::printf("{\"ok\":%s,\"records\":%llu,\"index_entries\":%llu,\"log_entries\":%llu,"
                   "\"problems\":[%s]}\n",
                   v.ok() ? "true" : "false", (unsigned long long)v.records,
                   (unsigned long long)v.index_entries, (unsigned long long)v.log_entries,
                   problems.c_str());
       if (!v.ok()) {
-        std::fprintf(stderr, "cairn: verify found %zu problem(s); the first: %s\n",
-                     v.problems.size(), v.problems[0].c_str());
+        Note("verify found " + std::to_string(v.problems.size()) + " problem(s); the first: " +
+             v.problems[0]);
         return kServer;
       }
     } else if (*create_coll) {
@@ -653,7 +668,7 @@ int main(int argc, char** argv) {
           for (const IndexInfo& ix : c.indexes) std::printf("%s\n", IndexJson(ix).c_str());
           continue;
         }
-        std::string line = "{\"name\":" + Quote(c.name) + ",\"created\":" + std::to_string(c.created) + ",\"indexes\":[";
+        std::string line = "{\"name\":" + Text(c.name) + ",\"created\":" + std::to_string(c.created) + ",\"indexes\":[";
         for (size_t i = 0; i < c.indexes.size(); i++) line += (i ? "," : "") + IndexJson(c.indexes[i]);
         std::printf("%s]}\n", line.c_str());
       }
@@ -661,14 +676,13 @@ int main(int argc, char** argv) {
       IndexSpec spec{index, {}, unique};
       std::stringstream in(fields);
       for (std::string f; std::getline(in, f, ',');) spec.fields.push_back(f);
-      std::string ix_json = c_json + ",\"index\":" + Quote(index);
+      std::string ix_json = c_json + ",\"index\":" + Text(index);
       uint64_t commit = 0;
       try {
         commit = db()->CreateIndex(coll, spec);
       } catch (const Error& e) {
         if (!if_not_exists || e.code() != ErrorCode::kAlreadyExists) throw;
-        std::fprintf(stderr, "cairn: index '%s' exists already; it is left as it is\n",
-                     index.c_str());
+        Note("index '" + index + "' exists already; it is left as it is");
         done(ix_json + ",\"created\":false");
         return kOk;
       }
@@ -698,21 +712,21 @@ int main(int argc, char** argv) {
                                        "; drop it (cairn drop-index " + coll + " " + index +
                                        "), fix the records, and create it again");
       }
-      done(ix_json + ",\"created\":true,\"state\":" + Quote(IndexStateName(ix.state)) +
+      done(ix_json + ",\"created\":true,\"state\":" + Text(IndexStateName(ix.state)) +
            ",\"commit\":" + std::to_string(commit));
     } else if (*drop_ix) {
       try {
         uint64_t commit = db()->DropIndex(coll, index);
-        done(c_json + ",\"index\":" + Quote(index) + ",\"dropped\":true,\"commit\":" +
+        done(c_json + ",\"index\":" + Text(index) + ",\"dropped\":true,\"commit\":" +
              std::to_string(commit));
       } catch (const Error& e) {
         if (!if_exists || e.code() != ErrorCode::kUnknownName) throw;
-        done(c_json + ",\"index\":" + Quote(index) + ",\"dropped\":false");
+        done(c_json + ",\"index\":" + Text(index) + ",\"dropped\":false");
       }
     } else if (*get) {
       auto r = db()->Get(coll, key);
       if (!r) {
-        std::fprintf(stderr, "cairn: not found: %s/%s\n", coll.c_str(), key.c_str());
+        Note("not found: " + coll + "/" + key);
         return kAbsent;
       }
       std::printf("%s\n", RecordJson(*r).c_str());
@@ -722,7 +736,7 @@ int main(int argc, char** argv) {
       t.Delete(coll, key);
       TxnResult r = db()->Commit(t);
       if (!r.results.at(0).found) {
-        std::fprintf(stderr, "cairn: not found: %s/%s\n", coll.c_str(), key.c_str());
+        Note("not found: " + coll + "/" + key);
         return kAbsent;
       }
       done("\"key\":" + Quote(key) + ",\"deleted\":true,\"commit\":" + std::to_string(r.commit));
@@ -766,10 +780,10 @@ int main(int argc, char** argv) {
     }
     return kOk;
   } catch (const Usage& e) {
-    std::fprintf(stderr, "cairn: %s\n", e.what());
+    Note(e.what());
     return kUsage;
   } catch (const Failure& e) {
-    std::fprintf(stderr, "cairn: %s\n", e.what());
+    Note(e.what());
     return e.code;
   } catch (const Error& e) {
     // A transaction's error names the part that failed as the user wrote it.
@@ -789,8 +803,7 @@ int main(int argc, char** argv) {
                                               : message.substr(message.find(": ") + 2);
       }
     }
-    std::fprintf(stderr, "cairn: %s%s: %s\n", where.c_str(),
-                 std::string(ErrorCodeName(e.code())).c_str(), message.c_str());
+    Note(where + std::string(ErrorCodeName(e.code())) + ": " + message);
     return ExitFor(e.code());
   }
 }

@@ -4,13 +4,94 @@
 
 #include <algorithm>
 #include <charconv>
-#include <vector>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "flatbuffers/flexbuffers.h"
+#include "flatbuffers/util.h"
 
 namespace cairn {
 namespace {
+
+// The names of the tags (json.h). An object with a member of one of these names is a tag.
+constexpr std::string_view kBytesTag = "$bytes";
+constexpr std::string_view kStringTag = "$string";
+constexpr std::string_view kMapTag = "$map";
+
+bool IsTagName(std::string_view key) {
+  return key == kBytesTag || key == kStringTag || key == kMapTag;
+}
+
+// The length of the valid UTF-8 sequence that starts `s`, or 0 if it does not start with
+// one. flatbuffers::FromUTF8 has the strict rules but reads up to 4 bytes whatever the
+// length, so it is given a copy padded with NULs (which end any truncated sequence).
+size_t Utf8SequenceLength(std::string_view s) {
+  if (s.empty()) return 0;
+  if (uint8_t(s[0]) < 0x80) return 1;
+  char buf[5] = {};
+  size_t n = std::min<size_t>(4, s.size());
+  std::memcpy(buf, s.data(), n);
+  const char* p = buf;
+  if (flatbuffers::FromUTF8(&p) < 0) return 0;
+  size_t used = size_t(p - buf);
+  return used <= n ? used : 0;
+}
+
+// Appends `s` quoted and escaped; `s` must be valid UTF-8.
+void AppendQuoted(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (unsigned char ch : s) {
+    switch (ch) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      default:
+        if (ch < 0x20) {
+          char b[8];
+          snprintf(b, sizeof b, "\\u%04x", ch);
+          out->append(b);
+        } else {
+          out->push_back(char(ch));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// Appends {"<tag>":"<base64 of bytes>"}.
+void AppendTagged(std::string_view tag, std::string_view bytes, std::string* out) {
+  out->append("{\"");
+  out->append(tag);
+  out->append("\":\"");
+  out->append(Base64(bytes));
+  out->append("\"}");
+}
+
+// `s` with each byte that is not part of valid UTF-8 (and, if `controls`, each control
+// character) as the text \xNN.
+std::string ReplaceUnprintable(std::string_view s, bool controls) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    size_t n = Utf8SequenceLength(s.substr(i));
+    unsigned char ch = uint8_t(s[i]);
+    if (n == 0 || (controls && (ch < 0x20 || ch == 0x7f))) {
+      char b[8];
+      snprintf(b, sizeof b, "\\x%02x", ch);
+      out.append(b);
+      i++;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
 
 void AppendDouble(double d, std::string* out) {
   if (!std::isfinite(d)) {
@@ -59,23 +140,35 @@ void AppendValue(const flexbuffers::Reference& r, std::string* out, int depth) {
     }
     case flexbuffers::FBT_BLOB: {
       auto b = r.AsBlob();
-      out->push_back('"');
-      out->append(Base64(std::string_view(reinterpret_cast<const char*>(b.data()), b.size())));
-      out->push_back('"');
+      AppendTagged(kBytesTag,
+                   std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), out);
       return;
     }
     case flexbuffers::FBT_MAP: {
       auto m = r.AsMap();
       auto keys = m.Keys();
       auto values = m.Values();
-      out->push_back('{');
+      // A key that a plain object cannot hold (not UTF-8, or a tag's name): the map is
+      // written as {"$map": [[KEY, VALUE], ...]}.
+      bool plain = true;
+      for (size_t i = 0; i < m.size() && plain; i++) {
+        std::string_view k = keys[i].AsKey();
+        plain = IsValidUtf8(k) && !IsTagName(k);
+      }
+      out->append(plain ? "{" : "{\"$map\":[");
       for (size_t i = 0; i < m.size(); i++) {
         if (i) out->push_back(',');
-        AppendJsonString(keys[i].AsKey(), out);
-        out->push_back(':');
+        if (plain) {
+          AppendQuoted(keys[i].AsKey(), out);  // checked above
+        } else {
+          out->push_back('[');
+          AppendJsonString(keys[i].AsKey(), out);
+        }
+        out->push_back(plain ? ':' : ',');
         AppendValue(values[i], out, depth + 1);
+        if (!plain) out->push_back(']');
       }
-      out->push_back('}');
+      out->append(plain ? "}" : "]}");
       return;
     }
     default:
@@ -116,27 +209,75 @@ std::string Base64(std::string_view in) {
 }
 
 void AppendJsonString(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      default:
-        if (ch < 0x20) {
-          char b[8];
-          snprintf(b, sizeof b, "\\u%04x", ch);
-          out->append(b);
-        } else {
-          out->push_back(char(ch));
-        }
+  if (IsValidUtf8(s)) {
+    AppendQuoted(s, out);
+  } else {
+    AppendTagged(kStringTag, s, out);
+  }
+}
+
+void AppendJsonText(std::string_view s, std::string* out) {
+  if (IsValidUtf8(s)) {
+    AppendQuoted(s, out);
+  } else {
+    AppendQuoted(ReplaceUnprintable(s, /*controls=*/false), out);
+  }
+}
+
+std::string PrintableText(std::string_view s) { return ReplaceUnprintable(s, /*controls=*/true); }
+
+size_t ValidUtf8Prefix(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    // ASCII, eight bytes at a time: most text is.
+    if (i + 8 <= s.size()) {
+      uint64_t word;
+      std::memcpy(&word, s.data() + i, 8);
+      if ((word & 0x8080808080808080u) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    if (uint8_t(s[i]) < 0x80) {
+      i++;
+      continue;
+    }
+    size_t n = Utf8SequenceLength(s.substr(i));
+    if (n == 0) break;
+    i += n;
+  }
+  return i;
+}
+
+bool DecodeBase64(std::string_view in, std::string* out) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  out->clear();
+  if (in.size() % 4 != 0) return false;
+  size_t pad = 0;
+  while (pad < 2 && pad < in.size() && in[in.size() - 1 - pad] == '=') pad++;
+  std::string_view digits = in.substr(0, in.size() - pad);
+  out->reserve(in.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : digits) {
+    int v = value(c);
+    if (v < 0) return false;
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(char((acc >> bits) & 0xff));
     }
   }
-  out->push_back('"');
+  // One spelling per byte string: the bits after the last byte are zero.
+  return (acc & ((1u << bits) - 1)) == 0;
 }
 
 namespace {
@@ -150,24 +291,32 @@ class JsonParser {
 
   bool Parse(std::string* error) {
     SkipSpace();
-    if (!Value(0)) {
-      *error = "invalid JSON at byte " + std::to_string(pos_) + ": " + error_;
-      return false;
-    }
+    bool ok = Value(0);
     SkipSpace();
-    if (pos_ != in_.size()) {
-      *error = "invalid JSON at byte " + std::to_string(pos_) + ": trailing characters";
-      return false;
-    }
-    return true;
+    if (ok && pos_ != in_.size()) ok = Fail("trailing characters");
+    if (!ok) *error = "invalid JSON at " + Where(error_pos_) + ": " + error_;
+    return ok;
   }
 
  private:
   static constexpr int kMaxDepth = 64;
 
-  bool Fail(const char* why) {
-    if (error_.empty()) error_ = why;
+  bool Fail(std::string why) {
+    if (error_.empty()) {
+      error_ = std::move(why);
+      error_pos_ = pos_;
+    }
     return false;
+  }
+  // "line L, column C (byte N)": lines and columns count from 1, columns in bytes.
+  std::string Where(size_t pos) const {
+    pos = std::min(pos, in_.size());
+    std::string_view before = in_.substr(0, pos);
+    size_t line = 1 + size_t(std::count(before.begin(), before.end(), '\n'));
+    size_t line_start = before.rfind('\n');
+    size_t column = 1 + pos - (line_start == std::string_view::npos ? 0 : line_start + 1);
+    return "line " + std::to_string(line) + ", column " + std::to_string(column) + " (byte " +
+           std::to_string(pos) + ")";
   }
   void SkipSpace() {
     while (pos_ < in_.size() &&
@@ -200,45 +349,167 @@ class JsonParser {
     }
   }
 
+  // An object: a plain map, or a tag (json.h) when its first member is named as one.
   bool Object(int depth) {
     pos_++;  // {
+    SkipSpace();
+    if (pos_ < in_.size() && in_[pos_] == '}') {
+      pos_++;
+      b_->EndMap(b_->StartMap());
+      return true;
+    }
+    std::string key;
+    if (!MemberName(&key)) return false;
+    if (IsTagName(key)) return Tag(key, depth);
+    size_t start = b_->StartMap();
+    std::vector<std::string> keys;
+    while (true) {
+      if (key.find('\0') != std::string::npos) return Fail("a key holds a NUL character");
+      b_->Key(key);
+      keys.push_back(std::move(key));
+      if (!Value(depth + 1)) return false;
+      SkipSpace();
+      if (pos_ < in_.size() && in_[pos_] == '}') {
+        pos_++;
+        break;
+      }
+      if (pos_ >= in_.size() || in_[pos_] != ',') return Fail("expected ',' or '}'");
+      pos_++;
+      SkipSpace();
+      size_t at = pos_;
+      key.clear();
+      if (!MemberName(&key)) return false;
+      if (IsTagName(key)) {
+        pos_ = at;
+        return Fail(NotAlone(key));
+      }
+    }
+    if (!CheckUnique(&keys)) return false;
+    b_->EndMap(start);
+    return true;
+  }
+
+  // A member's name and the ':' after it; leaves pos_ at the value.
+  bool MemberName(std::string* key) {
+    if (pos_ >= in_.size() || in_[pos_] != '"') return Fail("expected a quoted key");
+    if (!String(key)) return false;
+    SkipSpace();
+    if (pos_ >= in_.size() || in_[pos_] != ':') return Fail("expected ':'");
+    pos_++;
+    SkipSpace();
+    return true;
+  }
+
+  static std::string NotAlone(std::string_view tag) {
+    return "an object with a \"" + std::string(tag) +
+           "\" member is a tag and has no other member (a map with that key is written "
+           "{\"$map\": [[\"" + std::string(tag) + "\", VALUE], ...]})";
+  }
+
+  bool CheckUnique(std::vector<std::string>* keys) {
+    std::sort(keys->begin(), keys->end());
+    if (std::adjacent_find(keys->begin(), keys->end()) != keys->end()) {
+      return Fail("duplicate key in an object");
+    }
+    return true;
+  }
+
+  // The tag named `tag`, its value at pos_; then the object's closing brace.
+  bool Tag(const std::string& tag, int depth) {
+    if (tag == kMapTag) {
+      if (!TaggedMap(depth)) return false;
+    } else {
+      std::string bytes;
+      if (!Base64String(tag, &bytes)) return false;
+      if (tag == kBytesTag) {
+        b_->Blob(bytes.data(), bytes.size());
+      } else {
+        b_->String(bytes);
+      }
+    }
+    SkipSpace();
+    if (pos_ < in_.size() && in_[pos_] == ',') return Fail(NotAlone(tag));
+    if (pos_ >= in_.size() || in_[pos_] != '}') return Fail("expected '}' after the \"" + tag + "\" tag");
+    pos_++;
+    return true;
+  }
+
+  // A JSON string holding base64, decoded into *bytes.
+  bool Base64String(std::string_view tag, std::string* bytes) {
+    std::string text;
+    if (pos_ >= in_.size() || in_[pos_] != '"' || !String(&text) || !DecodeBase64(text, bytes)) {
+      return Fail("\"" + std::string(tag) +
+                  "\" takes a string of standard base64 (RFC 4648, with padding)");
+    }
+    return true;
+  }
+
+  // {"$map": [[KEY, VALUE], ...]}: the array of pairs at pos_. A KEY is a JSON string or
+  // {"$string": "<base64>"}.
+  bool TaggedMap(int depth) {
+    const char* shape = "\"$map\" takes an array of [KEY, VALUE] pairs";
+    if (pos_ >= in_.size() || in_[pos_] != '[') return Fail(shape);
+    pos_++;
     size_t start = b_->StartMap();
     std::vector<std::string> keys;
     SkipSpace();
-    if (pos_ < in_.size() && in_[pos_] == '}') {
+    if (pos_ < in_.size() && in_[pos_] == ']') {
       pos_++;
       b_->EndMap(start);
       return true;
     }
     while (true) {
+      if (pos_ >= in_.size() || in_[pos_] != '[') return Fail(shape);
+      pos_++;
       SkipSpace();
-      if (pos_ >= in_.size() || in_[pos_] != '"') return Fail("expected a quoted key");
       std::string key;
-      if (!String(&key)) return false;
+      if (!PairKey(&key)) return false;
       if (key.find('\0') != std::string::npos) return Fail("a key holds a NUL character");
-      keys.push_back(key);
       SkipSpace();
-      if (pos_ >= in_.size() || in_[pos_] != ':') return Fail("expected ':'");
+      if (pos_ >= in_.size() || in_[pos_] != ',') return Fail(shape);
       pos_++;
       SkipSpace();
       b_->Key(key);
+      keys.push_back(std::move(key));
       if (!Value(depth + 1)) return false;
+      SkipSpace();
+      if (pos_ >= in_.size() || in_[pos_] != ']') return Fail(shape);
+      pos_++;
       SkipSpace();
       if (pos_ < in_.size() && in_[pos_] == ',') {
         pos_++;
+        SkipSpace();
         continue;
       }
-      if (pos_ < in_.size() && in_[pos_] == '}') {
+      if (pos_ < in_.size() && in_[pos_] == ']') {
         pos_++;
         break;
       }
-      return Fail("expected ',' or '}'");
+      return Fail(shape);
     }
-    std::sort(keys.begin(), keys.end());
-    if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) {
-      return Fail("duplicate key in an object");
-    }
+    if (!CheckUnique(&keys)) return false;
     b_->EndMap(start);
+    return true;
+  }
+
+  bool PairKey(std::string* key) {
+    if (pos_ < in_.size() && in_[pos_] == '"') return String(key);
+    const char* shape = "a \"$map\" key is a string or {\"$string\": \"<base64>\"}";
+    if (pos_ >= in_.size() || in_[pos_] != '{') return Fail(shape);
+    pos_++;
+    SkipSpace();
+    std::string tag;
+    if (pos_ >= in_.size() || in_[pos_] != '"' || !String(&tag) || tag != kStringTag) {
+      return Fail(shape);
+    }
+    SkipSpace();
+    if (pos_ >= in_.size() || in_[pos_] != ':') return Fail("expected ':'");
+    pos_++;
+    SkipSpace();
+    if (!Base64String(kStringTag, key)) return false;
+    SkipSpace();
+    if (pos_ >= in_.size() || in_[pos_] != '}') return Fail(shape);
+    pos_++;
     return true;
   }
 
@@ -307,7 +578,25 @@ class JsonParser {
       if (pos_ >= in_.size()) return Fail("unterminated string");
       unsigned char c = uint8_t(in_[pos_++]);
       if (c == '"') return true;
-      if (c < 0x20) return Fail("control character in a string");
+      if (c < 0x20) {
+        pos_--;
+        return Fail("control character in a string");
+      }
+      if (c >= 0x80) {
+        pos_--;
+        size_t n = Utf8SequenceLength(in_.substr(pos_));
+        if (n == 0) {
+          char why[128];
+          snprintf(why, sizeof why,
+                   "invalid UTF-8 (byte 0x%02x) in a string; bytes that are not UTF-8 are "
+                   "written {\"$string\": \"<base64>\"}",
+                   c);
+          return Fail(why);
+        }
+        out->append(in_.substr(pos_, n));
+        pos_ += n;
+        continue;
+      }
       if (c != '\\') {
         out->push_back(char(c));
         continue;
@@ -323,17 +612,24 @@ class JsonParser {
         case 'r': out->push_back('\r'); break;
         case 't': out->push_back('\t'); break;
         case 'u': {
+          size_t escape = pos_ - 2;
+          auto lone = [&](const char* which) {
+            pos_ = escape;
+            return Fail(std::string("a lone ") + which +
+                        " surrogate escape is not UTF-8 text; bytes that are not UTF-8 are "
+                        "written {\"$string\": \"<base64>\"}");
+          };
           uint32_t cp;
           if (!Hex4(&cp)) return false;
           if (cp >= 0xd800 && cp < 0xdc00) {  // a surrogate pair
             uint32_t lo;
-            if (in_.substr(pos_, 2) != "\\u") return Fail("lone high surrogate");
+            if (in_.substr(pos_, 2) != "\\u") return lone("high");
             pos_ += 2;
             if (!Hex4(&lo)) return false;
-            if (lo < 0xdc00 || lo > 0xdfff) return Fail("bad low surrogate");
+            if (lo < 0xdc00 || lo > 0xdfff) return lone("high");
             cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
           } else if (cp >= 0xdc00 && cp < 0xe000) {
-            return Fail("lone low surrogate");
+            return lone("low");
           }
           AppendUtf8(cp, out);
           break;
@@ -398,6 +694,7 @@ class JsonParser {
   size_t pos_ = 0;
   flexbuffers::Builder* b_;
   std::string error_;
+  size_t error_pos_ = 0;  // where error_ was found
 };
 
 }  // namespace

@@ -9,9 +9,14 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
+#include "cairn/client/client.h"
+#include "cairn/protocol/json.h"
 #include "command.h"
+#include "flatbuffers/flexbuffers.h"
 #include "server_process.h"
+#include "strict_utf8.h"
 
 #ifndef CAIRN_CLI_PATH
 #error "CAIRN_CLI_PATH must name the cairn binary"
@@ -41,10 +46,44 @@ class CliTest : public ::testing::Test {
         input);
   }
 
+  // libcairn, connected to the same server.
+  std::shared_ptr<client::Client> Lib() {
+    client::ClientOptions o;
+    o.address = addr_;
+    o.connections = 1;
+    return client::Client::Connect(o);
+  }
+
   TempDir dir_;
   std::unique_ptr<ServerProcess> server_;
   std::string addr_;
 };
+
+// `s` as one shell word, whatever bytes it holds (but NUL).
+std::string Sh(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The "document" of a record line that get or scan printed.
+std::string DocumentOf(const std::string& line) {
+  size_t at = line.find(",\"document\":");
+  size_t end = line.rfind('}');
+  if (at == std::string::npos || end == std::string::npos || end < at + 12) return "";
+  return line.substr(at + 12, end - at - 12);
+}
+
+// Whether `out` is lines of valid UTF-8 JSON, each parsed by the strict parser.
+::testing::AssertionResult JsonLines(const std::string& out) {
+  if (!testing::IsStrictUtf8(out)) return ::testing::AssertionFailure() << "not UTF-8: " << out;
+  std::stringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    std::string flex, err;
+    if (!JsonToFlex(line, &flex, &err)) return ::testing::AssertionFailure() << err << ": " << line;
+  }
+  return ::testing::AssertionSuccess();
+}
 
 TEST_F(CliTest, PingAndStats) {
   CliRun r = Cairn("ping");
@@ -487,6 +526,147 @@ TEST_F(CliTest, MissingServerIsAConnectionError) {
   EXPECT_NE(r.err.find("127.0.0.1:1"), std::string::npos) << r.err;
   // Bad arguments are reported as such even without a server.
   EXPECT_EQ(Cairn("put c k '{bad'", "", "127.0.0.1:1").code, 2);
+}
+
+// Bytes that are not UTF-8, stored through libcairn: get and scan print valid JSON, and
+// put of what get printed stores the same bytes, of the same types.
+TEST_F(CliTest, BytesThatAreNotUtf8RoundTripThroughGetAndPut) {
+  auto db = Lib();
+  db->CreateCollection("b");
+  flexbuffers::Builder fb;  // keys in order and untyped vectors, as the JSON parser builds
+  fb.Map([&] {
+    fb.Key("$bytes");  // a user's key named like a tag
+    fb.String("x");
+    fb.Key("blob");
+    fb.Blob(std::string("\0\xff", 2).data(), 2);
+    fb.Key("list");
+    fb.Vector([&] {
+      fb.String("\xc0\xaf");  // an overlong '/'
+      fb.Int(1);
+    });
+    fb.Key("name");
+    fb.String("caf\xe9");  // Latin-1
+    fb.Key("nested");
+    fb.Map([&] {
+      fb.Key("ok");
+      fb.String("é");
+      fb.Key("\xff");
+      fb.Null();
+    });
+  });
+  fb.Finish();
+  const std::string doc(reinterpret_cast<const char*>(fb.GetBuffer().data()), fb.GetBuffer().size());
+  db->Put("b", "k", client::Document::FromBytes(doc));
+  const std::string odd_key("\xff\xfek", 3);
+  db->Put("b", odd_key, client::Document::FromJson(R"({"n": 1})"));
+
+  CliRun r = Cairn("get b k");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(JsonLines(r.out));
+  EXPECT_NE(r.out.find(R"(["blob",{"$bytes":"AP8="}])"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(R"(["name",{"$string":"Y2Fm6Q=="}])"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(R"([{"$string":"/w=="},null])"), std::string::npos) << r.out;
+
+  std::string printed = DocumentOf(r.out);
+  r = Cairn("put b k2 " + Sh(printed));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto back = db->Get("b", "k2");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->value, doc) << "put stores what get printed, byte for byte: "
+                              << DocumentOf(Cairn("get b k2").out);
+
+  // A key that is not UTF-8: scan prints it as {"$string": ...}; --key-base64 finds it.
+  r = Cairn("scan b");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(JsonLines(r.out));
+  const std::string line = R"({"key":{"$string":"//5r"},"version":)";
+  ASSERT_NE(r.out.find(line), std::string::npos) << r.out;
+  std::string scanned = r.out.substr(r.out.find(line));
+  scanned = scanned.substr(0, scanned.find('\n') + 1);
+  r = Cairn("get b --key-base64 //5r");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, scanned);
+  r = Cairn("scan b --key-base64 --from //5r");
+  EXPECT_EQ(r.out, scanned) << "key bounds in base64";
+  r = Cairn("put b --key-base64 //5r '{\"n\": 2}'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(JsonLines(r.out));
+  EXPECT_EQ(r.out.rfind(R"({"key":{"$string":"//5r"},"version":)", 0), 0u) << r.out;
+  auto rewritten = db->Get("b", odd_key);
+  ASSERT_TRUE(rewritten);
+  EXPECT_EQ((*rewritten)["n"].AsInt(), 2);
+  r = Cairn("txn", R"({"ops": [{"op": "get", "collection": "b", "key": {"$string": "//5r"}}]})");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(R"("records":[{"key":{"$string":"//5r"})"), std::string::npos) << r.out;
+  r = Cairn("get b --key-base64 'not base64'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("base64"), std::string::npos) << r.err;
+  EXPECT_EQ(Cairn("count b --index by_n --key-base64 --from AA==").code, 2)
+      << "--key-base64 is for keys";
+}
+
+TEST_F(CliTest, InvalidUtf8JsonIsRefusedAndStoresNothing) {
+  Cairn("create-collection b");
+  // A raw Latin-1 byte, and a lone surrogate escape.
+  CliRun r = Cairn("put b k " + Sh("{\"n\": 1,\n \"s\": \"caf\xe9\"}"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("invalid JSON at line 2, column 11 (byte 19): invalid UTF-8 (byte 0xe9)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("{\"$string\": \"<base64>\"}"), std::string::npos) << "says what to write";
+  EXPECT_TRUE(testing::IsStrictUtf8(r.err)) << r.err;
+  r = Cairn("put b k '{\"s\": \"\\ud800\"}'");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("lone high surrogate"), std::string::npos) << r.err;
+  r = Cairn("txn", "{\"ops\": [{\"op\": \"put\", \"collection\": \"b\", \"key\": \"k\", "
+                   "\"document\": {\"s\": \"\xff\"}}]}");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("invalid UTF-8"), std::string::npos) << r.err;
+  r = Cairn("load b", "{\"id\": \"a\"}\n{\"id\": \"k\", \"s\": \"\xc0\xaf\"}\n");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("<stdin>:2: invalid JSON at line 1, column 19 (byte 18)"), std::string::npos) << r.err;
+  EXPECT_EQ(Cairn("get b k").code, 1) << "nothing stored under k";
+  EXPECT_EQ(Cairn("count b").out, "1\n") << "only the good line of the load";
+
+  // The same bytes written with the convention are taken, as a string.
+  r = Cairn(R"(put b k '{"s": {"$string": "Y2Fm6Q=="}, "b": {"$bytes": "/w=="}}')");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto got = Lib()->Get("b", "k");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE((*got)["s"].ref().IsString());
+  EXPECT_EQ((*got)["s"].AsString(), "caf\xe9");
+  EXPECT_TRUE((*got)["b"].ref().IsBlob());
+  r = Cairn(R"(put b k '{"a": {"$bytes": "/w==", "more": 1}}')");
+  EXPECT_EQ(r.code, 2) << "a tag mixed with other members";
+  EXPECT_NE(r.err.find("$map"), std::string::npos) << r.err;
+}
+
+// Messages on stderr and text in JSON output quote user bytes safely.
+TEST_F(CliTest, MessagesAboutKeysThatAreNotUtf8AreValidUtf8) {
+  auto db = Lib();
+  db->CreateCollection("u");
+  db->Put("u", std::string("\xff" "a", 2), client::Document::FromJson(R"({"e": 1})"));
+  db->Put("u", std::string("\xfe" "b", 2), client::Document::FromJson(R"({"e": 1})"));
+  CliRun r = Cairn("get u --key-base64 /w==");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(testing::IsStrictUtf8(r.err)) << r.err;
+  EXPECT_NE(r.err.find("not found: u/\\xff"), std::string::npos) << r.err;
+  // A unique build over duplicates names the clashing records: their keys are not UTF-8.
+  r = Cairn("create-index u by_e e --unique");
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_TRUE(testing::IsStrictUtf8(r.err)) << r.err;
+  EXPECT_NE(r.err.find("\\xff"), std::string::npos) << r.err;
+  r = Cairn("indexes u");
+  EXPECT_TRUE(JsonLines(r.out)) << r.out;
+  EXPECT_NE(r.out.find("\"error\":"), std::string::npos) << r.out;
+  // A server message quoting a key, and an argument CLI11 quotes.
+  r = Cairn("insert u --key-base64 /2E= '{}'");
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_TRUE(testing::IsStrictUtf8(r.err)) << r.err;
+  r = Cairn("get u k " + Sh("extra\xff\x1b[2J"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(testing::IsStrictUtf8(r.err)) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << "no control characters: " << r.err;
 }
 
 }  // namespace

@@ -64,12 +64,15 @@ class Document {
  public:
   Document();  // {}
 
-  // Parses a JSON object. Throws cairn::Error (kBadRequest) on malformed JSON or a non-object.
+  // Parses a JSON object, with the tags of docs/client.md ("Bytes in JSON") for blobs,
+  // strings that are not UTF-8 and maps with such keys. Throws cairn::Error (kBadRequest)
+  // on malformed JSON, invalid UTF-8, a misused tag or a non-object.
   static Document FromJson(std::string_view json);
   // Adopts FlexBuffers bytes whose root is a map. Throws cairn::Error (kBadRequest) otherwise.
   static Document FromBytes(std::string bytes);
 
   const std::string& bytes() const { return bytes_; }
+  // Valid UTF-8 JSON that FromJson reads back to the same values (docs/client.md).
   std::string ToJson() const;
 
   // The field at a dotted path ("address.city"); missing if any part is absent. The
@@ -128,7 +131,8 @@ class Document {
 std::string EncodeScalar(const Scalar& v);
 // Encodes scalars as a FlexBuffer vector.
 std::string EncodeScalars(const std::vector<Scalar>& v);
-// Parses a JSON scalar ("42", "\"x\"", "null"...). Throws cairn::Error (kBadRequest).
+// Parses a JSON scalar ("42", "\"x\"", "null", {"$string": "<base64>"}...). Throws
+// cairn::Error (kBadRequest).
 Scalar ScalarFromJson(std::string_view json);
 
 }  // namespace cairn::client
