@@ -20,14 +20,16 @@ constexpr size_t kMaxProblems = 200;
 
 class Checker {
  public:
-  Checker(MDB_txn* txn, const internal::Dbs& dbs, VerifyReport* report)
-      : txn_(txn), dbs_(dbs), report_(report) {}
+  Checker(MDB_txn* txn, const internal::Dbs& dbs, const Engine::VerifyProgress& progress,
+          VerifyReport* report)
+      : txn_(txn), dbs_(dbs), progress_(progress), report_(report) {}
 
   void Problem(std::string p) {
     if (report_->problems.size() < kMaxProblems) report_->problems.push_back(std::move(p));
   }
 
   void Run() {
+    Begin("catalog");
     Catalog catalog;
     if (Status s = internal::LoadCatalog(txn_, dbs_.meta, &catalog); !s.ok()) {
       Problem("catalog: " + s.ToString());
@@ -39,12 +41,19 @@ class Checker {
       live_collections_[c.id] = &c;
       for (const IndexDesc& ix : c.indexes) live_indexes_[ix.id] = {&c, &ix};
     }
+    Begin("records");
     CheckRecords();
+    Begin("index entries");
     CheckIndexEntries();
+    Begin("change log");
     CheckLog();
   }
 
  private:
+  void Begin(std::string_view part) {
+    if (progress_) progress_(part);
+  }
+
   void LoadCleanups() {
     Scan(dbs_.meta, internal::kCleanupPrefix, [&](std::string_view k, std::string_view) {
       if (k.size() == 6) pending_cleanup_.insert(internal::LoadU32BE(k.data() + 2));
@@ -60,7 +69,10 @@ class Checker {
     for (; rc == 0 && View(k).starts_with(prefix); rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
       fn(View(k), View(v));
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) Problem(std::string("cursor: ") + mdb_strerror(rc));
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+      Problem(std::string("structurally damaged: reading the file failed (") + mdb_strerror(rc) +
+              "); restore from a backup");
+    }
     mdb_cursor_close(cur);
   }
 
@@ -186,6 +198,7 @@ class Checker {
 
   MDB_txn* txn_;
   const internal::Dbs& dbs_;
+  const Engine::VerifyProgress& progress_;
   VerifyReport* report_;
   uint64_t seq_ = 0;
   std::set<uint32_t> pending_cleanup_;
@@ -195,14 +208,14 @@ class Checker {
 
 }  // namespace
 
-VerifyReport Engine::Impl::Verify() const {
+VerifyReport Engine::Impl::Verify(const VerifyProgress& progress) const {
   VerifyReport report;
   MDB_txn* txn;
   if (Status s = AcquireReadTxn(&txn); !s.ok()) {
     report.problems.push_back("cannot begin a read transaction: " + s.ToString());
     return report;
   }
-  Checker(txn, dbs_, &report).Run();
+  Checker(txn, dbs_, progress, &report).Run();
   ReleaseReadTxn(txn);
   return report;
 }
