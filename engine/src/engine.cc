@@ -281,6 +281,11 @@ Status Engine::Impl::Open() {
       }
     }
     if (options_.read_only) return Status(Code::kNotFound, "no database in " + dir_);
+  } else if (fs::file_size(fs::path(dir_) / "data.mdb", ec) == 0 && !ec) {
+    // LMDB would take an empty file for a new database and start one over whatever was
+    // lost. Only a crash in the first moments of a new database leaves this honestly.
+    return Status(Code::kCorrupted, dir_ + "/data.mdb is empty: restore it from a backup, or "
+                                           "remove it to start a new database");
   }
 
   if (int rc = mdb_env_create(&env_); rc != 0) return MdbStatus(rc, "env create");

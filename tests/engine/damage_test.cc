@@ -46,6 +46,31 @@ TEST(EngineDamageTest, FileCutShortByOnePageIsRefused) {
   EXPECT_EQ(r.status().code(), Code::kCorrupted) << r.status().ToString();
 }
 
+TEST(EngineDamageTest, EmptyDataFileIsRefusedNotTakenForANewDatabase) {
+  TempDir dir;
+  testing::MakeDatabase(dir.path(), 10);
+  std::filesystem::resize_file(dir.Sub("data.mdb"), 0);
+  auto r = Engine::Open(dir.path(), {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupted);
+  EXPECT_NE(r.status().message().find("data.mdb is empty"), std::string::npos)
+      << r.status().ToString();
+  EXPECT_EQ(std::filesystem::file_size(dir.Sub("data.mdb")), 0u) << "nothing was written";
+}
+
+TEST(EngineDamageTest, ZeroedMetaPageIsRefusedAtOpen) {
+  for (uint64_t page : {0, 1}) {
+    TempDir dir;
+    testing::MakeDatabase(dir.path(), 10);
+    { testing::LmdbFile(dir.Sub("data.mdb")).ZeroPage(page); }
+    auto r = Engine::Open(dir.path(), {});
+    ASSERT_FALSE(r.ok()) << "meta page " << page;
+    EXPECT_EQ(r.status().code(), Code::kBadRequest) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("not a database this build can read"), std::string::npos)
+        << r.status().ToString();
+  }
+}
+
 TEST(EngineOpenTest, ReadOnlyOpenInTheSameProcessIsRefused) {
   // LMDB forbids two environments on one file in a process: closing one would drop the
   // other's locks.
