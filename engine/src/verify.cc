@@ -1,5 +1,6 @@
 // Engine::Verify: a consistency check of everything the engine stores, on one
 // read snapshot. Used by tests after every batch and by operators (cairn verify).
+#include <cstdio>
 #include <set>
 #include <unordered_map>
 
@@ -17,6 +18,21 @@ using internal::View;
 namespace {
 
 constexpr size_t kMaxProblems = 200;
+
+// A stored key for a problem's text: printable bytes as they are, others as \xNN.
+std::string Printable(std::string_view bytes) {
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += char(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
 
 class Checker {
  public:
@@ -66,8 +82,26 @@ class Checker {
     if (mdb_cursor_open(txn_, dbi, &cur) != 0) return Problem("cannot open a cursor");
     MDB_val k = internal::Val(prefix), v;
     int rc = mdb_cursor_get(cur, &k, &v, prefix.empty() ? MDB_FIRST : MDB_SET_RANGE);
+    // LMDB hands out keys in order (and, in the DUPSORT index, values in order within a
+    // key); anything else means a branch page leads somewhere it should not, e.g. two
+    // pointers to one leaf, which LMDB itself does not notice.
+    const bool dups = dbi == dbs_.index;
+    std::string prev_k, prev_v;
+    bool first = true, in_order = true;
     for (; rc == 0 && View(k).starts_with(prefix); rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      fn(View(k), View(v));
+      std::string_view key = View(k), val = View(v);
+      if (!first && in_order) {
+        int c = key.compare(prev_k);
+        if (c < 0 || (c == 0 && (!dups || val <= prev_v))) {
+          in_order = false;
+          Problem("structurally damaged: keys out of order after '" + Printable(prev_k) +
+                  "' (a damaged branch page); restore from a backup");
+        }
+      }
+      first = false;
+      prev_k.assign(key);
+      if (dups) prev_v.assign(val);
+      fn(key, val);
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
       Problem(std::string("structurally damaged: reading the file failed (") + mdb_strerror(rc) +

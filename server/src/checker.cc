@@ -1,9 +1,8 @@
 #include "checker.h"
 
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 namespace cairn::server {
 
@@ -73,7 +72,8 @@ void Checker::Run() {
       spdlog::warn("verify: {} problem(s); the first: {}", outcome.report.problems.size(),
                    outcome.report.problems.front());
     }
-    if (!outcome.child_stderr.empty()) spdlog::warn("verify: the verifier said: {}", outcome.child_stderr);
+    if (!outcome.child_stderr.empty())
+      spdlog::warn("verify: the verifier said: {}", outcome.child_stderr);
     done(std::move(outcome.report));
   }
 }

@@ -95,7 +95,9 @@ int VerifyOffline(const cairn::server::ServerOptions& opts, bool json) {
   const cairn::VerifyReport& r = outcome.report;
   if (json) {
     std::string problems;
-    for (const std::string& p : r.problems) problems += (problems.empty() ? "" : ",") + JsonString(p);
+    for (const std::string& p : r.problems) {
+      problems += (problems.empty() ? "" : ",") + JsonString(p);
+    }
     std::printf("{\"ok\":%s,\"finished\":%s,\"records\":%llu,\"index_entries\":%llu,"
                 "\"log_entries\":%llu,\"problems\":[%s]}\n",
                 r.ok() ? "true" : "false", outcome.finished() ? "true" : "false",

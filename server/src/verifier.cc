@@ -53,7 +53,8 @@ std::string Unescape(std::string_view s) {
 std::string HowItEnded(int status) {
   if (WIFSIGNALED(status)) {
     const char* name = sigabbrev_np(WTERMSIG(status));
-    return "died of " + (name ? "SIG" + std::string(name) : "signal " + std::to_string(WTERMSIG(status)));
+    return "died of " +
+           (name ? "SIG" + std::string(name) : "signal " + std::to_string(WTERMSIG(status)));
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
     return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -83,9 +84,12 @@ void AppendLine(std::string* out, std::string_view tag, std::string_view text) {
   *out += tag;
   if (!text.empty()) *out += ' ';
   for (char c : text) {
-    if (c == '\\') *out += "\\\\";
-    else if (c == '\n') *out += "\\n";
-    else *out += c;
+    if (c == '\\')
+      *out += "\\\\";
+    else if (c == '\n')
+      *out += "\\n";
+    else
+      *out += c;
   }
   *out += '\n';
 }
@@ -148,8 +152,8 @@ int VerifierChildMain(const std::string& data_dir, uint64_t max_size, int out_fd
     report = (*engine)->Verify([&](std::string_view part) { emit("part", part); });
   }
   for (const std::string& p : report.problems) emit("problem", p);
-  emit("counts", std::to_string(report.records) + " " + std::to_string(report.index_entries) +
-                     " " + std::to_string(report.log_entries));
+  emit("counts", std::to_string(report.records) + " " + std::to_string(report.index_entries) + " " +
+                     std::to_string(report.log_entries));
   emit("end", "");
   return ok ? 0 : 1;
 }
@@ -188,7 +192,8 @@ VerifyOutcome RunVerifier(const VerifierOptions& options) {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<std::string> args = {"cairnd",  "--verify-child", "--data", options.data_dir,
+  std::vector<std::string> args = {"cairnd",     "--verify-child",
+                                   "--data",     options.data_dir,
                                    "--max-size", std::to_string(options.max_size)};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -236,7 +241,8 @@ VerifyOutcome RunVerifier(const VerifierOptions& options) {
     if (fds[1].revents != 0) {
       ssize_t got = ::read(err[0], buf, sizeof buf);
       if (got > 0 && outcome.child_stderr.size() < kMaxStderrBytes) {
-        outcome.child_stderr.append(buf, std::min(size_t(got), kMaxStderrBytes - outcome.child_stderr.size()));
+        outcome.child_stderr.append(
+            buf, std::min(size_t(got), kMaxStderrBytes - outcome.child_stderr.size()));
       }
       if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) err_open = false;
     }

@@ -53,7 +53,7 @@ struct VerifyOutcome {
     kNotStarted,  // posix_spawn or pipe failed
   };
   End end = End::kNotStarted;
-  VerifyReport report;  // always holds a problem unless end == kCompleted
+  VerifyReport report;       // always holds a problem unless end == kCompleted
   std::string child_stderr;  // what the child printed there (bounded)
 
   bool finished() const { return end == End::kCompleted; }

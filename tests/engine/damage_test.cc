@@ -1,14 +1,13 @@
 // Damaged data files at open: a truncated file is refused with a clear error (LMDB would
 // die of SIGBUS on the first page past the end), and the rules for who may open a
 // database read-only while another has it (cairnd --verify runs beside a server).
+#include "damage.h"
+
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <filesystem>
-
-#include "damage.h"
 
 namespace cairn {
 namespace {

@@ -2,16 +2,16 @@
 // message; `cairnd --verify` (offline) and VerifyDatabase (online, through libcairn) run the
 // verifier in a child process, so that damage that kills it (a zeroed page: an LMDB
 // assertion) becomes a report while cairnd, and the server's other requests, carry on.
-#include <dirent.h>
-#include <sys/wait.h>
+#include "damage.h"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <fstream>
 
 #include "cairn/client/client.h"
 #include "command.h"
-#include "damage.h"
 #include "server_process.h"
 #include "verifier.h"
 
@@ -64,7 +64,8 @@ TEST(CairndDamageTest, TruncatedFileIsRefusedAtStartWithAClearMessage) {
   ServerProcess server(data);
   EXPECT_FALSE(server.ready());
   int status = server.Stop();
-  ASSERT_TRUE(WIFEXITED(status)) << "died of signal " << WTERMSIG(status) << "\n" << server.output();
+  ASSERT_TRUE(WIFEXITED(status)) << "died of signal " << WTERMSIG(status) << "\n"
+                                 << server.output();
   EXPECT_EQ(WEXITSTATUS(status), 1);
   std::string out = server.output();
   EXPECT_NE(out.find(data + "/data.mdb is "), std::string::npos) << out;
@@ -134,7 +135,21 @@ TEST(CairndVerifyTest, FlippedBranchPointerIsReportedOffline) {
   ASSERT_NE(r.code, -1) << "cairnd --verify itself died\n" << r.err;
   EXPECT_EQ(r.code, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("structurally damaged: reading the file failed (MDB_PAGE_NOTFOUND"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
+}
+
+TEST(CairndVerifyTest, TwoBranchPointersToOneLeafAreReportedOffline) {
+  TempDir dir, scratch;
+  std::string data = dir.Sub("db");
+  testing::MakeDatabase(data);
+  testing::PointTwoBranchesAtOneLeaf(data + "/data.mdb");
+  CommandRun r = Verify(data, scratch);
+  RecordProperty("report", r.out);
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("structurally damaged: keys out of order after '\\x00\\x00\\x00\\x01rec-"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST(CairndVerifyTest, OnlineCheckOfAZeroedPageReportsAndTheServerKeepsServing) {
@@ -172,8 +187,8 @@ TEST(CairndVerifyTest, CheckPastItsDeadlineIsStoppedAndSaysSo) {
   // 1 ms: the child cannot even start and open the database in that time.
   CommandRun r = Verify(data, scratch, "--verify-timeout 0.001");
   EXPECT_EQ(r.code, 1) << r.out << r.err;
-  EXPECT_NE(r.out.find("not checked to the end: the verifier was still at work"),
-            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("not checked to the end: the verifier was still at work"), std::string::npos)
+      << r.out;
 
   ServerProcess server(data, {"--verify-timeout", "0.001"});
   ASSERT_TRUE(server.ready()) << server.output();

@@ -40,7 +40,8 @@ struct LmdbFile {
   uint64_t last_page() const { return U64(meta_.data() + 136); }
   std::vector<char> Page(uint64_t pgno) { return Read(pgno * psize_, psize_); }
   void WritePage(uint64_t pgno, const std::vector<char>& bytes) {
-    ASSERT_EQ(::pwrite(fd_, bytes.data(), bytes.size(), off_t(pgno * psize_)), ssize_t(bytes.size()));
+    ASSERT_EQ(::pwrite(fd_, bytes.data(), bytes.size(), off_t(pgno * psize_)),
+              ssize_t(bytes.size()));
   }
   void ZeroPage(uint64_t pgno) { WritePage(pgno, std::vector<char>(psize_, '\0')); }
 
@@ -72,9 +73,21 @@ struct LmdbFile {
     return 0;
   }
 
-  static uint16_t U16(const char* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
-  static uint32_t U32(const char* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
-  static uint64_t U64(const char* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+  static uint16_t U16(const char* p) {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+  }
+  static uint32_t U32(const char* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  static uint64_t U64(const char* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  }
 
  private:
   std::vector<char> Read(uint64_t off, size_t n) {
@@ -102,7 +115,8 @@ inline void MakeDatabase(const std::string& dir, int n = 2000) {
     char k[16];
     std::snprintf(k, sizeof k, "rec-%05d", i);
     keys.push_back(k);
-    docs.push_back(Doc("{\"n\": " + std::to_string(i) + ", \"pad\": \"some bytes to fill pages\"}"));
+    docs.push_back(
+        Doc("{\"n\": " + std::to_string(i) + ", \"pad\": \"some bytes to fill pages\"}"));
   }
   for (int i = 0; i < n; i++) ops.push_back(PutOp{"c", keys[size_t(i)], docs[size_t(i)]});
   ASSERT_TRUE(db->Execute(Txn(std::move(ops))).status.ok());
@@ -140,6 +154,18 @@ inline void FlipBranchPointer(const std::string& data_mdb) {
   std::vector<char> root;
   uint64_t pgno = RecordsBranchRoot(f, &root);
   root[LmdbFile::Node(root, 1) + 4] ^= 0x01;
+  f.WritePage(pgno, root);
+}
+
+// Makes the records root's third child pointer lead to the second child's page, as a
+// damaged branch page might: both pointers now lead to one leaf, and the third leaf is
+// unreachable. LMDB cannot tell; the verifier must (its keys come round again).
+inline void PointTwoBranchesAtOneLeaf(const std::string& data_mdb) {
+  LmdbFile f(data_mdb);
+  std::vector<char> root;
+  uint64_t pgno = RecordsBranchRoot(f, &root);
+  size_t from = LmdbFile::Node(root, 1), to = LmdbFile::Node(root, 2);
+  std::memcpy(root.data() + to, root.data() + from, 6);  // lo, hi, flags: the page number
   f.WritePage(pgno, root);
 }
 
