@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +13,9 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "coding.h"
 #include "engine_impl.h"
@@ -106,6 +109,60 @@ Status TrimLog(MDB_txn* txn, MDB_dbi log, uint64_t last, uint64_t retention, siz
   return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "change log trim");
 }
 
+// The data file must hold every page its meta page says the database has: LMDB maps the
+// file, and the first read of a page past its end would kill the process with SIGBUS.
+// mdb_env_open reads only the two meta pages (with pread, before mapping), so this runs
+// after it and before anything reads a data page. The meta page is read before the file's
+// size: a writer in another process may grow the file meanwhile, never shrink it, so a
+// sound file never looks short.
+Status CheckFileSize(MDB_env* env, const std::string& dir) {
+  MDB_envinfo info;
+  MDB_stat st;
+  int fd = -1;
+  if (int rc = mdb_env_info(env, &info); rc != 0) return MdbStatus(rc, "env info");
+  if (int rc = mdb_env_stat(env, &st); rc != 0) return MdbStatus(rc, "env stat");
+  if (int rc = mdb_env_get_fd(env, &fd); rc != 0) return MdbStatus(rc, "env fd");
+  struct stat sb;
+  if (::fstat(fd, &sb) != 0) {
+    return Status(Code::kInternal, "cannot stat " + dir + "/data.mdb: " + std::strerror(errno));
+  }
+  const uint64_t pages = uint64_t(info.me_last_pgno) + 1;
+  const uint64_t claimed = pages * st.ms_psize;
+  if (uint64_t(sb.st_size) >= claimed) return Status::Ok();
+  return Status(Code::kCorrupted,
+                dir + "/data.mdb is " + std::to_string(sb.st_size) + " bytes, but its meta page " +
+                    "(transaction " + std::to_string(info.me_last_txnid) + ") says it holds " +
+                    std::to_string(pages) + " pages of " + std::to_string(st.ms_psize) +
+                    " bytes (" + std::to_string(claimed) +
+                    " bytes): the file was truncated; restore from a backup");
+}
+
+// LMDB forbids opening one environment twice in a process: closing either one drops the
+// other's locks on lock.mdb. cairn.lock's flock keeps writers of different processes apart;
+// this set keeps any two Engines of one process apart, read-only ones included.
+class OpenFolders {
+ public:
+  using Id = std::pair<dev_t, ino_t>;
+  static bool Add(Id id) {
+    std::lock_guard lock(mu());
+    return ids().insert(id).second;
+  }
+  static void Remove(Id id) {
+    std::lock_guard lock(mu());
+    ids().erase(id);
+  }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<Id>& ids() {
+    static std::set<Id> s;
+    return s;
+  }
+};
+
 uint64_t NowMs() {
   return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
@@ -182,23 +239,37 @@ Status Engine::Impl::Open() {
     return Status(Code::kBadRequest, dir_ + " is not a folder");
   }
 
-  // One Engine per database: two writers would corrupt the commit numbering.
-  std::string lock_path = (fs::path(dir_) / kLockFile).string();
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) {
-    return Status(Code::kInternal, "cannot open " + lock_path + ": " + std::strerror(errno));
+  struct stat dir_stat;
+  if (::stat(dir_.c_str(), &dir_stat) != 0) {
+    return Status(Code::kInternal, "cannot stat " + dir_ + ": " + std::strerror(errno));
   }
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    char pid[32] = {};
-    ssize_t n = ::pread(lock_fd_, pid, sizeof pid - 1, 0);
-    std::string holder = n > 0 ? std::string(pid, size_t(n)) : "unknown";
-    while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+  if (!OpenFolders::Add({dir_stat.st_dev, dir_stat.st_ino})) {
     return Status(Code::kUnavailable,
-                  "database " + dir_ + " is in use by another process (pid " + holder + ")");
+                  "database " + dir_ + " is in use by this process (another Engine has it open)");
   }
-  std::string me = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) < 0) {
-    return Status(Code::kInternal, "cannot write " + lock_path + ": " + std::strerror(errno));
+  folder_id_ = {dir_stat.st_dev, dir_stat.st_ino};
+
+  // One writer per database: two would corrupt the commit numbering. A read-only Engine
+  // takes no lock, so that it can check a database a server is using (cairnd --verify):
+  // LMDB's own reader table (lock.mdb) serves readers of every process.
+  std::string lock_path = (fs::path(dir_) / kLockFile).string();
+  if (!options_.read_only) {
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) {
+      return Status(Code::kInternal, "cannot open " + lock_path + ": " + std::strerror(errno));
+    }
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      char pid[32] = {};
+      ssize_t n = ::pread(lock_fd_, pid, sizeof pid - 1, 0);
+      std::string holder = n > 0 ? std::string(pid, size_t(n)) : "unknown";
+      while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+      return Status(Code::kUnavailable,
+                    "database " + dir_ + " is in use by another process (pid " + holder + ")");
+    }
+    std::string me = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) < 0) {
+      return Status(Code::kInternal, "cannot write " + lock_path + ": " + std::strerror(errno));
+    }
   }
 
   if (!fs::exists(fs::path(dir_) / "data.mdb", ec)) {
@@ -210,6 +281,11 @@ Status Engine::Impl::Open() {
       }
     }
     if (options_.read_only) return Status(Code::kNotFound, "no database in " + dir_);
+  } else if (fs::file_size(fs::path(dir_) / "data.mdb", ec) == 0 && !ec) {
+    // LMDB would take an empty file for a new database and start one over whatever was
+    // lost. Only a crash in the first moments of a new database leaves this honestly.
+    return Status(Code::kCorrupted, dir_ + "/data.mdb is empty: restore it from a backup, or "
+                                           "remove it to start a new database");
   }
 
   if (int rc = mdb_env_create(&env_); rc != 0) return MdbStatus(rc, "env create");
@@ -228,6 +304,7 @@ Status Engine::Impl::Open() {
                                          mdb_strerror(rc) + ")");
   }
   if (rc != 0) return MdbStatus(rc, "open " + dir_);
+  if (Status s = CheckFileSize(env_, dir_); !s.ok()) return s;
   int dead = 0;
   if (mdb_reader_check(env_, &dead) == 0) stale_readers_cleared_ += uint64_t(dead);
 
@@ -321,6 +398,7 @@ Engine::Impl::~Impl() {
     mdb_env_close(env_);
   }
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  if (folder_id_) OpenFolders::Remove(*folder_id_);
 }
 
 void Engine::Impl::LatchIfFatal(int rc) {
@@ -984,7 +1062,9 @@ uint64_t Engine::LastCommit() const { return impl_->last_commit_; }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 Status Engine::Sync() { return MdbStatus(mdb_env_sync(impl_->env_, 1), "sync"); }
 void Engine::WaitForBackgroundWork() { impl_->WaitForBackgroundWork(); }
-VerifyReport Engine::Verify() const { return impl_->Verify(); }
+VerifyReport Engine::Verify(const VerifyProgress& progress) const {
+  return impl_->Verify(progress);
+}
 const Options& Engine::options() const { return impl_->options_; }
 const std::string& Engine::dir() const { return impl_->dir_; }
 

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <lmdb.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -145,7 +147,7 @@ class Engine::Impl {
   Status ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
                  std::vector<LogEntry>* out) const;
   EngineStats Stats() const;
-  VerifyReport Verify() const;
+  VerifyReport Verify(const VerifyProgress& progress) const;
 
   // Background work (background.cc).
   void StartBackground();
@@ -162,7 +164,8 @@ class Engine::Impl {
   const Options options_;
   MDB_env* env_ = nullptr;
   internal::Dbs dbs_;
-  int lock_fd_ = -1;
+  int lock_fd_ = -1;                                   // cairn.lock, writers only
+  std::optional<std::pair<dev_t, ino_t>> folder_id_;  // while registered in OpenFolders
 
   // Guarded by write_mu_: the write path (one writer at a time).
   std::mutex write_mu_;

@@ -1,5 +1,6 @@
 // Engine::Verify: a consistency check of everything the engine stores, on one
 // read snapshot. Used by tests after every batch and by operators (cairn verify).
+#include <cstdio>
 #include <set>
 #include <unordered_map>
 
@@ -18,16 +19,33 @@ namespace {
 
 constexpr size_t kMaxProblems = 200;
 
+// A stored key for a problem's text: printable bytes as they are, others as \xNN.
+std::string Printable(std::string_view bytes) {
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += char(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 class Checker {
  public:
-  Checker(MDB_txn* txn, const internal::Dbs& dbs, VerifyReport* report)
-      : txn_(txn), dbs_(dbs), report_(report) {}
+  Checker(MDB_txn* txn, const internal::Dbs& dbs, const Engine::VerifyProgress& progress,
+          VerifyReport* report)
+      : txn_(txn), dbs_(dbs), progress_(progress), report_(report) {}
 
   void Problem(std::string p) {
     if (report_->problems.size() < kMaxProblems) report_->problems.push_back(std::move(p));
   }
 
   void Run() {
+    Begin("catalog");
     Catalog catalog;
     if (Status s = internal::LoadCatalog(txn_, dbs_.meta, &catalog); !s.ok()) {
       Problem("catalog: " + s.ToString());
@@ -39,12 +57,19 @@ class Checker {
       live_collections_[c.id] = &c;
       for (const IndexDesc& ix : c.indexes) live_indexes_[ix.id] = {&c, &ix};
     }
+    Begin("records");
     CheckRecords();
+    Begin("index entries");
     CheckIndexEntries();
+    Begin("change log");
     CheckLog();
   }
 
  private:
+  void Begin(std::string_view part) {
+    if (progress_) progress_(part);
+  }
+
   void LoadCleanups() {
     Scan(dbs_.meta, internal::kCleanupPrefix, [&](std::string_view k, std::string_view) {
       if (k.size() == 6) pending_cleanup_.insert(internal::LoadU32BE(k.data() + 2));
@@ -57,10 +82,31 @@ class Checker {
     if (mdb_cursor_open(txn_, dbi, &cur) != 0) return Problem("cannot open a cursor");
     MDB_val k = internal::Val(prefix), v;
     int rc = mdb_cursor_get(cur, &k, &v, prefix.empty() ? MDB_FIRST : MDB_SET_RANGE);
+    // LMDB hands out keys in order (and, in the DUPSORT index, values in order within a
+    // key); anything else means a branch page leads somewhere it should not, e.g. two
+    // pointers to one leaf, which LMDB itself does not notice.
+    const bool dups = dbi == dbs_.index;
+    std::string prev_k, prev_v;
+    bool first = true, in_order = true;
     for (; rc == 0 && View(k).starts_with(prefix); rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      fn(View(k), View(v));
+      std::string_view key = View(k), val = View(v);
+      if (!first && in_order) {
+        int c = key.compare(prev_k);
+        if (c < 0 || (c == 0 && (!dups || val <= prev_v))) {
+          in_order = false;
+          Problem("structurally damaged: keys out of order after '" + Printable(prev_k) +
+                  "' (a damaged branch page); restore from a backup");
+        }
+      }
+      first = false;
+      prev_k.assign(key);
+      if (dups) prev_v.assign(val);
+      fn(key, val);
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) Problem(std::string("cursor: ") + mdb_strerror(rc));
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+      Problem(std::string("structurally damaged: reading the file failed (") + mdb_strerror(rc) +
+              "); restore from a backup");
+    }
     mdb_cursor_close(cur);
   }
 
@@ -186,6 +232,7 @@ class Checker {
 
   MDB_txn* txn_;
   const internal::Dbs& dbs_;
+  const Engine::VerifyProgress& progress_;
   VerifyReport* report_;
   uint64_t seq_ = 0;
   std::set<uint32_t> pending_cleanup_;
@@ -195,14 +242,14 @@ class Checker {
 
 }  // namespace
 
-VerifyReport Engine::Impl::Verify() const {
+VerifyReport Engine::Impl::Verify(const VerifyProgress& progress) const {
   VerifyReport report;
   MDB_txn* txn;
   if (Status s = AcquireReadTxn(&txn); !s.ok()) {
     report.problems.push_back("cannot begin a read transaction: " + s.ToString());
     return report;
   }
-  Checker(txn, dbs_, &report).Run();
+  Checker(txn, dbs_, progress, &report).Run();
   ReleaseReadTxn(txn);
   return report;
 }

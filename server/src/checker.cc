@@ -1,5 +1,9 @@
 #include "checker.h"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 namespace cairn::server {
 
 namespace {
@@ -10,9 +14,18 @@ VerifyReport NotRun() {
 }
 }  // namespace
 
-Checker::Checker(Engine& engine) : engine_(engine), thread_([this] { Run(); }) {}
+Checker::Checker(VerifierOptions options) : options_(std::move(options)) {
+  if (::pipe2(cancel_, O_CLOEXEC) != 0) cancel_[0] = cancel_[1] = -1;  // checks not cancellable
+  options_.cancel_fd = cancel_[0];
+  thread_ = std::thread([this] { Run(); });
+}
 
-Checker::~Checker() { Stop(); }
+Checker::~Checker() {
+  Stop();
+  for (int fd : cancel_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
 
 void Checker::Submit(std::function<void(VerifyReport)> done) {
   {
@@ -30,6 +43,10 @@ void Checker::Stop() {
   std::deque<std::function<void(VerifyReport)>> left;
   {
     std::lock_guard lock(mu_);
+    if (!stopping_ && cancel_[1] >= 0) {
+      char c = 1;
+      if (::write(cancel_[1], &c, 1) != 1) spdlog::warn("cannot cancel the check under way");
+    }
     stopping_ = true;
     left.swap(queue_);
     cv_.notify_one();
@@ -48,7 +65,16 @@ void Checker::Run() {
       done = std::move(queue_.front());
       queue_.pop_front();
     }
-    done(engine_.Verify());
+    VerifyOutcome outcome = RunVerifier(options_);
+    if (!outcome.finished()) {
+      spdlog::error("verify: {}", outcome.report.problems.front());
+    } else if (!outcome.report.ok()) {
+      spdlog::warn("verify: {} problem(s); the first: {}", outcome.report.problems.size(),
+                   outcome.report.problems.front());
+    }
+    if (!outcome.child_stderr.empty())
+      spdlog::warn("verify: the verifier said: {}", outcome.child_stderr);
+    done(std::move(outcome.report));
   }
 }
 

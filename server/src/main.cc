@@ -10,6 +10,7 @@
 
 #include "cairn/engine/engine.h"
 #include "server.h"
+#include "verifier.h"
 
 namespace {
 
@@ -66,6 +67,61 @@ std::string Human(uint64_t bytes) {
   return buf;
 }
 
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += char(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out + "\"";
+}
+
+// cairnd --verify: the verifier in a child process (verifier.h), its report on stdout.
+// Exit 0 when the database is consistent, 1 when it has problems or could not be checked.
+int VerifyOffline(const cairn::server::ServerOptions& opts, bool json) {
+  cairn::server::VerifierOptions v;
+  v.data_dir = opts.data_dir;
+  v.max_size = opts.engine.max_size;
+  v.timeout = opts.verify_timeout;
+  cairn::server::VerifyOutcome outcome = cairn::server::RunVerifier(v);
+  const cairn::VerifyReport& r = outcome.report;
+  if (json) {
+    std::string problems;
+    for (const std::string& p : r.problems) {
+      problems += (problems.empty() ? "" : ",") + JsonString(p);
+    }
+    std::printf("{\"ok\":%s,\"finished\":%s,\"records\":%llu,\"index_entries\":%llu,"
+                "\"log_entries\":%llu,\"problems\":[%s]}\n",
+                r.ok() ? "true" : "false", outcome.finished() ? "true" : "false",
+                (unsigned long long)r.records, (unsigned long long)r.index_entries,
+                (unsigned long long)r.log_entries, problems.c_str());
+  } else {
+    std::printf("cairnd --verify %s\n", opts.data_dir.c_str());
+    if (outcome.finished()) {
+      std::printf("checked %llu records, %llu index entries, %llu change-log entries\n",
+                  (unsigned long long)r.records, (unsigned long long)r.index_entries,
+                  (unsigned long long)r.log_entries);
+    } else {
+      std::printf("the check did not finish\n");
+    }
+    if (r.ok()) {
+      std::printf("consistent\n");
+    } else {
+      std::printf("%zu problem(s):\n", r.problems.size());
+      for (const std::string& p : r.problems) std::printf("  %s\n", p.c_str());
+    }
+  }
+  return r.ok() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,6 +130,8 @@ int main(int argc, char** argv) {
   std::string durability = "sync", max_size = "64G", max_frame = "16M", log_level = "info";
   std::string port_file;
   unsigned idle_seconds = 300, flush_ms = 1000;
+  bool verify = false, verify_child = false, json = false;
+  double verify_timeout_s = 600;
 
   CLI::App app{"cairnd: the cairn storage server"};
   app.set_version_flag("--version", "cairnd " CAIRN_VERSION, "Print the version and exit");
@@ -107,6 +165,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  app.add_flag("--verify", verify,
+               "Check the database in --data and exit (0: consistent, 1: problems or damage); "
+               "safe on a damaged file and while a server has the folder open");
+  app.add_flag("--json", json, "With --verify: print the report as one JSON object");
+  app.add_option("--verify-timeout", verify_timeout_s,
+                 "Seconds a check (--verify or a VerifyDatabase request) may take before it is "
+                 "stopped")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  // The child cairnd runs for a check (verifier.h); not for people.
+  app.add_flag("--verify-child", verify_child)->group("");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
@@ -131,6 +200,10 @@ int main(int argc, char** argv) {
                            : durability == "nometasync" ? cairn::Durability::kNoMetaSync
                                                         : cairn::Durability::kNoSync;
   opts.engine.flush_interval = std::chrono::milliseconds(flush_ms);
+  opts.verify_timeout = std::chrono::milliseconds(int64_t(verify_timeout_s * 1000));
+  if (opts.verify_timeout.count() < 1) opts.verify_timeout = std::chrono::milliseconds(1);
+  if (verify_child) return cairn::server::VerifierChildMain(opts.data_dir, opts.engine.max_size, 1);
+  if (verify) return VerifyOffline(opts, json);
   // A record must fit in a response with room to spare.
   opts.engine.max_value_size = opts.max_frame / 2 - 1024;
 

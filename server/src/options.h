@@ -21,6 +21,9 @@ struct ServerOptions {
   std::chrono::seconds shutdown_grace{10};  // how long a graceful stop waits for clients
   uint32_t max_batch = 1024;              // transactions per group commit
   Options engine;                          // durability, size cap, log retention...
+  // VerifyDatabase runs this binary (cairnd itself) as a child: verifier.h.
+  std::string verifier_exe = "/proc/self/exe";
+  std::chrono::milliseconds verify_timeout{std::chrono::minutes(10)};  // then it is killed
 };
 
 }  // namespace cairn::server

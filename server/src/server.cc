@@ -19,7 +19,12 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch);
   ctx_.engine = engine_.get();
   ctx_.writer = writer_.get();
-  checker_ = std::make_unique<Checker>(*engine_);
+  VerifierOptions verifier;
+  verifier.exe = options_.verifier_exe;
+  verifier.data_dir = engine_->dir();
+  verifier.max_size = options_.engine.max_size;
+  verifier.timeout = options_.verify_timeout;
+  checker_ = std::make_unique<Checker>(std::move(verifier));
   ctx_.checker = checker_.get();
   ctx_.stats = &stats_;
   ctx_.options = &options_;

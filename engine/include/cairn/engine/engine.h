@@ -36,8 +36,10 @@ class Engine {
  public:
   // Opens the database in folder `dir`, creating the folder and the database if missing.
   // Refuses (kBadRequest) a folder that holds other files but no cairn database, a database
-  // of an incompatible format, and (kUnavailable) a database another Engine, in this or
-  // another process, has open.
+  // of an incompatible format, (kCorrupted) a data file shorter than its meta page says,
+  // and (kUnavailable) a database another Engine of this process has open, or, unless
+  // `options.read_only`, another process has open for writing. A read-only Engine may
+  // share the database with one writer and any number of readers in other processes.
   static Result<std::unique_ptr<Engine>> Open(const std::string& dir, const Options& options);
 
   // Waits for background work to reach a safe point, flushes (kNoSync), closes LMDB.
@@ -92,7 +94,15 @@ class Engine {
 
   // Checks every index entry against its record and back, unique indexes for
   // duplicates, every document's encoding, and the change log's order and checksums.
-  VerifyReport Verify() const;
+  // `progress`, if set, is called with the name of each part as the check begins it
+  // ("catalog", "records", "index entries", "change log"), so that a caller watching
+  // from outside can tell where a check that died on a damaged file was.
+  //
+  // Reading a structurally damaged file (a zeroed page, flipped page numbers) can make
+  // LMDB abort or the process die of SIGBUS: run this in a process of its own when the
+  // file is in doubt (cairnd does; docs/storage.md, "Damaged files").
+  using VerifyProgress = std::function<void(std::string_view part)>;
+  VerifyReport Verify(const VerifyProgress& progress = {}) const;
 
   const Options& options() const;
   const std::string& dir() const;
