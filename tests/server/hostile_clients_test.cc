@@ -165,7 +165,7 @@ TEST_F(HostileClientsTest, ABurstOfAcceptsNeverPassesMaxConnections) {
   // Before, the count was taken on the connection's IO thread after the acceptor had checked
   // it: bursts admitted 214 and 227 at a cap of 200. Every round here connects 160 at once
   // from 8 threads to a cap of 20 and counts the HelloReplies.
-  Start({"--max-connections", "20", "--max-handshaking", "20"});
+  Start({"--max-connections", "20"});
   for (int round = 0; round < 5; round++) {
     std::atomic<int> admitted{0}, ready{0};
     std::atomic<bool> go{false};
