@@ -1,26 +1,243 @@
 #include "document.h"
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
+#include <string>
+#include <unordered_map>
 
 #include "flatbuffers/flexbuffers.h"
 #include "key_codec.h"
 
 namespace cairn::internal {
 
-Status CheckDocument(std::string_view doc) {
-  auto data = reinterpret_cast<const uint8_t*>(doc.data());
-  // Alignment is not checked: LMDB stores values 2-byte aligned, and x86-64 and arm64 read
-  // unaligned scalars. The depth limit bounds the recursion of readers.
-  flexbuffers::Verifier verifier(data, doc.size(), nullptr, /*check_alignment=*/false,
-                                 /*max_depth=*/64);
-  if (doc.size() < 3 || !verifier.VerifyBuffer()) {
-    return Status(Code::kBadRequest, "document is not a valid FlexBuffer");
+}  // namespace cairn::internal
+
+namespace cairn {
+
+namespace {
+
+// Checks a FlexBuffer by walking it from the root, every offset, size and type byte
+// bounds-checked before it is used.
+//
+// Cost. A walk without memory re-checks a part each time it is referenced: a vector
+// referenced K times by a vector of K elements costs K squared (the FlexBuffers library's
+// own Verifier does this; its reuse tracker, in 2.0.8, counts every reuse as a level of
+// nesting, so that a part shared 64 times fails the depth limit, and it forgets how deep a
+// shared part goes). So the check runs with a budget of steps (one per value, one per key
+// byte scanned): first without memory and a budget of the buffer's size, which every
+// buffer without shared parts fits in; if that runs out, again with a memo of the parts
+// already checked (their position and packed type, with their height) and a budget of
+// kCostPerByte steps per byte. A buffer that exhausts that too has parts that overlap
+// (vectors whose elements are other vectors' elements, say), which no builder writes: it
+// is refused.
+class FlexCheck {
+ public:
+  using Memo = std::unordered_map<uint64_t, uint8_t>;  // (position << 8 | packed type) -> height
+
+  FlexCheck(std::string_view bytes, size_t max_depth, size_t budget, Memo* memo)
+      : buf_(reinterpret_cast<const uint8_t*>(bytes.data())),
+        size_(bytes.size()),
+        max_depth_(max_depth),
+        budget_(budget),
+        memo_(memo) {}
+
+  bool Run() {
+    if (size_ < 3) return Fail("shorter than 3 bytes");
+    uint8_t width = buf_[size_ - 1];
+    if (!ValidWidth(width) || size_ - 2 < width) return Fail("bad root width");
+    uint8_t h;
+    return Value(size_ - 2 - width, width, buf_[size_ - 2], 1, &h);
   }
-  if (!flexbuffers::GetRoot(data, doc.size()).IsMap()) {
+  bool out_of_budget() const { return out_of_budget_; }
+  const char* error() const { return error_; }
+
+ private:
+  static bool ValidWidth(uint64_t w) { return w == 1 || w == 2 || w == 4 || w == 8; }
+  bool InBounds(size_t at, uint64_t len) const { return at <= size_ && len <= size_ - at; }
+  bool Fail(const char* why) {
+    error_ = why;
+    return false;
+  }
+  bool Spend(size_t steps) {
+    if (steps > budget_) {
+      out_of_budget_ = true;
+      return Fail("too costly to check");
+    }
+    budget_ -= steps;
+    return true;
+  }
+  // REQUIRES: InBounds(at, width)
+  uint64_t Read(size_t at, uint8_t width) const {
+    uint64_t v = 0;
+    for (uint8_t i = 0; i < width; i++) v |= uint64_t(buf_[at + i]) << (8 * i);
+    return v;
+  }
+  // The element count stored in the `width` bytes before `p`.
+  bool Count(size_t p, uint8_t width, uint64_t* n) {
+    if (p < width) return Fail("size before the buffer");
+    *n = Read(p - width, width);
+    return true;
+  }
+  bool Level(size_t level) { return level <= max_depth_ || Fail("nested too deeply"); }
+
+  // The value stored in `parent_width` bytes at `at` (in bounds), of packed type `packed`
+  // (type << 2 | log2 of its width), at nesting `level`. Sets *height to the levels it
+  // spans (0 for scalars and keys).
+  bool Value(size_t at, uint8_t parent_width, uint8_t packed, size_t level, uint8_t* height) {
+    if (!Spend(1)) return false;
+    *height = 0;
+    auto type = flexbuffers::Type(packed >> 2);
+    if (flexbuffers::IsInline(type)) return true;
+    uint64_t off = Read(at, parent_width);
+    if (off > at) return Fail("offset before the buffer");
+    return Part(at - off, type, uint8_t(1u << (packed & 3)), level, height);
+  }
+
+  // The part at `p` of `type` whose elements (or size) are `width` bytes wide.
+  bool Part(size_t p, flexbuffers::Type type, uint8_t width, size_t level, uint8_t* height) {
+    using namespace flexbuffers;
+    uint64_t n;
+    switch (type) {
+      case FBT_INDIRECT_INT:
+      case FBT_INDIRECT_UINT:
+      case FBT_INDIRECT_FLOAT:
+        return InBounds(p, width) || Fail("scalar past the end");
+      case FBT_STRING:
+      case FBT_BLOB:
+        if (!Level(level) || !Count(p, width, &n)) return false;
+        if (!InBounds(p, n + (type == FBT_STRING))) return Fail("string or blob past the end");
+        if (type == FBT_STRING && buf_[p + n] != 0) return Fail("string not terminated");
+        *height = 1;
+        return true;
+      case FBT_VECTOR_INT:
+      case FBT_VECTOR_UINT:
+      case FBT_VECTOR_FLOAT:
+      case FBT_VECTOR_BOOL:
+        if (!Level(level) || !Count(p, width, &n)) return false;
+        if (n > size_ || !InBounds(p, n * width)) return Fail("vector past the end");
+        *height = 1;
+        return true;
+      case FBT_KEY:
+      case FBT_MAP:
+      case FBT_VECTOR:
+      case FBT_VECTOR_KEY:
+      case FBT_VECTOR_STRING_DEPRECATED:
+        return Shared(p, type, width, level, height);
+      default:
+        if (type >= FBT_VECTOR_INT2 && type <= FBT_VECTOR_FLOAT4) {
+          uint64_t len = (type - FBT_VECTOR_INT2) / 3 + 2;
+          return InBounds(p, len * width) || Fail("vector past the end");
+        }
+        return Fail("unknown type");
+    }
+  }
+
+  // The parts whose check costs more than a constant: checked once when memo_ is set.
+  bool Shared(size_t p, flexbuffers::Type type, uint8_t width, size_t level, uint8_t* height) {
+    uint64_t key = uint64_t(p) << 8 | uint64_t(type) << 2 | uint64_t(std::countr_zero(width));
+    if (memo_) {
+      if (auto it = memo_->find(key); it != memo_->end()) {
+        *height = it->second;
+        // Checked before at another level: it must fit below this one too.
+        return *height == 0 || level + *height - 1 <= max_depth_ || Fail("nested too deeply");
+      }
+    }
+    if (!Check(p, type, width, level, height)) return false;
+    if (memo_) memo_->emplace(key, *height);
+    return true;
+  }
+
+  bool Check(size_t p, flexbuffers::Type type, uint8_t width, size_t level, uint8_t* height) {
+    using namespace flexbuffers;
+    if (type == FBT_KEY) {
+      if (p >= size_) return Fail("key past the end");
+      size_t room = std::min(size_ - p, budget_ + 1);
+      auto end = static_cast<const uint8_t*>(std::memchr(buf_ + p, 0, room));
+      if (!end) return room == size_ - p ? Fail("key not terminated") : Spend(room);
+      return Spend(size_t(end - (buf_ + p)));
+    }
+    if (!Level(level)) return false;
+    uint64_t n;
+    if (!Count(p, width, &n)) return false;
+    uint8_t h = 0, child;
+    if (type == FBT_MAP || type == FBT_VECTOR) {
+      // n elements of `width` bytes, then n type bytes.
+      if (n > size_ || !InBounds(p, n * (width + 1))) return Fail("vector past the end");
+      for (uint64_t i = 0; i < n; i++) {
+        if (!Value(p + i * width, width, buf_[p + n * width + i], level + 1, &child)) return false;
+        h = std::max(h, child);
+      }
+      if (type == FBT_MAP) {
+        // Before the size: the keys vector's offset and width. The keys sit at the map's level.
+        if (p < 3 * size_t(width)) return Fail("map header before the buffer");
+        size_t at = p - 3 * size_t(width);
+        // Readers take the width's low byte (flexbuffers::Map::Keys), so the check does too.
+        uint64_t off = Read(at, width), key_width = uint8_t(Read(at + width, width));
+        if (off > at) return Fail("offset before the buffer");
+        if (!ValidWidth(key_width)) return Fail("bad key vector width");
+        uint8_t keys_height;
+        if (!Shared(at - off, FBT_VECTOR_KEY, uint8_t(key_width), level, &keys_height)) return false;
+      }
+    } else {
+      // A typed vector of keys (or, deprecated, of strings with 1-byte sizes): n offsets.
+      if (n > size_ || !InBounds(p, n * width)) return Fail("vector past the end");
+      uint8_t elem = type == FBT_VECTOR_KEY ? uint8_t(FBT_KEY << 2) : uint8_t(FBT_STRING << 2);
+      for (uint64_t i = 0; i < n; i++) {
+        if (!Value(p + i * width, width, elem, level + 1, &child)) return false;
+        h = std::max(h, child);
+      }
+    }
+    *height = uint8_t(h + 1);
+    return true;
+  }
+
+  const uint8_t* buf_;
+  const size_t size_;
+  const size_t max_depth_;
+  size_t budget_;
+  Memo* memo_;
+  bool out_of_budget_ = false;
+  const char* error_ = "";
+};
+
+// Steps per byte the memoized check may take: a buffer without overlapping parts takes at
+// most about two (a step per value, which is at least one byte, and per key byte).
+constexpr size_t kCostPerByte = 4;
+
+}  // namespace
+
+Status CheckFlexBuffer(std::string_view bytes, size_t max_depth) {
+  if (max_depth > 200) max_depth = 200;  // heights are kept in a byte
+  FlexCheck quick(bytes, max_depth, bytes.size() + 64, nullptr);
+  if (quick.Run()) return Status::Ok();
+  if (quick.out_of_budget()) {
+    // Shared parts: check each once. The memo holds at most one entry per part checked.
+    FlexCheck::Memo memo;
+    FlexCheck full(bytes, max_depth, kCostPerByte * bytes.size() + 64, &memo);
+    if (full.Run()) return Status::Ok();
+    if (full.out_of_budget()) {
+      return Status(Code::kBadRequest,
+                    "too costly to check: its parts overlap in a way no FlexBuffers builder writes");
+    }
+    return Status(Code::kBadRequest, std::string("not a valid FlexBuffer (") + full.error() + ")");
+  }
+  return Status(Code::kBadRequest, std::string("not a valid FlexBuffer (") + quick.error() + ")");
+}
+
+Status CheckDocument(std::string_view doc) {
+  if (Status s = CheckFlexBuffer(doc, kMaxDocumentDepth); !s.ok()) {
+    return Status(Code::kBadRequest, "document is " + s.message());
+  }
+  if (!flexbuffers::GetRoot(reinterpret_cast<const uint8_t*>(doc.data()), doc.size()).IsMap()) {
     return Status(Code::kBadRequest, "document is not a map");
   }
   return Status::Ok();
 }
+
+}  // namespace cairn
+
+namespace cairn::internal {
 
 FieldPath ParsePath(std::string_view dotted) {
   FieldPath path;

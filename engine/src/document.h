@@ -1,19 +1,15 @@
-// Documents: FlexBuffers maps. Checking untrusted bytes, and reading the fields
-// that indexes are declared on.
+// Documents: FlexBuffers maps. Reading the fields that indexes are declared on (checking
+// untrusted bytes is public: cairn/engine/document.h).
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cairn/engine/document.h"
 #include "cairn/engine/status.h"
 
 namespace cairn::internal {
-
-// ok if `doc` is a well-formed FlexBuffer whose root is a map; kBadRequest otherwise.
-// Every document is checked before it is stored, so stored documents can be read
-// without further checks.
-Status CheckDocument(std::string_view doc);
 
 // A field path, split at dots: "address.city" -> {"address", "city"}.
 using FieldPath = std::vector<std::string>;

@@ -773,6 +773,10 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   return results;
 }
 
+Status Engine::CheckDocuments(const Transaction& txn) const {
+  return internal::CheckTransactionDocuments(txn, options().max_value_size);
+}
+
 TxnResult Engine::Execute(const Transaction& txn) {
   if (txn.read_only()) {
     auto read = BeginRead();

@@ -82,6 +82,8 @@ Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor&
                    std::string* continuation, uint64_t* count_only);
 Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor& visit,
                   std::string* continuation, uint64_t* count_only);
+// Engine::CheckDocuments.
+Status CheckTransactionDocuments(const Transaction& txn, size_t max_value_size);
 // Runs a transaction's conditions and operations; fills `result->results` on success.
 Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result);
 

@@ -516,7 +516,7 @@ Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view k
 
 namespace {
 
-Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
+Status Put(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) {
   const CollectionDesc* c;
   if (Status s = FindCollection(ctx, op.collection, &c); !s.ok()) return s;
   if (Status s = CheckKey(op.key); !s.ok()) return s;
@@ -526,7 +526,9 @@ Status Put(const Ctx& ctx, const PutOp& op, OpResult* r) {
                                        std::to_string(ctx.options->max_value_size));
   }
   if (op.kind == ValueKind::kDocument) {
-    if (Status s = CheckDocument(op.value); !s.ok()) return s;
+    if (!document_checked) {
+      if (Status s = CheckDocument(op.value); !s.ok()) return s;
+    }
   } else if (op.kind != ValueKind::kRaw) {
     return Status(Code::kBadRequest, "unknown value kind");
   }
@@ -640,7 +642,7 @@ Status ResponseTooLarge() {
 }
 
 // Runs one operation. `budget` is what is left of the transaction's result bytes.
-Status RunOp(const Ctx& ctx, const Op& op, OpResult* r, size_t* budget) {
+Status RunOp(const Ctx& ctx, const Op& op, bool documents_checked, OpResult* r, size_t* budget) {
   size_t used = 0;
   auto copy_into = [r, &used](const RecordView& rv) {
     r->records.push_back(Record::From(rv));
@@ -673,7 +675,7 @@ Status RunOp(const Ctx& ctx, const Op& op, OpResult* r, size_t* budget) {
     }
     case 1:
       if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
-      return Put(ctx, std::get<PutOp>(op), r);
+      return Put(ctx, std::get<PutOp>(op), documents_checked, r);
     case 2:
       if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
       return Delete(ctx, std::get<DeleteOp>(op), r);
@@ -702,6 +704,8 @@ Status RunOp(const Ctx& ctx, const Op& op, OpResult* r, size_t* budget) {
   return Status(Code::kBadRequest, "unknown operation");
 }
 
+}  // namespace
+
 // The operation as a client names it: a put in insert mode is an insert.
 std::string_view OpName(const Op& op) {
   if (const PutOp* p = std::get_if<PutOp>(&op)) {
@@ -712,7 +716,14 @@ std::string_view OpName(const Op& op) {
   return kNames[op.index()];
 }
 
-}  // namespace
+Status CheckTransactionDocuments(const Transaction& txn, size_t max_value_size) {
+  for (size_t i = 0; i < txn.ops.size(); i++) {
+    const PutOp* p = std::get_if<PutOp>(&txn.ops[i]);
+    if (!p || p->kind != ValueKind::kDocument || p->value.size() > max_value_size) continue;
+    if (Status s = CheckDocument(p->value); !s.ok()) return s.AtOperation(i, OpName(txn.ops[i]));
+  }
+  return Status::Ok();
+}
 
 Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result) {
   for (size_t i = 0; i < txn.conditions.size(); i++) {
@@ -723,7 +734,7 @@ Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result)
   result->results.resize(txn.ops.size());
   size_t budget = txn.max_result_bytes ? txn.max_result_bytes : SIZE_MAX;
   for (size_t i = 0; i < txn.ops.size(); i++) {
-    if (Status s = RunOp(ctx, txn.ops[i], &result->results[i], &budget); !s.ok()) {
+    if (Status s = RunOp(ctx, txn.ops[i], txn.documents_checked, &result->results[i], &budget); !s.ok()) {
       result->results.clear();
       return s.AtOperation(i, OpName(txn.ops[i]));
     }

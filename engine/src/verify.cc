@@ -141,7 +141,7 @@ class Checker {
         Problem("record version " + std::to_string(rv.version) + " outside [1, " +
                 std::to_string(seq_) + "]");
       }
-      if (rv.kind == ValueKind::kDocument && !internal::CheckDocument(rv.value).ok()) {
+      if (rv.kind == ValueKind::kDocument && !CheckDocument(rv.value).ok()) {
         return Problem("record with an invalid document in " + live->second->name);
       }
       for (const IndexDesc& ix : live->second->indexes) {

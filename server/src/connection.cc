@@ -5,6 +5,7 @@
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
 #include "catalog_reply.h"
+#include "fault.h"
 
 namespace cairn::server {
 
@@ -72,25 +73,86 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       ctx_(ctx),
-      idle_timer_(socket_.get_executor()) {
+      timer_(socket_.get_executor()) {
   in_.resize(kInitialBuffer);
-  ctx_.stats->connections_open++;
-  ctx_.stats->connections_total++;
 }
 
 Connection::~Connection() {
+  ReleaseSlot();
+  LeaveHandshakeList();
   ctx_.Unregister(this);
-  ctx_.stats->connections_open--;
 }
 
 void Connection::Start() {
-  ctx_.Register(shared_from_this());
+  // Registered by the acceptor (Server::Admit), which also took its slot.
   asio::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   last_activity_ = Clock::now();
-  ArmIdleTimer();
+  ArmTimer();
   if (ctx_.draining) return Drain();
   DoRead();
+}
+
+void Connection::ReleaseSlot() {
+  if (!holds_slot_) return;
+  holds_slot_ = false;
+  ctx_.admitted.fetch_sub(1);
+  ctx_.stats->connections_open--;
+}
+
+void Connection::LeaveHandshakeList() {
+  std::lock_guard lock(ctx_.mu);
+  if (handshake_pos_) ctx_.handshaking.erase(*handshake_pos_);
+  handshake_pos_.reset();
+}
+
+void Connection::Displace() {
+  asio::post(executor_, [self = shared_from_this()] {
+    if (self->closed_ || self->hello_done_ || self->close_after_flush_) return;
+    self->ctx_.stats->handshakes_displaced++;
+    self->SendError(0, Status(Code::kUnavailable,
+                              "too many connections without a handshake: closed to make room "
+                              "for a newer one (send Hello at once)"));
+    self->CloseAfterFlush();
+  });
+}
+
+template <typename F>
+void Connection::GuardRequest(uint64_t id, std::string_view kind, F&& handle) {
+  size_t handed_off = writes_in_flight_;
+  try {
+    handle();
+  } catch (const std::exception& e) {
+    ctx_.stats->internal_errors++;
+    snapshot_.reset();
+    fbb_.Clear();
+    bool unknown = writes_in_flight_ != handed_off;
+    spdlog::error("internal error handling a {} request (id {}): {}{}", kind, id, e.what(),
+                  unknown ? "; closing its connection" : "");
+    SendError(id, Status(Code::kInternal, "internal error handling this " + std::string(kind) +
+                                              " request; the server log has the details"));
+    if (unknown) CloseAfterFlush();
+  }
+}
+
+template <typename F>
+void Connection::GuardHandler(const char* what, F&& handle) {
+  try {
+    handle();
+  } catch (const std::exception& e) {
+    ctx_.stats->internal_errors++;
+    spdlog::error("internal error in a connection's {}: {}; closing the connection", what,
+                  e.what());
+    try {
+      if (!closed_ && !close_after_flush_) {
+        fbb_.Clear();
+        SendError(0, Status(Code::kInternal, "internal error; the server log has the details"));
+      }
+      CloseAfterFlush();
+    } catch (const std::exception&) {
+      Close();
+    }
+  }
 }
 
 void Connection::Drain() {
@@ -154,6 +216,7 @@ void Connection::DoRead() {
 }
 
 void Connection::OnRead(const asio::error_code& ec, size_t n) {
+  GuardHandler("read", [&] {
   reading_ = false;
   if (ec) {
     if (draining_ && ec == asio::error::operation_aborted) return MaybeFinish();
@@ -169,12 +232,14 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
   }
   ctx_.stats->bytes_in += n;
   in_end_ += n;
-  last_activity_ = Clock::now();
+  // Only complete frames count as activity (ProcessInput): a byte now and then does not
+  // keep a connection open.
   ProcessInput();
   FinishTurn();
   DoRead();
   Flush();
   MaybeFinish();  // a read that completed just as a drain began
+  });
 }
 
 void Connection::ProcessInput() {
@@ -187,6 +252,12 @@ void Connection::ProcessInput() {
     size_t consumed = 0;
     switch (wire::ParseFrame(avail, ctx_.options->max_frame, &payload, &consumed)) {
       case wire::FrameStatus::kNeedMore:
+        if (avail.empty()) {
+          frame_started_.reset();
+        } else if (!frame_started_) {
+          frame_started_ = received;  // its deadline runs from now
+          ArmTimer();
+        }
         return;
       case wire::FrameStatus::kTooLarge: {
         // The stream cannot be trusted past this point: answer, then close.
@@ -200,11 +271,15 @@ void Connection::ProcessInput() {
         return;
       }
       case wire::FrameStatus::kEmpty:
+        frame_started_.reset();
+        last_activity_ = received;
         ctx_.stats->bad_frames++;
         ErrorInTurn(0, Status(Code::kBadRequest, "empty frame"));
         in_begin_ += consumed;
         continue;
       case wire::FrameStatus::kComplete:
+        frame_started_.reset();
+        last_activity_ = received;
         in_begin_ += consumed;
         HandleFrame(payload, received);
         continue;
@@ -244,12 +319,17 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   // Requests take effect in order: a request waits while an earlier one waits, and a
   // read waits for this connection's earlier writes.
   bool write = IsWriteRequest(f);
+  if (f->request_type() == wire::Request::Ping) {
+    InjectFault("connection", View(f->request_as_Ping()->payload()));
+  }
   if (backlog_.empty() && (write || writes_in_flight_ == 0)) {
-    if (write) {
-      SubmitWrite(std::string(payload), received);
-    } else {
-      ExecuteRead(f, received);
-    }
+    GuardRequest(f->id(), wire::EnumNameRequest(f->request_type()), [&] {
+      if (write) {
+        SubmitWrite(std::string(payload), received);
+      } else {
+        ExecuteRead(f, received);
+      }
+    });
   } else {
     backlog_.push_back(Pending{std::string(payload), received, std::nullopt, 0});
   }
@@ -270,11 +350,16 @@ void Connection::Pump() {
     backlog_.pop_front();
     if (next.error) {
       SendError(next.error_id, *next.error);
-    } else if (write) {
-      SubmitWrite(std::move(next.payload), next.received);
-    } else {
-      ExecuteRead(Frame(next.payload), next.received);
+      continue;
     }
+    const wire::RequestFrame* f = Frame(next.payload);
+    GuardRequest(f->id(), wire::EnumNameRequest(f->request_type()), [&] {
+      if (write) {
+        SubmitWrite(std::move(next.payload), next.received);
+      } else {
+        ExecuteRead(f, next.received);
+      }
+    });
   }
 }
 
@@ -304,6 +389,7 @@ void Connection::HandleHello(uint64_t id, const void* hello_ptr) {
     CloseAfterFlush();
     return;
   }
+  if (!hello_done_) LeaveHandshakeList();
   hello_done_ = true;
   protocol_ = std::min(hello->protocol_version(), wire::kProtocolVersion);
   if (hello->client_name()) {
@@ -326,6 +412,7 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       Record(RequestKind::kHello, received);
       return;
     case wire::Request::Ping: {
+      InjectFault("read", View(f->request_as_Ping()->payload()));
       BuildPong(fbb_, id, View(f->request_as_Ping()->payload()));
       Send(id);
       Record(RequestKind::kPing, received);
@@ -413,6 +500,11 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
     case wire::Request::Txn:
       s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &job->transaction());
       if (s.ok()) CountOps(job->transaction(), ctx_.stats);
+      InjectFault("decode", job->transaction().idempotency_key);
+      // Documents are checked here, on this connection's IO thread, not on the writer: a
+      // large or costly document then delays its own connection, not every writer.
+      if (s.ok()) s = ctx_.engine->CheckDocuments(job->transaction());
+      job->transaction().documents_checked = true;
       break;
     case wire::Request::CreateCollection: {
       std::string name(View(f->request_as_CreateCollection()->name()));
@@ -468,6 +560,7 @@ void Connection::WriteDone(uint64_t id, TxnResult result, RequestKind kind,
 }
 
 void Connection::OnWritesDone() {
+  GuardHandler("write results", [&] {
   {
     std::lock_guard lock(finished_mu_);
     finished_taken_.swap(finished_);
@@ -487,10 +580,12 @@ void Connection::OnWritesDone() {
   }
   finished_taken_.clear();
   AfterAnswers();
+  });
 }
 
 void Connection::OnVerified(uint64_t id, const VerifyReport& report,
                             Clock::time_point received) {
+  GuardHandler("verify report", [&] {
   writes_in_flight_--;
   if (!closed_) {
     BuildVerifyReply(fbb_, id, report);
@@ -498,6 +593,7 @@ void Connection::OnVerified(uint64_t id, const VerifyReport& report,
   }
   Record(RequestKind::kVerify, received);
   AfterAnswers();
+  });
 }
 
 void Connection::AfterAnswers() {
@@ -558,6 +654,7 @@ void Connection::Flush() {
 }
 
 void Connection::OnWritten(const asio::error_code& ec, size_t n) {
+  GuardHandler("write", [&] {
   writing_ = false;
   out_writing_.clear();
   if (ec) {
@@ -571,6 +668,7 @@ void Connection::OnWritten(const asio::error_code& ec, size_t n) {
   DoRead();
   Flush();
   MaybeFinish();
+  });
 }
 
 void Connection::CloseAfterFlush() {
@@ -592,36 +690,69 @@ void Connection::Close() {
   asio::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  idle_timer_.cancel();
+  timer_.cancel();
   backlog_.clear();
   snapshot_.reset();
+  ReleaseSlot();
+  LeaveHandshakeList();
   ctx_.Unregister(this);
 }
 
-// --- Idle timeout.
+// --- Deadlines.
 
-void Connection::ArmIdleTimer() {
-  idle_timer_.expires_at(last_activity_ + ctx_.options->idle_timeout);
-  idle_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-    self->OnIdleTimer(ec);
+Connection::Clock::time_point Connection::NextDeadline() const {
+  const ServerOptions& o = *ctx_.options;
+  Clock::time_point t = last_activity_ + o.idle_timeout;
+  if (writing_) t = std::min(t, last_write_progress_ + o.idle_timeout);
+  if (!hello_done_) t = std::min(t, accepted_ + o.hello_timeout);
+  if (frame_started_) t = std::min(t, *frame_started_ + o.frame_timeout);
+  return t;
+}
+
+void Connection::ArmTimer() {
+  if (closed_) return;
+  timer_.expires_at(NextDeadline());  // cancels the wait pending, if any
+  timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+    if (!ec) self->GuardHandler("timer", [&] { self->OnTimer(ec); });
   });
 }
 
-void Connection::OnIdleTimer(const asio::error_code& ec) {
-  if (ec || closed_) return;
-  if (writing_ && Clock::now() - last_write_progress_ >= ctx_.options->idle_timeout) {
+void Connection::Timeout(std::atomic<uint64_t>& counter, const std::string& why) {
+  counter++;
+  spdlog::debug("closing a connection: {}", why);
+  SendError(0, Status(Code::kUnavailable, why));
+  CloseAfterFlush();
+}
+
+void Connection::OnTimer(const asio::error_code& ec) {
+  if (ec || closed_ || close_after_flush_) return;
+  const ServerOptions& o = *ctx_.options;
+  Clock::time_point now = Clock::now();
+  if (writing_ && now - last_write_progress_ >= o.idle_timeout) {
     // The client has not read its responses for a whole idle period.
     spdlog::debug("closing a connection whose client stopped reading");
     return Close();
   }
-  bool busy = inflight() > 0 || writing_;
-  if (!busy && Clock::now() - last_activity_ >= ctx_.options->idle_timeout) {
-    SendError(0, Status(Code::kUnavailable, "idle timeout"));
-    CloseAfterFlush();
-    return;
+  if (!hello_done_ && now - accepted_ >= o.hello_timeout) {
+    return Timeout(ctx_.stats->hello_timeouts,
+                   "no Hello within " + std::to_string(o.hello_timeout.count()) +
+                       " s of connecting");
   }
-  if (busy) last_activity_ = Clock::now();
-  ArmIdleTimer();
+  if (frame_started_) {
+    if (!reading_) {
+      frame_started_ = now;  // the server is not reading (backpressure): not the client's delay
+    } else if (now - *frame_started_ >= o.frame_timeout) {
+      return Timeout(ctx_.stats->frame_timeouts,
+                     "frame not completed within " + std::to_string(o.frame_timeout.count()) +
+                         " s of its first byte");
+    }
+  }
+  bool busy = inflight() > 0 || writing_;
+  if (!busy && now - last_activity_ >= o.idle_timeout) {
+    return Timeout(ctx_.stats->idle_timeouts, "idle timeout");
+  }
+  if (busy) last_activity_ = now;
+  ArmTimer();
 }
 
 }  // namespace cairn::server

@@ -32,6 +32,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Graceful shutdown: stop reading; finish what was received; close. Thread-safe.
   void Drain();
 
+  // The acceptor's bookkeeping of connections still in the handshake (ServerContext).
+  // REQUIRES: ctx.mu held.
+  void EnterHandshakeList(ServerContext::HandshakeList::iterator pos) { handshake_pos_ = pos; }
+  void LeftHandshakeList() { handshake_pos_.reset(); }
+  // Closes the connection, unless its Hello was answered meanwhile, to make room for a
+  // newer one. Thread-safe.
+  void Displace();
+
  private:
   using Clock = std::chrono::steady_clock;
   struct Pending {            // a request waiting for earlier requests of this connection
@@ -73,8 +81,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ReadTxn* Snapshot(Status* error);
   void CloseAfterFlush();
   void MaybeFinish();  // closes once draining and idle
-  void ArmIdleTimer();
-  void OnIdleTimer(const asio::error_code& ec);
+  // One timer for the deadlines: Hello (from accepting), the frame being received (from its
+  // first byte), idle (from the last complete frame), and a client that does not read.
+  Clock::time_point NextDeadline() const;
+  void ArmTimer();
+  void OnTimer(const asio::error_code& ec);
+  void Timeout(std::atomic<uint64_t>& counter, const std::string& why);
+  void LeaveHandshakeList();  // once the handshake is done or the connection ends
+  void ReleaseSlot();         // gives back the admission slot, once
+
+  // Runs one request's handling. If it throws (a bug), answers Internal for that request,
+  // logs and counts it; the connection goes on unless the request had been handed to
+  // another thread (its state is then unknown, and the connection is closed).
+  template <typename F>
+  void GuardRequest(uint64_t id, std::string_view kind, F&& handle);
+  // Runs an event handler. If it throws outside any request, the connection's state is
+  // unknown: answers Internal (id 0), logs, counts, and closes.
+  template <typename F>
+  void GuardHandler(const char* what, F&& handle);
 
   // Whether buffered frames may be parsed now (limits), and whether the socket may be read
   // (the same, and not draining).
@@ -89,8 +113,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::ip::tcp::socket socket_;
   const asio::any_io_executor executor_;  // the socket's, for other threads to post to
   ServerContext& ctx_;
-  asio::steady_timer idle_timer_;
-  Clock::time_point last_activity_;
+  asio::steady_timer timer_;
+  Clock::time_point accepted_ = Clock::now();
+  Clock::time_point last_activity_;        // when the last complete frame arrived
+  std::optional<Clock::time_point> frame_started_;  // a partial frame is buffered since
   Clock::time_point last_write_progress_;  // when the socket last took response bytes
 
   std::vector<char> in_;       // bytes read; [in_begin_, in_end_) not yet parsed
@@ -127,6 +153,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool draining_ = false;
   bool close_after_flush_ = false;
   bool closed_ = false;
+  bool holds_slot_ = true;  // of ctx_.admitted
+  // Where this connection is in ctx_.handshaking, if it is; guarded by ctx_.mu.
+  std::optional<ServerContext::HandshakeList::iterator> handshake_pos_;
 };
 
 }  // namespace cairn::server

@@ -1,5 +1,6 @@
 #include "convert.h"
 
+#include "cairn/engine/document.h"
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/flex.h"
 #include "flatbuffers/flexbuffers.h"
@@ -53,8 +54,8 @@ Status DecodeValue(const flexbuffers::Reference& r, IndexValue* out) {
 // A FlexBuffer from the wire, verified before it is read.
 Status Flex(const flatbuffers::Vector<uint8_t>* v, flexbuffers::Reference* root) {
   auto data = v->data();
-  flexbuffers::Verifier verifier(data, v->size(), nullptr, /*check_alignment=*/false, 16);
-  if (v->size() < 3 || !verifier.VerifyBuffer()) return Bad("index value is not a valid FlexBuffer");
+  // The same linear check as documents get; index values nest far less.
+  if (Status s = CheckFlexBuffer(View(v), 16); !s.ok()) return Bad("index value is " + s.message());
   *root = flexbuffers::GetRoot(data, v->size());
   return Status::Ok();
 }
@@ -437,6 +438,11 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("connections.open", stats.connections_open);
   counter("connections.total", stats.connections_total);
   counter("connections.refused", stats.connections_refused);
+  counter("connections.displaced", stats.handshakes_displaced);
+  counter("timeouts.hello", stats.hello_timeouts);
+  counter("timeouts.frame", stats.frame_timeouts);
+  counter("timeouts.idle", stats.idle_timeouts);
+  counter("errors.internal", stats.internal_errors);
   counter("requests", stats.requests);
   counter("errors", stats.errors);
   counter("bad_frames", stats.bad_frames);

@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
   ServerOptions opts;
   std::string durability = "sync", max_size = "64G", max_frame = "16M", log_level = "info";
   std::string port_file;
-  unsigned idle_seconds = 300, flush_ms = 1000;
+  unsigned idle_seconds = 300, hello_seconds = 10, frame_seconds = 30, flush_ms = 1000;
   bool verify = false, verify_child = false, json = false;
   double verify_timeout_s = 600;
 
@@ -158,7 +158,19 @@ int main(int argc, char** argv) {
   app.add_option("--max-inflight", opts.max_inflight,
                  "Requests one connection may have outstanding before the server stops reading it")
       ->capture_default_str();
-  app.add_option("--idle-timeout", idle_seconds, "Seconds before a silent connection is closed")
+  app.add_option("--max-handshaking", opts.max_handshaking,
+                 "Of --max-connections, how many may not have sent Hello yet; past it a newcomer "
+                 "takes the place of the oldest (0: half)")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", idle_seconds,
+                 "Seconds without a complete frame before a connection is closed")
+      ->capture_default_str();
+  app.add_option("--hello-timeout", hello_seconds,
+                 "Seconds a new connection has to send Hello before it is closed")
+      ->capture_default_str();
+  app.add_option("--frame-timeout", frame_seconds,
+                 "Seconds a frame may take to arrive whole, from its first byte, before the "
+                 "connection is closed")
       ->capture_default_str();
   app.add_option("--log-retention", opts.engine.log_retention,
                  "Commits the change log keeps at least")
@@ -194,8 +206,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cairnd: --max-inflight and --max-connections must be at least 1\n");
     return 2;
   }
+  if (opts.max_handshaking > opts.max_connections) {
+    std::fprintf(stderr, "cairnd: --max-handshaking cannot exceed --max-connections\n");
+    return 2;
+  }
+  if (hello_seconds == 0 || frame_seconds == 0 || idle_seconds == 0) {
+    std::fprintf(stderr, "cairnd: --hello-timeout, --frame-timeout and --idle-timeout must be at least 1\n");
+    return 2;
+  }
   opts.max_frame = uint32_t(frame_bytes);
   opts.idle_timeout = std::chrono::seconds(idle_seconds);
+  opts.hello_timeout = std::chrono::seconds(hello_seconds);
+  opts.frame_timeout = std::chrono::seconds(frame_seconds);
   opts.engine.durability = durability == "sync"         ? cairn::Durability::kSync
                            : durability == "nometasync" ? cairn::Durability::kNoMetaSync
                                                         : cairn::Durability::kNoSync;

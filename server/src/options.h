@@ -17,7 +17,12 @@ struct ServerOptions {
   uint32_t max_connections = 1024;        // more are answered with an error and closed
   uint32_t max_frame = wire::kDefaultMaxFrame;  // largest request or response payload
   uint32_t max_inflight = 128;            // per connection; the server stops reading past it
-  std::chrono::seconds idle_timeout{300};  // connections silent this long are closed
+  // Connections that have not completed the handshake (sent Hello) may hold at most this
+  // many of the max_connections; past it a newcomer takes the place of the oldest. 0: half.
+  uint32_t max_handshaking = 0;
+  std::chrono::seconds idle_timeout{300};  // connections without a complete frame this long are closed
+  std::chrono::seconds hello_timeout{10};  // a connection must send Hello within this of connecting
+  std::chrono::seconds frame_timeout{30};  // a frame must arrive whole within this of its first byte
   std::chrono::seconds shutdown_grace{10};  // how long a graceful stop waits for clients
   uint32_t max_batch = 1024;              // transactions per group commit
   Options engine;                          // durability, size cap, log retention...

@@ -104,15 +104,40 @@ void Server::Accept() {
       });
       return;
     }
-    if (ctx_.open_connections() >= options_.max_connections) {
-      Reject(std::move(s));
-    } else {
-      // The connection lives on its socket's io_context: start it there.
-      auto c = std::make_shared<Connection>(std::move(s), ctx_);
-      asio::dispatch(c->executor(), [c] { c->Start(); });
-    }
+    Admit(std::move(s));
     Accept();
   });
+}
+
+void Server::Admit(asio::ip::tcp::socket socket) {
+  // The slot is taken here, before the connection starts on its own IO thread, so that the
+  // count never passes the limit however many accepts complete at once.
+  if (ctx_.admitted.fetch_add(1) >= options_.max_connections) {
+    ctx_.admitted.fetch_sub(1);
+    return Reject(std::move(socket));
+  }
+  stats_.connections_open++;
+  stats_.connections_total++;
+  auto c = std::make_shared<Connection>(std::move(socket), ctx_);  // owns the slot now
+  std::shared_ptr<Connection> displaced;
+  {
+    std::lock_guard lock(ctx_.mu);
+    ctx_.connections.emplace(c.get(), c);
+    // Connections still in the handshake hold at most their share: past it the oldest
+    // makes room, so that a flood of connections that never send Hello cannot keep real
+    // clients out (each would still be closed at its Hello deadline).
+    size_t share = options_.max_handshaking ? options_.max_handshaking
+                                            : std::max<uint32_t>(1, options_.max_connections / 2);
+    while (ctx_.handshaking.size() >= share && !displaced) {
+      displaced = ctx_.handshaking.front().lock();
+      ctx_.handshaking.pop_front();
+      if (displaced) displaced->LeftHandshakeList();
+    }
+    c->EnterHandshakeList(ctx_.handshaking.insert(ctx_.handshaking.end(), c));
+  }
+  if (displaced) displaced->Displace();
+  // The connection lives on its socket's io_context: start it there.
+  asio::dispatch(c->executor(), [c] { c->Start(); });
 }
 
 void Server::Reject(asio::ip::tcp::socket socket) {

@@ -37,6 +37,7 @@ class Server {
 
  private:
   void Accept();
+  void Admit(asio::ip::tcp::socket socket);  // starts a connection, or refuses it at the limit
   void Reject(asio::ip::tcp::socket socket);
   void CheckDrained(std::chrono::steady_clock::time_point deadline);
   void StopContexts();

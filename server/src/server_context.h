@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -27,8 +28,18 @@ struct ServerContext {
   RequestLimits limits;
   std::atomic<bool> draining{false};
 
+  // Connections admitted and not yet closed: taken by the acceptor before a connection
+  // starts (so a burst of accepts cannot pass --max-connections), released once by the
+  // connection when it closes (or is destroyed unclosed).
+  std::atomic<uint32_t> admitted{0};
+
   std::mutex mu;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
+  // Admitted connections that have not completed their handshake, oldest first (guarded
+  // by mu). A connection leaves it when its Hello is answered or it closes, or when a
+  // newcomer finds the list at --max-handshaking and takes its place (Server::Accept).
+  using HandshakeList = std::list<std::weak_ptr<Connection>>;
+  HandshakeList handshaking;
 
   void Register(const std::shared_ptr<Connection>& c) {
     std::lock_guard lock(mu);

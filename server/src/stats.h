@@ -24,6 +24,11 @@ struct ServerStats {
   std::atomic<uint64_t> connections_open{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> handshakes_displaced{0};  // closed before Hello to make room for a newcomer
+  std::atomic<uint64_t> hello_timeouts{0};        // closed for sending no Hello in time
+  std::atomic<uint64_t> frame_timeouts{0};        // closed for not completing a frame in time
+  std::atomic<uint64_t> idle_timeouts{0};         // closed for sending no frame for the idle timeout
+  std::atomic<uint64_t> internal_errors{0};       // requests whose handling threw (a bug: see the log)
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> errors{0};       // requests answered with an error
   std::atomic<uint64_t> bad_frames{0};   // frames that did not verify or were malformed

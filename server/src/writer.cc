@@ -1,6 +1,10 @@
 #include "writer.h"
 
+#include <spdlog/spdlog.h>
+
 #include <vector>
+
+#include "fault.h"
 
 namespace cairn::server {
 
@@ -30,6 +34,16 @@ void Writer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+TxnResult Writer::Failed(const char* kind, const std::exception& e) {
+  stats_.internal_errors++;
+  spdlog::error("internal error running a {} on the writer: {}", kind, e.what());
+  return TxnResult{Status(Code::kInternal, std::string("internal error running this ") + kind +
+                                               "; it may or may not have been applied; the "
+                                               "server log has the details"),
+                   0,
+                   {}};
+}
+
 void Writer::Run() {
   std::vector<std::unique_ptr<WriteJob>> jobs;
   std::vector<const Transaction*> batch;
@@ -47,8 +61,12 @@ void Writer::Run() {
     for (size_t i = 0; i < jobs.size();) {
       if (!jobs[i]->txn()) {
         TxnResult r;
-        r.status = jobs[i]->RunCatalog(engine_);
-        if (r.status.ok()) r.commit = engine_.LastCommit();
+        try {
+          r.status = jobs[i]->RunCatalog(engine_);
+          if (r.status.ok()) r.commit = engine_.LastCommit();
+        } catch (const std::exception& e) {
+          r = Failed("catalog change", e);
+        }
         jobs[i]->Complete(std::move(r));
         i++;
         continue;
@@ -58,7 +76,15 @@ void Writer::Run() {
       for (; j < jobs.size() && jobs[j]->txn() && batch.size() < max_batch_; j++) {
         batch.push_back(jobs[j]->txn());
       }
-      std::vector<TxnResult> results = engine_.ExecuteBatch(batch);
+      std::vector<TxnResult> results;
+      try {
+        for (const Transaction* t : batch) InjectFault("writer", t->idempotency_key);
+        results = engine_.ExecuteBatch(batch);
+      } catch (const std::exception& e) {
+        // The engine throws nothing but bad_alloc; whether the batch committed is unknown.
+        results.assign(batch.size(), Failed("write", e));
+        stats_.internal_errors += batch.size() - 1;  // one per transaction answered Internal
+      }
       stats_.batch_sizes.Record(batch.size());
       for (size_t k = 0; k < results.size(); k++) jobs[i + k]->Complete(std::move(results[k]));
       i = j;

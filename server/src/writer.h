@@ -39,6 +39,8 @@ class Writer {
 
  private:
   void Run();
+  // Counts and logs an exception from the engine, and makes the result its jobs get.
+  TxnResult Failed(const char* kind, const std::exception& e);
 
   Engine& engine_;
   ServerStats& stats_;

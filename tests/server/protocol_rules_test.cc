@@ -449,7 +449,9 @@ TEST_F(ProtocolRulesTest, StatsReportTheDocumentedCountersAndLatencies) {
   EXPECT_EQ(counters,
             (std::set<std::string>{"ops.get", "ops.put", "ops.delete", "ops.scan", "ops.query",
                                    "ops.count", "connections.open", "connections.total",
-                                   "connections.refused", "requests", "errors", "bad_frames",
+                                   "connections.refused", "connections.displaced",
+                                   "timeouts.hello", "timeouts.frame", "timeouts.idle",
+                                   "errors.internal", "requests", "errors", "bad_frames",
                                    "bytes.in", "bytes.out", "backpressure", "commits",
                                    "idempotent_replays", "idempotency_keys", "group_commits",
                                    "log.first", "readers.used"}));

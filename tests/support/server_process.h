@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -52,7 +53,10 @@ class ServerProcess {
       dup2(out[1], 2);
       close(out[0]);
       close(out[1]);
-      std::vector<std::string> args = {CAIRND_PATH, "--data",    data_dir_, "--listen",
+      // CAIRN_TEST_CAIRND runs the tests against another cairnd (an older build, to see a
+      // test fail without the change it covers).
+      const char* binary = std::getenv("CAIRN_TEST_CAIRND") ? std::getenv("CAIRN_TEST_CAIRND") : CAIRND_PATH;
+      std::vector<std::string> args = {binary,      "--data",    data_dir_, "--listen",
                                        listen,      "--threads", "2",       "--port-file",
                                        port_file_};
       args.insert(args.end(), flags.begin(), flags.end());

@@ -66,6 +66,13 @@ class Engine {
   // concurrently with everything; others as a batch of one.
   TxnResult Execute(const Transaction& txn);
 
+  // Checks every document the transaction puts (CheckDocument in document.h) as Execute
+  // would, and fails as Execute would ("operation 2 (insert): document is ..."); values over
+  // the size limit are left to Execute, which refuses them. Costs time linear in the
+  // documents' size; thread-safe, touches no storage. Lets a caller check documents on its
+  // own thread and set Transaction::documents_checked.
+  Status CheckDocuments(const Transaction& txn) const;
+
   // Group commit: runs each transaction in its own nested LMDB transaction inside one
   // write transaction and commits once. A transaction that fails aborts alone; the others
   // commit, each with its own commit number, in the order given.

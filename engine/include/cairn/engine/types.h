@@ -152,6 +152,12 @@ struct Transaction {
   // gets that result back without running (a retry cannot apply writes twice). Keys are
   // kept for Options::idempotency_retention.
   std::string_view idempotency_key{};
+  // Set only by a caller that has already passed every document this transaction puts
+  // through Engine::CheckDocuments (cairnd does, on the connection's IO thread, so that a
+  // costly document delays its own connection and not the writer): the engine then skips
+  // its own check. A document stored unchecked can make every later reader of it fail or
+  // crash: leave this false otherwise.
+  bool documents_checked = false;
 
   bool read_only() const;
 };

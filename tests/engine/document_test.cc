@@ -1,0 +1,205 @@
+// CheckFlexBuffer / CheckDocument (cairn/engine/document.h): linear in the buffer's size
+// whatever it shares, exact about nesting through shared parts, and accepting what the
+// FlexBuffers library's own verifier accepts.
+//
+// The hostile buffers are written byte by byte (Raw below): no builder writes a vector
+// referenced thousands of times, or vectors that overlap.
+#include "cairn/engine/document.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cairn/protocol/json.h"
+#include "flatbuffers/flexbuffers.h"
+#include "flex_raw.h"
+
+namespace cairn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using testing::Raw;
+using testing::SharedVectorDocument;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// {"v": [v1, ..., v(m-1)]}: vector i starts at the i-th word of one run of m words and ends
+// where they end, so the vectors overlap and their elements add up to m*m/2.
+std::string OverlappingVectorsDocument(size_t m) {
+  Raw r;
+  r.Align();
+  r.U32(uint32_t(m));  // the size of a vector 0, never referenced
+  size_t base = r.pos();
+  for (size_t j = 0; j < m; j++) r.U32(uint32_t(m - j - 1));  // word j: the size of vector j+1
+  r.Bytes(std::string(m, char(Raw::kInt)));  // type bytes: every vector's start here
+  std::vector<Raw::Elem> refs;
+  for (size_t i = 1; i < m; i++) refs.push_back(Raw::Ref(base + 4 * i));
+  size_t parent = r.Vector(refs);
+  return r.Root({{"v", Raw::Ref(parent)}});
+}
+
+bool LibraryAccepts(std::string_view buf, size_t max_depth = kMaxDocumentDepth) {
+  auto data = reinterpret_cast<const uint8_t*>(buf.data());
+  flexbuffers::Verifier v(data, buf.size(), nullptr, /*check_alignment=*/false, max_depth);
+  return buf.size() >= 3 && v.VerifyBuffer();
+}
+
+TEST(CheckDocumentTest, VectorSharedManyTimesCostsLinearTime) {
+  // About 512 KB: 65,536 references to one vector of 16,384 ints (a billion element visits
+  // for a walk that re-checks shared parts).
+  std::string doc = SharedVectorDocument(65536, 16384);
+  ASSERT_GT(doc.size(), 400u << 10);
+  auto start = Clock::now();
+  Status s = CheckDocument(doc);
+  double took = Seconds(start);
+  EXPECT_TRUE(s.ok()) << s.ToString();  // it is a valid document: shared, not broken
+  EXPECT_LT(took, 0.5) << "a " << doc.size() << "-byte document took " << took << " s";
+  std::printf("shared-vector document of %zu bytes checked in %.4f s\n", doc.size(), took);
+
+  // The library's verifier on a document 1/16 the size, for comparison.
+  std::string small = SharedVectorDocument(16384, 4096);
+  start = Clock::now();
+  bool lib = LibraryAccepts(small);
+  double lib_took = Seconds(start);
+  start = Clock::now();
+  EXPECT_TRUE(CheckDocument(small).ok());
+  std::printf("%zu bytes: library verifier %.4f s (accepts: %d), CheckDocument %.6f s\n",
+              small.size(), lib_took, int(lib), Seconds(start));
+}
+
+TEST(CheckDocumentTest, OverlappingVectorsAreRefusedQuickly) {
+  // 20,000 vectors whose elements overlap: 2 * 10^8 element visits in 200 KB, and no part is
+  // referenced twice, so remembering checked parts does not help. Refused, in linear time.
+  std::string doc = OverlappingVectorsDocument(20000);
+  ASSERT_GT(doc.size(), 150u << 10);
+  auto start = Clock::now();
+  Status s = CheckDocument(doc);
+  double took = Seconds(start);
+  EXPECT_EQ(s.code(), Code::kBadRequest);
+  EXPECT_NE(s.message().find("too costly"), std::string::npos) << s.message();
+  EXPECT_LT(took, 0.5);
+  // A small one is valid and cheap enough: it is checked, not refused.
+  EXPECT_TRUE(CheckDocument(OverlappingVectorsDocument(8)).ok());
+  EXPECT_TRUE(LibraryAccepts(OverlappingVectorsDocument(8)));
+}
+
+TEST(CheckDocumentTest, SharedKeysAndKeyVectorsFromTheBuilderAreAccepted) {
+  // 5,000 maps with the same keys, every key and key vector shared (the builder's pooling):
+  // the walk without memory runs out of its budget, the memoized one accepts. (The library's
+  // reuse tracker refuses this: in 2.0.8 every reuse counts as one more level of nesting.)
+  flexbuffers::Builder b(1024, flexbuffers::BUILDER_FLAG_SHARE_ALL);
+  b.Map([&] {
+    b.Vector("items", [&] {
+      for (int i = 0; i < 5000; i++) {
+        b.Map([&] {
+          b.Int("a_rather_long_field_name_shared_by_every_item", i);
+          b.String("another_long_field_name_for_the_name", "same");
+        });
+      }
+    });
+  });
+  b.Finish();
+  std::string doc(reinterpret_cast<const char*>(b.GetBuffer().data()), b.GetSize());
+  EXPECT_TRUE(CheckDocument(doc).ok()) << CheckDocument(doc).ToString();
+  EXPECT_TRUE(LibraryAccepts(doc));
+  std::vector<uint8_t> tracker;
+  flexbuffers::Verifier with_tracker(reinterpret_cast<const uint8_t*>(doc.data()), doc.size(),
+                                     &tracker, false, kMaxDocumentDepth);
+  EXPECT_FALSE(with_tracker.VerifyBuffer()) << "the library's tracker no longer leaks depth: "
+                                               "it could replace CheckFlexBuffer's memo";
+}
+
+// A chain of `n` vectors, each holding the next (the last holds an int); returns the first.
+size_t Chain(Raw& r, size_t n, std::optional<size_t> last_target = std::nullopt) {
+  size_t p = last_target ? r.Vector({Raw::Ref(*last_target)}) : r.Vector({Raw::Int(1)});
+  for (size_t i = 1; i < n; i++) p = r.Vector({Raw::Ref(p)});
+  return p;
+}
+
+TEST(CheckDocumentTest, NestingThroughASharedPartIsCountedWhereverItIsReferenced) {
+  // {"a": <shared>x65536, "b": A (40 levels), "c": B (b_levels) -> A}. "a" makes the check
+  // remember parts; A is checked under "b" first (levels 2 to 41), then met again under
+  // "c" at level 2 + b_levels: 64 levels at most.
+  auto doc = [](size_t b_levels) {
+    Raw r;
+    size_t child = r.Vector(std::vector<Raw::Elem>(64, Raw::Int(0)));
+    size_t shared = r.Vector(std::vector<Raw::Elem>(65536, Raw::Ref(child)));
+    size_t a = Chain(r, 40);
+    size_t b = Chain(r, b_levels, a);
+    return r.Root({{"a", Raw::Ref(shared)}, {"b", Raw::Ref(a)}, {"c", Raw::Ref(b)}});
+  };
+  EXPECT_TRUE(CheckDocument(doc(23)).ok()) << CheckDocument(doc(23)).ToString();  // 64 levels
+  Status deep = CheckDocument(doc(24));                                            // 65
+  EXPECT_EQ(deep.code(), Code::kBadRequest);
+  EXPECT_NE(deep.message().find("nested too deeply"), std::string::npos) << deep.message();
+  EXPECT_TRUE(LibraryAccepts(doc(23)));
+  EXPECT_FALSE(LibraryAccepts(doc(24)));
+}
+
+TEST(CheckDocumentTest, ACycleIsRefused) {
+  // A vector that holds itself: offset 0 from its only element to ... its own first element.
+  Raw r;
+  size_t v = r.Vector({Raw::Int(0)});
+  std::string doc = r.Root({{"v", Raw::Ref(v)}});
+  // Point the element back at the vector itself (offset 0 from the element, at v).
+  for (int i = 0; i < 4; i++) doc[v + i] = 0;
+  doc[v + 4] = char(Raw::kVector);
+  EXPECT_EQ(CheckDocument(doc).code(), Code::kBadRequest);
+  EXPECT_FALSE(LibraryAccepts(doc));
+}
+
+TEST(CheckDocumentTest, AgreesWithTheLibraryOnMutatedDocuments) {
+  // Random edits of valid documents. Whatever CheckFlexBuffer accepts, the library's
+  // verifier accepts too, and it can be read whole (under ASan an out-of-bounds read would
+  // fail here). What the library accepts and CheckFlexBuffer does not is a laxity of the
+  // library's (2.0.8): a string whose terminator byte is not 0 (it checks only that the
+  // byte is in the buffer), a key with no terminator (its loop returns at the first
+  // non-zero byte), a deprecated vector of strings whose elements it checks as keys.
+  std::vector<std::string> seeds;
+  for (const char* json :
+       {R"({"a": 1, "b": [1, 2.5, "x", null, true], "c": {"d": {"e": "deep"}}})",
+        R"({"name": "cairn", "tags": ["x", "y", "z"], "n": -70000, "f": 1e300})",
+        R"({"k": [[1, 2], [3, 4], {"x": "y"}], "blob": "aGVsbG8="})"}) {
+    std::string doc, error;
+    ASSERT_TRUE(JsonToFlex(json, &doc, &error)) << json << ": " << error;
+    seeds.push_back(doc);
+  }
+  uint64_t seed = 20261201;
+  std::mt19937_64 rng(seed);
+  int library_accepts = 0, we_accept = 0, library_laxities = 0;
+  for (int round = 0; round < 20000; round++) {
+    std::string doc = seeds[rng() % seeds.size()];
+    int edits = 1 + int(rng() % 3);
+    for (int e = 0; e < edits; e++) doc[rng() % doc.size()] = char(rng());
+    bool lib = LibraryAccepts(doc);
+    Status ours = CheckFlexBuffer(doc, kMaxDocumentDepth);
+    library_accepts += lib;
+    we_accept += ours.ok();
+    if (ours.ok()) {
+      EXPECT_TRUE(lib) << "seed " << seed << " round " << round;
+      (void)FlexToJson(doc);
+    } else if (lib) {
+      library_laxities++;
+      const std::string& m = ours.message();
+      EXPECT_TRUE(m.find("string not terminated") != std::string::npos ||
+                  m.find("key not terminated") != std::string::npos ||
+                  m.find("string or blob past the end") != std::string::npos)
+          << "seed " << seed << " round " << round << ": " << m;
+    }
+  }
+  std::printf("of 20000 mutations: library accepts %d, CheckFlexBuffer %d (%d refused for "
+              "the library's laxities)\n",
+              library_accepts, we_accept, library_laxities);
+  EXPECT_GT(we_accept, 1000);
+}
+
+}  // namespace
+}  // namespace cairn
