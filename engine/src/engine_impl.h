@@ -125,7 +125,8 @@ class RecordKey {
 
 // Parses and checks the record stored under `record_key` ([collection id][primary key]).
 // False if it is damaged: malformed, failing its checksum, or without one where `catalog`
-// says every record has one. *out (views into `stored`) is set only on success.
+// says every record has one. *out (views into `record_key` and `stored`) is set only on
+// success.
 bool DecodeRecord(const Catalog& catalog, std::string_view record_key, std::string_view stored,
                   RecordView* out);
 

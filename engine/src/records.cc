@@ -170,6 +170,7 @@ Status GetRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key, 
   if (rc != 0) return MdbStatus(rc, "get");
   *found = true;
   if (!DecodeRecord(*ctx.catalog, rk.view(), View(v), out)) return DamagedRecord(ctx, c, key);
+  out->key = key;  // the caller's, not rk's: rk dies on return
   return Status::Ok();
 }
 

@@ -137,7 +137,7 @@ void MakeFormatTwo(const std::string& dir) {
     ASSERT_TRUE(db->CreateCollection("c").ok());
     ASSERT_TRUE(db->CreateIndex("c", {"by_n", {"n"}}).ok());
     for (int i = 0; i < 40; i++) {
-      char key[8];
+      char key[16];
       snprintf(key, sizeof key, "k%02d", i);
       std::string doc = testing::Doc("{\"n\": " + std::to_string(i) + "}");
       ASSERT_TRUE(db->Execute(testing::Txn({PutOp{"c", key, doc}})).status.ok());
@@ -154,7 +154,7 @@ void ExpectAllRecords(Engine* db) {
   auto read = db->BeginRead();
   ASSERT_TRUE(read.ok());
   for (int i = 0; i < 40; i++) {
-    char key[8];
+    char key[16];
     snprintf(key, sizeof key, "k%02d", i);
     RecordView rv;
     bool found = false;
