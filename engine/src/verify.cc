@@ -124,7 +124,7 @@ class Checker {
               RecordView* rv) {
     if (internal::DecodeRecord(catalog_, rk, stored, rv)) return true;
     bool unsummed = !internal::HasChecksum(stored) && stored.size() >= internal::kRecordHeader;
-    Problem("record '" + internal::Printable(rk.substr(4)) + "' of " + c.name +
+    Problem("record '" + Printable(rk.substr(4)) + "' of " + c.name +
             (unsummed ? " has no checksum, though the upgrade to format 3 has passed it"
                       : " fails its checksum"));
     return false;
@@ -165,7 +165,7 @@ class Checker {
         }
         internal::MakeIndexKey(ix.id, enc, &ik);
         if (!HasEntry(ik, pk)) {
-          Problem("record '" + internal::Printable(pk) + "' of " + live->second->name +
+          Problem("record '" + Printable(pk) + "' of " + live->second->name +
                   " misses its entry in index " + ix.spec.name);
         }
       }
@@ -195,7 +195,7 @@ class Checker {
       MDB_val rkv = internal::Val(rk), rv_raw;
       if (mdb_get(txn_, dbs_.records, &rkv, &rv_raw) != 0) {
         return Problem("index " + ix->spec.name + " has an entry for missing record '" +
-                       internal::Printable(pk) + "'");
+                       Printable(pk) + "'");
       }
       RecordView rv;
       enc.clear();
@@ -203,18 +203,18 @@ class Checker {
       if (!internal::DecodeRecord(catalog_, rk, View(rv_raw), &rv)) return;
       if (rv.kind != ValueKind::kDocument ||
           !internal::EncodeIndexFields(rv.value, ix->paths, &enc)) {
-        return Problem("index " + ix->spec.name + " has an entry for record '" + internal::Printable(pk) +
+        return Problem("index " + ix->spec.name + " has an entry for record '" + Printable(pk) +
                        "', which has no value for it");
       }
       internal::MakeIndexKey(ix->id, enc, &ik);
       if (ik != k) {
-        return Problem("index " + ix->spec.name + " entry for '" + internal::Printable(pk) +
+        return Problem("index " + ix->spec.name + " entry for '" + Printable(pk) +
                        "' does not match the record's value");
       }
       if (ix->spec.unique && ix->state == IndexState::kReady && iid == prev_id &&
           prev_full == enc) {
         Problem("unique index " + ix->spec.name + " holds one value twice (record '" +
-                internal::Printable(pk) + "')");
+                Printable(pk) + "')");
       }
       prev_id = iid;
       prev_full = enc;
