@@ -4,7 +4,9 @@
 // Each workload has an engine line and a raw_lmdb twin: the twin opens its own LMDB
 // environment with the engine's flags and map size, stores records under the same keys
 // ([collection id: u32 BE][primary key]) and values ([version][kind][document]) as the
-// engine does (docs/storage.md), and does the same work with plain LMDB calls.
+// engine did before storage format 3 (docs/storage.md: the engine's records now end in an
+// 8-byte checksum, which the twins neither store nor check, so engine/raw ratios include
+// its cost), and does the same work with plain LMDB calls.
 // Datasets are built once per process, on first use by a benchmark's fixture, and removed
 // at exit. They live under $CAIRN_BENCH_DIR (default /var/tmp), which must be a real disk
 // for the durable group-commit numbers to mean anything.

@@ -31,6 +31,7 @@ void Engine::Impl::StartBackground() {
       lock.unlock();
       bool worked = CleanupBatch();
       worked = BuildIndexBatch() || worked;
+      worked = UpgradeBatch() || worked;
       auto now = Clock::now();
       if (options_.durability == Durability::kNoSync && now >= next_flush) {
         mdb_env_sync(env_, 1);
@@ -119,8 +120,10 @@ bool Engine::Impl::BuildIndexBatch() {
     }
     std::string_view pk = View(k).substr(4);
     RecordView rv;
-    if (!internal::DecodeRecord(pk, View(v), &rv)) {
-      status = Status(Code::kInternal, "corrupt record during index build");
+    if (!internal::DecodeRecord(*catalog, View(k), View(v), &rv)) {
+      // The index cannot hold a damaged record's values: the build fails, saying which.
+      next.state = IndexState::kFailed;
+      next.error = internal::DamagedRecord(ctx, *coll, pk).message();
       break;
     }
     enc.clear();
@@ -228,6 +231,62 @@ bool Engine::Impl::CleanupBatch() {
     mdb_txn_abort(txn);
   }
   return rc == 0;
+}
+
+bool Engine::Impl::UpgradeBatch() {
+  // Rewrites up to background_batch records of format 2 (without a checksum) in the order
+  // of the records database, from the persisted cursor, in one write transaction with the
+  // cursor's new position: a crash leaves the cursor and the records in step.
+  std::lock_guard lock(write_mu_);
+  if (fatal_rc_) return false;
+  auto catalog = this->catalog();
+  if (!catalog->checksum_upgrade) return false;
+  internal::WriteTxn txn;
+  if (txn.Begin(env_) != 0) return false;
+  const std::string& from = *catalog->checksum_upgrade;
+  // Read the batch first, then write: a put may move the cursor's page.
+  std::vector<std::pair<std::string, std::string>> rewrites;  // record key, new value
+  std::string last = from;
+  bool done = false;
+  {
+    internal::Cursor cur(txn.get(), dbs_.records);
+    if (cur.open_rc() != 0) return false;
+    int rc = from.empty() ? cur.Get(MDB_FIRST) : cur.Seek(MDB_SET_RANGE, from);
+    if (rc == 0 && !from.empty() && cur.key() == from) rc = cur.Get(MDB_NEXT);
+    for (uint32_t n = 0; n < options_.background_batch && rc == 0; n++) {
+      std::string_view key = cur.key(), stored = cur.value();
+      RecordView rv;
+      // A damaged record is left as it is, for Verify to report.
+      if (!internal::HasChecksum(stored) && internal::DecodeRecord(*catalog, key, stored, &rv)) {
+        std::string value(internal::StoredRecordSize(rv.value.size()), '\0');
+        internal::EncodeRecord(key, rv.version, rv.kind, rv.value, value.data());
+        rewrites.emplace_back(key, std::move(value));
+      }
+      last.assign(key);
+      rc = cur.Get(MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return false;
+    done = rc == MDB_NOTFOUND;
+  }
+  for (auto& [key, value] : rewrites) {
+    MDB_val k = Val(key), v = Val(value);
+    if (mdb_put(txn.get(), dbs_.records, &k, &v, 0) != 0) return false;  // retried later
+  }
+  MDB_val mk = Val(internal::kMetaUpgrade), mv = Val(last);
+  int rc = done ? mdb_del(txn.get(), dbs_.meta, &mk, nullptr)
+                : mdb_put(txn.get(), dbs_.meta, &mk, &mv, 0);
+  if (rc != 0) return false;
+  rc = txn.Commit();
+  LatchIfFatal(rc);
+  if (rc != 0) return false;
+  auto updated = std::make_shared<Catalog>(*catalog);
+  if (done) {
+    updated->checksum_upgrade.reset();
+  } else {
+    updated->checksum_upgrade = std::move(last);
+  }
+  PublishCatalog(std::move(updated));
+  return true;
 }
 
 }  // namespace cairn

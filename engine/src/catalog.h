@@ -40,8 +40,16 @@ struct CollectionDesc {
 
 struct Catalog {
   std::map<std::string, CollectionDesc, std::less<>> collections;
+  // Set while records written before format 3 may still lack a checksum: those whose key
+  // in the records database is above it (empty: every record) have not been rewritten by
+  // the background upgrade yet. Unset once every record carries one (meta kMetaUpgrade).
+  std::optional<std::string> checksum_upgrade;
 
   const CollectionDesc* Find(std::string_view name) const;
+  // Whether the record stored under `record_key` may be one without a checksum.
+  bool MayLackChecksum(std::string_view record_key) const {
+    return checksum_upgrade && record_key > *checksum_upgrade;
+  }
 };
 
 // Meta database keys (docs/storage.md).
@@ -50,7 +58,12 @@ inline constexpr std::string_view kMetaFormat = "#format";
 inline constexpr std::string_view kMetaNextId = "#next_id";
 inline constexpr std::string_view kMagicValue = "cairn";
 // 2: idempotency keys in change-log entries (format 1 is upgraded at open).
-inline constexpr uint32_t kFormatVersion = 2;
+// 3: every record carries a checksum (formats 1 and 2 are upgraded in place: at open, then
+//    record by record in the background, see kMetaUpgrade).
+inline constexpr uint32_t kFormatVersion = 3;
+// Present while the upgrade to format 3 rewrites records: the key (in the records
+// database) of the last record it has passed; empty before the first.
+inline constexpr std::string_view kMetaUpgrade = "#checksum_upgrade";
 
 std::string CollectionMetaKey(std::string_view name);
 std::string IndexMetaKey(uint32_t collection_id, std::string_view name);

@@ -32,6 +32,7 @@ using internal::LogEntryBuilder;
 using internal::MdbStatus;
 using internal::Val;
 using internal::View;
+using internal::WriteTxn;
 
 namespace {
 
@@ -53,30 +54,6 @@ Status DelMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key) {
   int rc = mdb_del(txn, meta, &k, nullptr);
   return rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "meta delete");
 }
-
-// Aborts an LMDB write transaction unless committed.
-class WriteTxn {
- public:
-  ~WriteTxn() {
-    if (txn_) mdb_txn_abort(txn_);
-  }
-  int Begin(MDB_env* env, MDB_txn* parent = nullptr) {
-    return mdb_txn_begin(env, parent, 0, &txn_);
-  }
-  int Commit() {
-    int rc = mdb_txn_commit(txn_);
-    txn_ = nullptr;
-    return rc;
-  }
-  void Abort() {
-    mdb_txn_abort(txn_);
-    txn_ = nullptr;
-  }
-  MDB_txn* get() const { return txn_; }
-
- private:
-  MDB_txn* txn_ = nullptr;
-};
 
 Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, LogEntryBuilder& b,
                       uint64_t time_ms, std::string_view idempotency_key = {},
@@ -208,6 +185,14 @@ Status LoadCatalog(MDB_txn* txn, MDB_dbi meta, Catalog* catalog) {
     owner->second->indexes.push_back(std::move(ix));
   }
   mdb_cursor_close(cur);
+  // Records of formats 1 and 2 carry no checksum; format 3 records all do once the
+  // upgrade's cursor is gone.
+  if (ReadMetaU64(txn, meta, kMetaFormat) < 3) {
+    catalog->checksum_upgrade.emplace();
+  } else {
+    k = Val(kMetaUpgrade);
+    if (mdb_get(txn, meta, &k, &v) == 0) catalog->checksum_upgrade.emplace(View(v));
+  }
   return status;
 }
 
@@ -349,11 +334,18 @@ Status Engine::Impl::Open() {
         if (rc == 0) rc = mdb_drop(txn, dbi, 1);
         if (rc != 0 && rc != MDB_NOTFOUND) return fail(MdbStatus(rc, "upgrade"));
       }
-      Status s = PutMetaU64(txn, dbs_.meta, internal::kMetaFormat, internal::kFormatVersion);
+      format = 2;
+    }
+    if (format == 2 && !options_.read_only) {
+      // Format 3 adds a checksum to every record. The background thread rewrites the
+      // records of format 2 in batches, from a cursor kept under kMetaUpgrade; until it
+      // has passed a record, that record is read without a checksum.
+      Status s = PutMeta(txn, dbs_.meta, internal::kMetaUpgrade, "");
+      if (s.ok()) s = PutMetaU64(txn, dbs_.meta, internal::kMetaFormat, internal::kFormatVersion);
       if (!s.ok()) return fail(s);
       format = internal::kFormatVersion;
     }
-    if (format != internal::kFormatVersion && !(format == 1 && options_.read_only)) {
+    if (format != internal::kFormatVersion && !(format < 3 && format > 0 && options_.read_only)) {
       return fail(Status(Code::kBadRequest,
                          dir_ + " holds a cairn database of format " + std::to_string(format) +
                              "; this build reads format " +
@@ -1044,6 +1036,8 @@ EngineStats Engine::Impl::Stats() const {
   s.replays = replays_;
   s.stale_readers_cleared = stale_readers_cleared_;
   s.idempotency_keys = idempotency_keys_;
+  s.corrupted_reads = corrupted_reads_;
+  s.checksum_upgrade_pending = catalog()->checksum_upgrade.has_value();
   return s;
 }
 

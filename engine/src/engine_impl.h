@@ -28,6 +28,62 @@ inline std::string_view View(const MDB_val& v) {
 }
 Status MdbStatus(int rc, std::string_view what);
 
+// An LMDB cursor, closed when it goes.
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
+  ~Cursor() {
+    if (c_) mdb_cursor_close(c_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  int open_rc() const { return rc_; }
+  // Positions with `op`; returns LMDB's code (0, MDB_NOTFOUND or an error).
+  int Get(MDB_cursor_op op) { return mdb_cursor_get(c_, &k_, &v_, op); }
+  int Seek(MDB_cursor_op op, std::string_view key) {
+    k_ = Val(key);
+    return mdb_cursor_get(c_, &k_, &v_, op);
+  }
+  int SeekBoth(MDB_cursor_op op, std::string_view key, std::string_view data) {
+    k_ = Val(key);
+    v_ = Val(data);
+    return mdb_cursor_get(c_, &k_, &v_, op);
+  }
+  std::string_view key() const { return View(k_); }
+  std::string_view value() const { return View(v_); }
+  MDB_cursor* get() { return c_; }
+
+ private:
+  MDB_cursor* c_ = nullptr;
+  MDB_val k_{}, v_{};
+  int rc_ = 0;
+};
+
+// Aborts an LMDB write transaction unless committed.
+class WriteTxn {
+ public:
+  ~WriteTxn() {
+    if (txn_) mdb_txn_abort(txn_);
+  }
+  int Begin(MDB_env* env, MDB_txn* parent = nullptr) {
+    return mdb_txn_begin(env, parent, 0, &txn_);
+  }
+  int Commit() {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;
+    return rc;
+  }
+  void Abort() {
+    mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
 // The LMDB databases of an environment (docs/storage.md).
 struct Dbs {
   MDB_dbi meta = 0;     // catalog and counters
@@ -36,8 +92,24 @@ struct Dbs {
   MDB_dbi log = 0;      // [commit: u64 BE] -> change-log entry (with idempotency keys)
 };
 
-// --- Records. The stored value: [version: u64 LE][kind: u8][payload].
+// --- Records (docs/storage.md, "Records"). The stored value, since format 3:
+//   [version: u64 LE][kind: u8 | kChecksummed][payload][checksum: u64 LE]
+// checksum = XXH3-64 of [version][kind][payload], seeded with the XXH3-64 of the record's
+// key in the records database ([collection id][primary key]): a changed byte of the key,
+// version, kind or payload fails it. Formats 1 and 2 stored [version][kind][payload]; such
+// records are read until the background upgrade rewrites them (Catalog::checksum_upgrade).
 inline constexpr size_t kRecordHeader = 9;
+inline constexpr size_t kRecordTrailer = 8;
+inline constexpr uint8_t kChecksummed = 0x80;  // set in the kind byte of format 3 records
+inline constexpr size_t StoredRecordSize(size_t value_size) {
+  return kRecordHeader + value_size + kRecordTrailer;
+}
+// Writes a format 3 record, StoredRecordSize(value.size()) bytes, to `out`.
+void EncodeRecord(std::string_view record_key, uint64_t version, ValueKind kind,
+                  std::string_view value, char* out);
+inline bool HasChecksum(std::string_view stored) {
+  return stored.size() > 8 && (uint8_t(stored[8]) & kChecksummed) != 0;
+}
 
 // A record's key in the records database, built on the stack.
 class RecordKey {
@@ -51,8 +123,15 @@ class RecordKey {
   size_t size_;
 };
 
-// Parses a stored record value; false if it is malformed.
-bool DecodeRecord(std::string_view key, std::string_view stored, RecordView* out);
+// Parses and checks the record stored under `record_key` ([collection id][primary key]).
+// False if it is damaged: malformed, failing its checksum, or without one where `catalog`
+// says every record has one. *out (views into `record_key` and `stored`) is set only on
+// success.
+bool DecodeRecord(const Catalog& catalog, std::string_view record_key, std::string_view stored,
+                  RecordView* out);
+
+// A short, printable rendering of a key or name for messages (escaped, at most 64 bytes).
+std::string Printable(std::string_view key);
 
 // --- Index entries. An entry's key is [index id][encoded values], or when that would pass
 // LMDB's key cap, [index id][first kIndexPrefixKept bytes of the encoding][XXH3 of the whole
@@ -73,7 +152,13 @@ struct Ctx {
   // Write transactions only:
   uint64_t commit = 0;               // the number this transaction commits as
   LogEntryBuilder* log = nullptr;    // its change-log entry
+  // Counts reads that met damaged data and answered kCorrupted (EngineStats).
+  std::atomic<uint64_t>* corrupted = nullptr;
 };
+
+// The kCorrupted answer for a damaged record (counted in ctx.corrupted): names the
+// collection and the key as stored, never the stored bytes.
+Status DamagedRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key);
 
 Status FindCollection(const Ctx& ctx, std::string_view name, const CollectionDesc** out);
 Status GetRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key, RecordView* out,
@@ -143,6 +228,7 @@ class Engine::Impl {
     ctx.dbs = &dbs_;
     ctx.catalog = catalog;
     ctx.options = &options_;
+    ctx.corrupted = &corrupted_reads_;
     return ctx;
   }
 
@@ -158,6 +244,7 @@ class Engine::Impl {
   void WaitForBackgroundWork();
   bool BuildIndexBatch();  // true if it did work
   bool CleanupBatch();     // true if it did work
+  bool UpgradeBatch();     // true if it did work: adds checksums to format 2 records
 
   // Latches a fatal storage error: every later write reports it.
   void LatchIfFatal(int rc);
@@ -200,6 +287,7 @@ class Engine::Impl {
   std::atomic<uint64_t> group_commits_{0};
   std::atomic<uint64_t> replays_{0};
   std::atomic<uint64_t> stale_readers_cleared_{0};
+  mutable std::atomic<uint64_t> corrupted_reads_{0};
   std::atomic<int> fatal_rc_{0};
 
   mutable std::mutex catalog_mu_;

@@ -1,6 +1,9 @@
 // Record and index operations inside one LMDB transaction: reads (get, scan,
 // query, count), writes (put, delete) with index maintenance, conditions, and
 // running a whole transaction.
+// The record checksum runs on every read: XXH3 inlined (xxhash.h's own option) rather
+// than called through the shared library.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
@@ -22,15 +25,70 @@ RecordKey::RecordKey(uint32_t collection_id, std::string_view key) : size_(4 + k
   std::memcpy(buf_ + 4, key.data(), key.size());
 }
 
-bool DecodeRecord(std::string_view key, std::string_view stored, RecordView* out) {
-  if (stored.size() < kRecordHeader) return false;
-  uint8_t kind = uint8_t(stored[8]);
+namespace {
+
+uint64_t RecordChecksum(std::string_view record_key, std::string_view body) {
+  return XXH3_64bits_withSeed(body.data(), body.size(),
+                              XXH3_64bits(record_key.data(), record_key.size()));
+}
+
+}  // namespace
+
+void EncodeRecord(std::string_view record_key, uint64_t version, ValueKind kind,
+                  std::string_view value, char* out) {
+  StoreU64LE(out, version);
+  out[8] = char(uint8_t(kind) | kChecksummed);
+  std::memcpy(out + kRecordHeader, value.data(), value.size());
+  size_t body = kRecordHeader + value.size();
+  StoreU64LE(out + body, RecordChecksum(record_key, std::string_view(out, body)));
+}
+
+bool DecodeRecord(const Catalog& catalog, std::string_view record_key, std::string_view stored,
+                  RecordView* out) {
+  // On every read: plain pointer arithmetic, the lengths checked once.
+  assert(record_key.size() >= 4);
+  const char* p = stored.data();
+  const size_t n = stored.size();
+  if (n < kRecordHeader) return false;
+  uint8_t kind = uint8_t(p[8]);
+  size_t value_size = n - kRecordHeader;
+  if (kind & kChecksummed) [[likely]] {
+    if (value_size < kRecordTrailer) return false;
+    value_size -= kRecordTrailer;
+    const size_t body = n - kRecordTrailer;
+    if (LoadU64LE(p + body) != RecordChecksum(record_key, std::string_view(p, body))) return false;
+    kind &= uint8_t(~kChecksummed);
+  } else if (!catalog.MayLackChecksum(record_key)) {
+    return false;  // a record of format 2 where the upgrade has passed, or a damaged kind
+  }
   if (kind > 1) return false;
-  out->key = key;
-  out->version = LoadU64LE(stored.data());
+  out->key = std::string_view(record_key.data() + 4, record_key.size() - 4);
+  out->version = LoadU64LE(p);
   out->kind = ValueKind(kind);
-  out->value = stored.substr(kRecordHeader);
+  out->value = std::string_view(p + kRecordHeader, value_size);
   return true;
+}
+
+std::string Printable(std::string_view key) {
+  std::string out;
+  for (unsigned char ch : key.substr(0, 64)) {
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+      out.push_back(char(ch));
+    } else {
+      char b[5];
+      snprintf(b, sizeof b, "\\x%02x", ch);
+      out += b;
+    }
+  }
+  if (key.size() > 64) out += "...";
+  return out;
+}
+
+Status DamagedRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key) {
+  if (ctx.corrupted) ctx.corrupted->fetch_add(1, std::memory_order_relaxed);
+  return Status(Code::kCorrupted, "record '" + Printable(key) + "' in collection '" + c.name +
+                                      "' is damaged on disk (it fails its checksum) and is not "
+                                      "served; restore it from a backup");
 }
 
 void MakeIndexKey(uint32_t index_id, std::string_view encoded, std::string* out) {
@@ -60,53 +118,6 @@ Status CheckKey(std::string_view key) {
   }
   return Status::Ok();
 }
-
-// A short, printable rendering of a key for error messages.
-std::string Printable(std::string_view key) {
-  std::string out;
-  for (unsigned char ch : key.substr(0, 64)) {
-    if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
-      out.push_back(char(ch));
-    } else {
-      char b[5];
-      snprintf(b, sizeof b, "\\x%02x", ch);
-      out += b;
-    }
-  }
-  if (key.size() > 64) out += "...";
-  return out;
-}
-
-class Cursor {
- public:
-  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
-  ~Cursor() {
-    if (c_) mdb_cursor_close(c_);
-  }
-  Cursor(const Cursor&) = delete;
-  Cursor& operator=(const Cursor&) = delete;
-
-  int open_rc() const { return rc_; }
-  // Positions with `op`; returns LMDB's code (0, MDB_NOTFOUND or an error).
-  int Get(MDB_cursor_op op) { return mdb_cursor_get(c_, &k_, &v_, op); }
-  int Seek(MDB_cursor_op op, std::string_view key) {
-    k_ = Val(key);
-    return mdb_cursor_get(c_, &k_, &v_, op);
-  }
-  int SeekBoth(MDB_cursor_op op, std::string_view key, std::string_view data) {
-    k_ = Val(key);
-    v_ = Val(data);
-    return mdb_cursor_get(c_, &k_, &v_, op);
-  }
-  std::string_view key() const { return View(k_); }
-  std::string_view value() const { return View(v_); }
-  MDB_cursor* get() { return c_; }
-
- private:
-  MDB_cursor* c_ = nullptr;
-  MDB_val k_{}, v_{};
-  int rc_ = 0;
-};
 
 // Continuation tokens (opaque to clients): [kind][u32 id][position]. The id ties a token
 // to the collection or index it came from.
@@ -158,9 +169,8 @@ Status GetRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key, 
   }
   if (rc != 0) return MdbStatus(rc, "get");
   *found = true;
-  if (!DecodeRecord(key, View(v), out)) {
-    return Status(Code::kInternal, "corrupt record '" + Printable(key) + "'");
-  }
+  if (!DecodeRecord(*ctx.catalog, rk.view(), View(v), out)) return DamagedRecord(ctx, c, key);
+  out->key = key;  // the caller's, not rk's: rk dies on return
   return Status::Ok();
 }
 
@@ -237,9 +247,7 @@ Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor&
       break;
     }
     RecordView rv;
-    if (!DecodeRecord(k.substr(4), cur.value(), &rv)) {
-      return Status(Code::kInternal, "corrupt record '" + Printable(k.substr(4)) + "'");
-    }
+    if (!DecodeRecord(*ctx.catalog, k, cur.value(), &rv)) return DamagedRecord(ctx, *c, k.substr(4));
     visit(rv);
     n++;
     bytes += k.size() - 4 + rv.value.size();
@@ -283,6 +291,17 @@ Status FullIndexKey(const Ctx& ctx, const CollectionDesc& c, const IndexDesc& ix
 }
 
 int Compare(std::string_view a, std::string_view b) { return a.compare(b); }
+
+// An index entry whose record is missing, or does not hold the entry's value: the index or
+// the record's key is damaged.
+Status EntryWithoutRecord(const Ctx& ctx, const CollectionDesc& c, const IndexDesc& ix,
+                          std::string_view pk) {
+  if (ctx.corrupted) ctx.corrupted->fetch_add(1, std::memory_order_relaxed);
+  return Status(Code::kCorrupted, "index '" + ix.spec.name + "' of collection '" + c.name +
+                                      "' has an entry for record '" + Printable(pk) +
+                                      "', which does not hold its value; the index or the "
+                                      "record is damaged on disk");
+}
 
 }  // namespace
 
@@ -398,7 +417,7 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
       if (IsTruncatedIndexKey(k)) {
         bool present;
         if (Status s = FullIndexKey(ctx, *c, *ix, pk, &full, &present); !s.ok()) return s;
-        if (!present) return Status(Code::kInternal, "index entry without a matching record");
+        if (!present) return EntryWithoutRecord(ctx, *c, *ix, pk);
         f = full;
       }
       if (Compare(f, lo) < 0 || (has_hi && Compare(f, hi) >= 0)) continue;
@@ -414,10 +433,7 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
     RecordView rv;
     bool found;
     if (Status s = GetRecord(ctx, *c, pk, &rv, &found); !s.ok()) return s;
-    if (!found) {
-      return Status(Code::kInternal, "index '" + ix->spec.name + "' has an entry for missing record '" +
-                                         Printable(pk) + "'");
-    }
+    if (!found) return EntryWithoutRecord(ctx, *c, *ix, pk);
     visit(rv);
     n++;
     bytes += pk.size() + rv.value.size();
@@ -546,8 +562,8 @@ Status Put(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) 
   if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "get");
   const bool found = rc == 0;
   RecordView old;
-  if (found && !DecodeRecord(op.key, View(v), &old)) {
-    return Status(Code::kInternal, "corrupt record '" + Printable(op.key) + "'");
+  if (found && !DecodeRecord(*ctx.catalog, rk.view(), View(v), &old)) {
+    return DamagedRecord(ctx, *c, op.key);
   }
   if (found && op.mode == PutMode::kInsert) {
     return Status(Code::kAlreadyExists,
@@ -566,14 +582,9 @@ Status Put(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) 
 
   // A cursor that found the key still stands on it, and LMDB checks the cursor's page
   // before descending the tree again (an absent key is searched for anew).
-  MDB_val nv{kRecordHeader + op.value.size(), nullptr};
+  MDB_val nv{StoredRecordSize(op.value.size()), nullptr};
   rc = mdb_cursor_put(cur, &k, &nv, MDB_RESERVE);
-  if (rc == 0) {
-    char* p = static_cast<char*>(nv.mv_data);
-    StoreU64LE(p, ctx.commit);
-    p[8] = char(op.kind);
-    std::memcpy(p + kRecordHeader, op.value.data(), op.value.size());
-  }
+  if (rc == 0) EncodeRecord(rk.view(), ctx.commit, op.kind, op.value, static_cast<char*>(nv.mv_data));
   if (rc != 0) return MdbStatus(rc, "put");
 
   ctx.log->Put(c->name, op.key, op.kind, op.value);

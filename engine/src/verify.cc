@@ -46,14 +46,13 @@ class Checker {
 
   void Run() {
     Begin("catalog");
-    Catalog catalog;
-    if (Status s = internal::LoadCatalog(txn_, dbs_.meta, &catalog); !s.ok()) {
+    if (Status s = internal::LoadCatalog(txn_, dbs_.meta, &catalog_); !s.ok()) {
       Problem("catalog: " + s.ToString());
       return;
     }
     seq_ = internal::LastCommitIn(txn_, dbs_);
     LoadCleanups();
-    for (const auto& [name, c] : catalog.collections) {
+    for (const auto& [name, c] : catalog_.collections) {
       live_collections_[c.id] = &c;
       for (const IndexDesc& ix : c.indexes) live_indexes_[ix.id] = {&c, &ix};
     }
@@ -119,8 +118,20 @@ class Checker {
     return found;
   }
 
-  // Every record decodes, has a sane version and a valid document, and has the index entries
-  // its indexes need.
+  // Whether the record stored under `rk` is intact (its checksum holds, or it is of format 2
+  // and the upgrade has not reached it); reports it if not.
+  bool Intact(const CollectionDesc& c, std::string_view rk, std::string_view stored,
+              RecordView* rv) {
+    if (internal::DecodeRecord(catalog_, rk, stored, rv)) return true;
+    bool unsummed = !internal::HasChecksum(stored) && stored.size() >= internal::kRecordHeader;
+    Problem("record '" + Printable(rk.substr(4)) + "' of " + c.name +
+            (unsummed ? " has no checksum, though the upgrade to format 3 has passed it"
+                      : " fails its checksum"));
+    return false;
+  }
+
+  // Every record is intact, has a sane version and a valid document, and has the index
+  // entries its indexes need.
   void CheckRecords() {
     std::string enc, ik;
     Scan(dbs_.records, "", [&](std::string_view k, std::string_view v) {
@@ -136,7 +147,7 @@ class Checker {
         return;
       }
       RecordView rv;
-      if (!internal::DecodeRecord(pk, v, &rv)) return Problem("undecodable record");
+      if (!Intact(*live->second, k, v, &rv)) return;
       if (rv.version == 0 || rv.version > seq_) {
         Problem("record version " + std::to_string(rv.version) + " outside [1, " +
                 std::to_string(seq_) + "]");
@@ -154,7 +165,7 @@ class Checker {
         }
         internal::MakeIndexKey(ix.id, enc, &ik);
         if (!HasEntry(ik, pk)) {
-          Problem("record '" + std::string(pk) + "' of " + live->second->name +
+          Problem("record '" + Printable(pk) + "' of " + live->second->name +
                   " misses its entry in index " + ix.spec.name);
         }
       }
@@ -184,24 +195,26 @@ class Checker {
       MDB_val rkv = internal::Val(rk), rv_raw;
       if (mdb_get(txn_, dbs_.records, &rkv, &rv_raw) != 0) {
         return Problem("index " + ix->spec.name + " has an entry for missing record '" +
-                       std::string(pk) + "'");
+                       Printable(pk) + "'");
       }
       RecordView rv;
       enc.clear();
-      if (!internal::DecodeRecord(pk, View(rv_raw), &rv) || rv.kind != ValueKind::kDocument ||
+      // A damaged record is reported by CheckRecords; its entries cannot be checked.
+      if (!internal::DecodeRecord(catalog_, rk, View(rv_raw), &rv)) return;
+      if (rv.kind != ValueKind::kDocument ||
           !internal::EncodeIndexFields(rv.value, ix->paths, &enc)) {
-        return Problem("index " + ix->spec.name + " has an entry for record '" + std::string(pk) +
+        return Problem("index " + ix->spec.name + " has an entry for record '" + Printable(pk) +
                        "', which has no value for it");
       }
       internal::MakeIndexKey(ix->id, enc, &ik);
       if (ik != k) {
-        return Problem("index " + ix->spec.name + " entry for '" + std::string(pk) +
+        return Problem("index " + ix->spec.name + " entry for '" + Printable(pk) +
                        "' does not match the record's value");
       }
       if (ix->spec.unique && ix->state == IndexState::kReady && iid == prev_id &&
           prev_full == enc) {
         Problem("unique index " + ix->spec.name + " holds one value twice (record '" +
-                std::string(pk) + "')");
+                Printable(pk) + "')");
       }
       prev_id = iid;
       prev_full = enc;
@@ -235,6 +248,7 @@ class Checker {
   const Engine::VerifyProgress& progress_;
   VerifyReport* report_;
   uint64_t seq_ = 0;
+  Catalog catalog_;  // as stored in this snapshot
   std::set<uint32_t> pending_cleanup_;
   std::unordered_map<uint32_t, const CollectionDesc*> live_collections_;
   std::unordered_map<uint32_t, std::pair<const CollectionDesc*, const IndexDesc*>> live_indexes_;

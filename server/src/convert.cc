@@ -455,6 +455,7 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("group_commits", engine.group_commits);
   counter("log.first", engine.log_first);
   counter("readers.used", engine.readers_used);
+  counter("corrupted_reads", engine.corrupted_reads);
   std::vector<Offset<wire::Latency>> latencies;
   for (size_t i = 0; i < size_t(RequestKind::kCount); i++) {
     latencies.push_back(Summary(fbb, RequestKindName(RequestKind(i)), stats.latency_ns[i], 1e-3));

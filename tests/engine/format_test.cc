@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "raw_lmdb.h"
 #include "test_util.h"
 
 namespace cairn {
@@ -41,7 +42,7 @@ TEST(FormatTest, OtherFormatVersionIsRefusedAndKept) {
   EXPECT_EQ(r.status().code(), Code::kBadRequest);
   EXPECT_NE(r.status().message().find("format 99"), std::string::npos) << r.status().message();
   // Put the version back: the data is still there.
-  RawPut(dir.path(), "meta", "#format", std::string("\0\0\0\0\0\0\0\x02", 8));
+  RawPut(dir.path(), "meta", "#format", std::string("\0\0\0\0\0\0\0\x03", 8));
   auto db = testing::OpenOrDie(dir.path());
   ASSERT_TRUE(db);
   EXPECT_TRUE(db->DescribeCollection("c").ok());
@@ -126,6 +127,129 @@ TEST(FormatTest, FormatOneIsUpgradedInPlace) {
   db.reset();
   db = testing::OpenOrDie(dir.path());  // format 2 now: opens as it is
   EXPECT_TRUE(db->Execute(t).replayed);
+}
+
+// A database of format 2 with 40 records of collection c (k00..k39, indexed by n): built
+// by the engine, then every record rewritten in format 2's layout and the format set back.
+void MakeFormatTwo(const std::string& dir) {
+  {
+    auto db = testing::OpenOrDie(dir);
+    ASSERT_TRUE(db->CreateCollection("c").ok());
+    ASSERT_TRUE(db->CreateIndex("c", {"by_n", {"n"}}).ok());
+    for (int i = 0; i < 40; i++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%02d", i);
+      std::string doc = testing::Doc("{\"n\": " + std::to_string(i) + "}");
+      ASSERT_TRUE(db->Execute(testing::Txn({PutOp{"c", key, doc}})).status.ok());
+    }
+  }
+  testing::RawLmdb raw(dir);
+  for (const auto& [k, v] : raw.All("records")) raw.Put("records", k, testing::WithoutChecksum(v));
+  raw.Put("meta", "#format", std::string("\0\0\0\0\0\0\0\x02", 8));
+}
+
+// Every record of c, read through the engine, is k00..k39 with its own n; and the index
+// finds each.
+void ExpectAllRecords(Engine* db) {
+  auto read = db->BeginRead();
+  ASSERT_TRUE(read.ok());
+  for (int i = 0; i < 40; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%02d", i);
+    RecordView rv;
+    bool found = false;
+    Status s = read->Get("c", key, &rv, &found);
+    ASSERT_TRUE(s.ok() && found) << key << ": " << s.ToString();
+    EXPECT_EQ(rv.value, testing::Doc("{\"n\": " + std::to_string(i) + "}")) << key;
+  }
+  QuerySpec q;
+  q.collection = "c";
+  q.index = "by_n";
+  size_t n = 0;
+  ASSERT_TRUE(read->Query(q, [&](const RecordView&) { n++; }, nullptr).ok());
+  EXPECT_EQ(n, 40u);
+}
+
+// How many stored records carry the checksum marker, and the stored format.
+std::pair<size_t, std::string> RawState(const std::string& dir) {
+  testing::RawLmdb raw(dir);
+  size_t summed = 0;
+  for (const auto& [k, v] : raw.All("records")) summed += (uint8_t(v[8]) & 0x80) != 0;
+  return {summed, raw.Get("meta", "#format").value_or("")};
+}
+
+TEST(FormatTest, FormatTwoGetsChecksumsInPlaceInTheBackground) {
+  TempDir dir;
+  MakeFormatTwo(dir.path());
+  const std::string two("\0\0\0\0\0\0\0\x02", 8), three("\0\0\0\0\0\0\0\x03", 8);
+  {
+    // Read-only: read as it is, not upgraded.
+    Options ro;
+    ro.read_only = true;
+    auto db = testing::OpenOrDie(dir.path(), ro);
+    ExpectAllRecords(db.get());
+    EXPECT_TRUE(db->Verify().ok()) << db->Verify().problems[0];
+  }
+  EXPECT_EQ(RawState(dir.path()), std::make_pair(size_t{0}, two));
+  {
+    Options small;
+    small.background_batch = 7;  // six batches
+    auto db = testing::OpenOrDie(dir.path(), small);
+    ExpectAllRecords(db.get());  // before, during or after the upgrade
+    db->WaitForBackgroundWork();
+    EXPECT_FALSE(db->Stats().checksum_upgrade_pending);
+    ExpectAllRecords(db.get());
+    VerifyReport report = db->Verify();
+    EXPECT_TRUE(report.ok()) << report.problems[0];
+    EXPECT_EQ(report.records, 40u);
+  }
+  EXPECT_EQ(RawState(dir.path()), std::make_pair(size_t{40}, three));
+  testing::RawLmdb raw(dir.path());
+  EXPECT_FALSE(raw.Get("meta", "#checksum_upgrade")) << "the upgrade's cursor is gone";
+}
+
+TEST(FormatTest, UpgradeInterruptedByACrashIsReadableAndResumes) {
+  // The state a crash between two upgrade batches leaves (each batch commits its records
+  // with the cursor): format 3, records up to k14 rewritten, the cursor at k14.
+  TempDir dir;
+  MakeFormatTwo(dir.path());
+  {
+    testing::RawLmdb raw(dir.path());
+    std::string cursor = raw.RecordKey("k14");
+    raw.Put("meta", "#format", std::string("\0\0\0\0\0\0\0\x03", 8));
+    raw.Put("meta", "#checksum_upgrade", cursor);
+  }
+  {
+    // The records up to the cursor as the upgrade wrote them: from an upgraded copy (the
+    // same keys, as the same calls built it).
+    TempDir done;
+    MakeFormatTwo(done.path());
+    { testing::OpenOrDie(done.path())->WaitForBackgroundWork(); }
+    std::map<std::string, std::string> summed = testing::RawLmdb(done.path()).All("records");
+    testing::RawLmdb raw(dir.path());
+    std::string cursor = *raw.Get("meta", "#checksum_upgrade");
+    for (const auto& [k, v] : summed) {
+      if (k <= cursor) raw.Put("records", k, v);
+    }
+  }
+  EXPECT_EQ(RawState(dir.path()).first, 15u);
+  {
+    Options ro;
+    ro.read_only = true;
+    auto db = testing::OpenOrDie(dir.path(), ro);
+    ExpectAllRecords(db.get());
+    EXPECT_TRUE(db->Stats().checksum_upgrade_pending);
+    VerifyReport report = db->Verify();
+    EXPECT_TRUE(report.ok()) << report.problems[0];
+  }
+  {
+    auto db = testing::OpenOrDie(dir.path());
+    db->WaitForBackgroundWork();
+    ExpectAllRecords(db.get());
+    EXPECT_FALSE(db->Stats().checksum_upgrade_pending);
+    EXPECT_TRUE(db->Verify().ok());
+  }
+  EXPECT_EQ(RawState(dir.path()).first, 40u);
 }
 
 TEST(FormatTest, AnotherProgramsLmdbEnvironmentIsRefused) {

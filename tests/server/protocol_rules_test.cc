@@ -8,7 +8,9 @@
 #include <set>
 
 #include "flatbuffers/flexbuffers.h"
+#include "raw_lmdb.h"
 #include "server_process.h"
+#include "test_util.h"
 
 namespace cairn {
 namespace {
@@ -454,10 +456,53 @@ TEST_F(ProtocolRulesTest, StatsReportTheDocumentedCountersAndLatencies) {
                                    "errors.internal", "requests", "errors", "bad_frames",
                                    "bytes.in", "bytes.out", "backpressure", "commits",
                                    "idempotent_replays", "idempotency_keys", "group_commits",
-                                   "log.first", "readers.used"}));
+                                   "log.first", "readers.used", "corrupted_reads"}));
   EXPECT_EQ(latencies,
             (std::set<std::string>{"hello", "ping", "read", "write", "catalog", "stats", "verify"}));
   EXPECT_EQ(r->reply_as_Stats()->batch_sizes()->op()->str(), "group_commit_batch");
+}
+
+// --- Damaged data (docs/storage.md, "What damage looks like").
+
+TEST_F(ProtocolRulesTest, ADamagedRecordIsCorruptedOnProtocolFourAndInternalBefore) {
+  const std::string data = dir_.Sub("data");
+  {
+    auto db = testing::OpenOrDie(data);
+    ASSERT_TRUE(db && db->CreateCollection("c").ok());
+    std::string doc = testing::Doc(R"({"pin": "31415926"})");
+    ASSERT_TRUE(db->Execute(testing::Txn({PutOp{"c", "k", doc}})).status.ok());
+  }
+  {
+    testing::RawLmdb raw(data);  // one digit changed, with the server stopped
+    std::string key = raw.RecordKey("k");
+    std::string stored = *raw.Get("records", key);
+    size_t at = stored.find("31415926");
+    ASSERT_NE(at, std::string::npos);
+    stored[at + 3]++;
+    raw.Put("records", key, stored);
+  }
+  Start();
+  auto v4 = Connect(port(), 4);
+  for (int get_request = 1; get_request >= 0; get_request--) {  // Get, then a Txn of a get
+    req::TxnBuilder txn;
+    auto r = get_request ? v4->Call(*req::Get(2, "c", "k")) : v4->Call(txn.Get("c", "k").Build(3));
+    ASSERT_TRUE(IsError(r, wire::ErrorCode::Corrupted));
+    std::string message = r->error()->message()->str();
+    EXPECT_NE(message.find("record 'k' in collection 'c'"), std::string::npos) << message;
+    EXPECT_EQ(message.find("31425926"), std::string::npos) << "no damaged bytes: " << message;
+  }
+  auto v3 = Connect(port(), 3);
+  ASSERT_TRUE(IsError(v3->Call(*req::Get(2, "c", "k")), wire::ErrorCode::Internal));
+
+  FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateRequestFrame(fbb, 4, wire::Request::GetStats, wire::CreateGetStats(fbb).Union()));
+  auto r = v4->Call(fbb);
+  ASSERT_TRUE(r && r->reply_as_Stats()) << ErrorText(r);
+  uint64_t corrupted = 0;
+  for (const wire::Counter* k : *r->reply_as_Stats()->counters()) {
+    if (k->name()->str() == "corrupted_reads") corrupted = k->value();
+  }
+  EXPECT_EQ(corrupted, 3u);
 }
 
 }  // namespace

@@ -99,8 +99,9 @@ class Engine {
   // Blocks until no index is building and no dropped data awaits cleanup.
   void WaitForBackgroundWork();
 
-  // Checks every index entry against its record and back, unique indexes for
-  // duplicates, every document's encoding, and the change log's order and checksums.
+  // Checks every record's checksum, every index entry against its record and back,
+  // unique indexes for duplicates, every document's encoding, and the change log's order
+  // and checksums.
   // `progress`, if set, is called with the name of each part as the check begins it
   // ("catalog", "records", "index entries", "change log"), so that a caller watching
   // from outside can tell where a check that died on a damaged file was.
@@ -137,7 +138,9 @@ class ReadTxn {
   ReadTxn& operator=(ReadTxn&&) noexcept;
   ~ReadTxn();
 
-  // Sets *found and, when found, *out. kNotFound if the collection does not exist.
+  // Sets *found and, when found, *out. kNotFound if the collection does not exist;
+  // kCorrupted if the record fails its checksum (then *out is not set). Scan and Query
+  // stop with kCorrupted at the first damaged record (docs/storage.md).
   Status Get(std::string_view collection, std::string_view key, RecordView* out, bool* found);
 
   // Calls `visit` for each record in range, in order. Sets *continuation to a token for

@@ -244,6 +244,12 @@ struct EngineStats {
   uint64_t replays = 0;          // transactions answered from their idempotency key, since open
   uint64_t idempotency_keys = 0; // keys remembered now
   uint64_t stale_readers_cleared = 0;  // reader slots of dead processes freed, since open
+  // Reads and writes answered kCorrupted because a record failed its checksum or an index
+  // entry had no record, since open (Verify's findings are not counted).
+  uint64_t corrupted_reads = 0;
+  // Whether records written before format 3 may still lack a checksum (the background
+  // upgrade is not done).
+  bool checksum_upgrade_pending = false;
 };
 
 }  // namespace cairn
