@@ -3,7 +3,9 @@
 // the connection goes on, or is closed when its state is unknown; others are unaffected.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include "server_process.h"
 
@@ -41,12 +43,23 @@ class FaultTest : public ::testing::Test {
     c_ = Connect(server_->port());
     ASSERT_TRUE(c_->Call(*req::CreateCollection(2, "c"))->reply_as_Done());
   }
-  // The server log's lines that mention `what`.
-  size_t LogLines(const std::string& what) {
-    std::string out = server_->output();
-    size_t n = 0;
-    for (size_t at = out.find(what); at != std::string::npos; at = out.find(what, at + 1)) n++;
-    return n;
+  // The server log's lines that mention `what`, once `expected` of them have arrived or
+  // after 5 s: the log reaches the test through a pipe that a thread of its own reads, so
+  // a line written before a response may arrive after it.
+  size_t LogLines(const std::string& what, size_t expected) {
+    auto count = [&] {
+      std::string out = server_->output();
+      size_t n = 0;
+      for (size_t at = out.find(what); at != std::string::npos; at = out.find(what, at + 1)) n++;
+      return n;
+    };
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (count() < expected && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // A little longer, so that a line too many shows too.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return count();
   }
   void ExpectServing() {
     auto other = Connect(server_->port());
@@ -71,7 +84,7 @@ TEST_F(FaultTest, ARequestThatThrowsIsAnsweredInternalAndTheConnectionGoesOn) {
   r = c_->Response();
   EXPECT_TRUE(r && r->id() == 13 && r->reply_as_Pong());
   EXPECT_EQ(Counters(*c_)["errors.internal"], 2u);
-  EXPECT_EQ(LogLines("internal error handling a Ping request"), 2u) << server_->output();
+  EXPECT_EQ(LogLines("internal error handling a Ping request", 2), 2u) << server_->output();
 }
 
 TEST_F(FaultTest, AThrowOutsideARequestAnswersInternalAndClosesTheConnection) {
@@ -80,7 +93,7 @@ TEST_F(FaultTest, AThrowOutsideARequestAnswersInternalAndClosesTheConnection) {
   ExpectServing();
   auto c = Connect(server_->port());
   EXPECT_EQ(Counters(*c)["errors.internal"], 1u);
-  EXPECT_EQ(LogLines("closing the connection"), 1u) << server_->output();
+  EXPECT_EQ(LogLines("closing the connection", 1), 1u) << server_->output();
 }
 
 TEST_F(FaultTest, AWriteThatThrowsWhileDecodedOrOnTheWriterIsAnsweredInternal) {
@@ -94,8 +107,8 @@ TEST_F(FaultTest, AWriteThatThrowsWhileDecodedOrOnTheWriterIsAnsweredInternal) {
     EXPECT_TRUE(r && r->id() == 21 && r->reply_as_TxnReply()) << point;
   }
   EXPECT_EQ(Counters(*c_)["errors.internal"], 2u);
-  EXPECT_EQ(LogLines("internal error handling a Txn request"), 1u) << server_->output();
-  EXPECT_EQ(LogLines("internal error running a write on the writer"), 1u) << server_->output();
+  EXPECT_EQ(LogLines("internal error handling a Txn request", 1), 1u) << server_->output();
+  EXPECT_EQ(LogLines("internal error running a write on the writer", 1), 1u) << server_->output();
   ExpectServing();
 }
 
