@@ -244,6 +244,9 @@ struct EngineStats {
   uint64_t replays = 0;          // transactions answered from their idempotency key, since open
   uint64_t idempotency_keys = 0; // keys remembered now
   uint64_t stale_readers_cleared = 0;  // reader slots of dead processes freed, since open
+  uint64_t space_reserve = 0;    // room kept for deletes and drops (bytes; Options::space_reserve)
+  uint64_t preallocated_bytes = 0;  // data.mdb allocated on disk ahead of its pages
+  uint64_t full_refusals = 0;    // writes refused to keep the reserve, since open
 };
 
 }  // namespace cairn
