@@ -408,9 +408,9 @@ Status Engine::Impl::Open() {
     // an error. Allocate the whole table now.
     int fd = ::open((fs::path(dir_) / "lock.mdb").c_str(), O_RDWR | O_CLOEXEC);
     struct stat st;
-    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size > 0) {
-      (void)::posix_fallocate(fd, 0, st.st_size);  // best effort: a full disk at open
-    }
+    // Best effort (a full disk at open). Not posix_fallocate, whose fallback where the
+    // filesystem lacks fallocate writes bytes into the live table.
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size > 0) (void)::fallocate(fd, 0, 0, st.st_size);
     if (fd >= 0) ::close(fd);
   }
   cleanup_batch_ = options_.background_batch;
