@@ -410,7 +410,9 @@ Status Engine::Impl::Open() {
     struct stat st;
     // Best effort (a full disk at open). Not posix_fallocate, whose fallback where the
     // filesystem lacks fallocate writes bytes into the live table.
-    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size > 0) (void)::fallocate(fd, 0, 0, st.st_size);
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size > 0) {
+      (void)::fallocate(fd, 0, 0, st.st_size);
+    }
     if (fd >= 0) ::close(fd);
   }
   cleanup_batch_ = options_.background_batch;
@@ -793,7 +795,9 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       ctx.commit = commit + 1;
       ctx.log = &log_builder_;
       r.status = internal::RunTransaction(ctx, t, &r);
-      if (r.status.code() == Code::kDatabaseFull) r.status = r.status.WithContext("database " + dir_);
+      if (r.status.code() == Code::kDatabaseFull) {
+        r.status = r.status.WithContext("database " + dir_);  // LMDB's error names no folder
+      }
       bool wrote = r.status.ok() && !log_builder_.empty();
       if (wrote) {
         // The key and the result are remembered in the commit's own log entry.

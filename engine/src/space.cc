@@ -2,8 +2,6 @@
 // the disk, and the classification of storage errors (docs/storage.md).
 #include "space.h"
 
-#include "engine_impl.h"  // MdbStatus
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -13,6 +11,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+#include "engine_impl.h"  // MdbStatus
 
 namespace cairn::internal {
 

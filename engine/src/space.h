@@ -57,21 +57,21 @@ class SpaceReserve {
   uint64_t ReusableBytes() const;
 
  private:
-  uint64_t UsedBytes() const;  // pages in use, from the newest commit's meta page
-  uint64_t DiskFree() const;   // bytes this process may still allocate on the disk
-  bool Allocate(uint64_t end); // preallocates data.mdb up to `end`; false if no room
+  uint64_t UsedBytes() const;   // pages in use, from the newest commit's meta page
+  uint64_t DiskFree() const;    // bytes this process may still allocate on the disk
+  bool Allocate(uint64_t end);  // preallocates data.mdb up to `end`; false if no room
   Status CapFull(uint64_t left) const;
   Status DiskFull(uint64_t free) const;
 
   MDB_env* env_ = nullptr;
   std::string dir_;
-  int fd_ = -1;                 // data.mdb (LMDB's descriptor)
+  int fd_ = -1;  // data.mdb (LMDB's descriptor)
   uint64_t page_ = 4096;
-  uint64_t map_size_ = 0;       // the cap
+  uint64_t map_size_ = 0;  // the cap
   uint64_t reserve_ = 0;
   // data.mdb is allocated on disk up to here (a lower bound). Atomic for Stats (any thread).
   std::atomic<uint64_t> allocated_end_{0};
-  bool preallocate_ = false;    // fallocate(FALLOC_FL_KEEP_SIZE) works on this filesystem
+  bool preallocate_ = false;  // fallocate(FALLOC_FL_KEEP_SIZE) works on this filesystem
 };
 
 }  // namespace cairn::internal

@@ -201,8 +201,8 @@ int main(int argc, char** argv) {
   uint64_t frame_bytes = 0;
   if (!ParseSize(max_size, &opts.engine.max_size) || !ParseSize(max_frame, &frame_bytes) ||
       !ParseSize(space_reserve, &opts.engine.space_reserve)) {
-    std::fprintf(stderr,
-                 "cairnd: --max-size, --max-frame and --space-reserve take sizes like 512M or 64G\n");
+    std::fprintf(stderr, "cairnd: --max-size, --max-frame and --space-reserve take sizes "
+                         "like 512M or 64G\n");
     return 2;
   }
   if (frame_bytes < cairn::wire::kMinMaxFrame || frame_bytes > (1u << 30)) {

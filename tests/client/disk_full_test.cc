@@ -54,8 +54,7 @@ TEST(ServerDiskFullTest, FullDiskIsDatabaseFullAndDeletesDropsAndRestartWork) {
     }
     ASSERT_TRUE(refusal) << "8 MiB never filled";
     EXPECT_EQ(refusal->code(), ErrorCode::kDatabaseFull) << refusal->what();
-    EXPECT_NE(std::string(refusal->what()).find("disk holding database " + data),
-              std::string::npos)
+    EXPECT_NE(std::string(refusal->what()).find("disk holding database " + data), std::string::npos)
         << refusal->what();
     ASSERT_GT(written, 100);
 
@@ -71,10 +70,13 @@ TEST(ServerDiskFullTest, FullDiskIsDatabaseFullAndDeletesDropsAndRestartWork) {
     db->Put("c", "again", Padded(-1));
     auto accepted_in = Clock::now() - t0;
     auto us = [](auto d) {
-      return static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+      return static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::microseconds>(d).count());
     };
-    std::printf("through cairnd: refused write answered in %lld us; first write after deleting "
-                "answered in %lld us\n", us(refused_in), us(accepted_in));
+    std::printf(
+        "through cairnd: refused write answered in %lld us; first write after deleting "
+        "answered in %lld us\n",
+        us(refused_in), us(accepted_in));
     EXPECT_TRUE(db->Verify().ok());
   }
   // A restarted cairnd on the same disk has every acknowledged write.

@@ -68,7 +68,7 @@ inline uint64_t FillDisk(const std::string& path) {
 
 }  // namespace cairn::testing
 
-#define SKIP_UNLESS_MOUNTED(fs)                                                            \
-  if (!(fs).mounted())                                                                     \
-  GTEST_SKIP() << "cannot mount a small tmpfs here (" << (fs).why()                        \
+#define SKIP_UNLESS_MOUNTED(fs)                                     \
+  if (!(fs).mounted())                                              \
+  GTEST_SKIP() << "cannot mount a small tmpfs here (" << (fs).why() \
                << "): the full-disk test needs root or CAP_SYS_ADMIN; it did not run"
