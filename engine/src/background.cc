@@ -1,6 +1,8 @@
 // The engine's background thread: index builds and cleanup after drops, in
 // batches (each its own short write transaction, so client writes interleave),
 // the periodic flush of kNoSync, and clearing stale reader slots.
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 
 #include "coding.h"
@@ -34,7 +36,7 @@ void Engine::Impl::StartBackground() {
       worked = UpgradeBatch() || worked;
       auto now = Clock::now();
       if (options_.durability == Durability::kNoSync && now >= next_flush) {
-        mdb_env_sync(env_, 1);
+        (void)CommitStatus(mdb_env_sync(env_, 1), "flush");  // latches an I/O error
         next_flush = now + options_.flush_interval;
       }
       if (now >= next_check) {
@@ -95,6 +97,12 @@ bool Engine::Impl::BuildIndexBatch() {
     if (index) break;
   }
   if (!index) return false;
+  // A build adds entries: it must leave the reserve alone. Refused, it waits for the next
+  // wake-up or reader check (Options::reader_check_interval) and tries again.
+  if (!space_.Admit(uint64_t(options_.background_batch) * 128 + (uint64_t{64} << 10)).ok()) {
+    full_refusals_++;
+    return false;
+  }
 
   MDB_txn* txn;
   if (mdb_txn_begin(env_, nullptr, 0, &txn) != 0) return false;
@@ -167,7 +175,7 @@ bool Engine::Impl::BuildIndexBatch() {
   rc = mdb_put(txn, dbs_.meta, &mk, &mv, 0);
   if (rc == 0) {
     rc = mdb_txn_commit(txn);
-    LatchIfFatal(rc);
+    (void)CommitStatus(rc, "index build");
   } else {
     mdb_txn_abort(txn);
   }
@@ -205,8 +213,11 @@ bool Engine::Impl::CleanupBatch() {
   std::string prefix = meta_key.substr(internal::kCleanupPrefix.size());
   MDB_cursor* cur = nullptr;
   rc = mdb_cursor_open(txn, dbi, &cur);
+  // Cleanup frees space, so it may use the reserve; but on a full disk even deleting
+  // needs new pages (copy on write), so a batch that finds no room is halved and retried.
+  const uint32_t batch = std::max<uint32_t>(cleanup_batch_, 1);
   uint32_t n = 0;
-  while (rc == 0 && n < options_.background_batch) {
+  while (rc == 0 && n < batch) {
     k = Val(prefix);
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     if (rc != 0 || !View(k).starts_with(prefix)) break;
@@ -216,9 +227,9 @@ bool Engine::Impl::CleanupBatch() {
   if (cur) mdb_cursor_close(cur);
   if (rc != 0 && rc != MDB_NOTFOUND) {
     mdb_txn_abort(txn);
-    return false;
+    return ShrinkCleanup(rc);
   }
-  if (n < options_.background_batch) {  // nothing left under this prefix
+  if (n < batch) {  // nothing left under this prefix
     MDB_val mk = Val(meta_key);
     rc = mdb_del(txn, dbs_.meta, &mk, nullptr);
   } else {
@@ -226,11 +237,23 @@ bool Engine::Impl::CleanupBatch() {
   }
   if (rc == 0) {
     rc = mdb_txn_commit(txn);
-    LatchIfFatal(rc);
+    if (Status s = CommitStatus(rc, "cleanup"); !s.ok()) return ShrinkCleanup(rc);
   } else {
     mdb_txn_abort(txn);
+    return ShrinkCleanup(rc);
   }
-  return rc == 0;
+  cleanup_batch_ = std::min(options_.background_batch, 2 * batch);
+  return true;
+}
+
+bool Engine::Impl::ShrinkCleanup(int rc) {
+  // Out of room (or a transaction too large): fewer records per batch, down to one; then
+  // wait for the next wake-up or reader check.
+  bool room = rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == ENOSPC || rc == EDQUOT ||
+              rc == EFBIG || rc == EIO;
+  if (!room || fatal_rc_ || cleanup_batch_ <= 1) return false;
+  cleanup_batch_ /= 2;
+  return true;  // try again at once
 }
 
 bool Engine::Impl::UpgradeBatch() {
@@ -268,6 +291,15 @@ bool Engine::Impl::UpgradeBatch() {
     if (rc != 0 && rc != MDB_NOTFOUND) return false;
     done = rc == MDB_NOTFOUND;
   }
+  // The rewrites grow every record by its checksum: they must leave the reserve for
+  // deletes and drops alone, like an index build. Refused, the upgrade waits for the next
+  // wake-up or reader check and tries again; old records read as they are meanwhile.
+  uint64_t need = uint64_t{64} << 10;
+  for (const auto& [key, value] : rewrites) need += 2 * (key.size() + value.size());
+  if (!rewrites.empty() && !space_.Admit(need).ok()) {
+    full_refusals_++;
+    return false;
+  }
   for (auto& [key, value] : rewrites) {
     MDB_val k = Val(key), v = Val(value);
     if (mdb_put(txn.get(), dbs_.records, &k, &v, 0) != 0) return false;  // retried later
@@ -276,9 +308,7 @@ bool Engine::Impl::UpgradeBatch() {
   int rc = done ? mdb_del(txn.get(), dbs_.meta, &mk, nullptr)
                 : mdb_put(txn.get(), dbs_.meta, &mk, &mv, 0);
   if (rc != 0) return false;
-  rc = txn.Commit();
-  LatchIfFatal(rc);
-  if (rc != 0) return false;
+  if (!CommitStatus(txn.Commit(), "checksum upgrade").ok()) return false;
   auto updated = std::make_shared<Catalog>(*catalog);
   if (done) {
     updated->checksum_upgrade.reset();

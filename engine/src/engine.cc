@@ -37,6 +37,8 @@ using internal::WriteTxn;
 namespace {
 
 constexpr const char* kLockFile = "cairn.lock";
+// Room a catalog change that creates something may take (a few pages of meta and log).
+constexpr uint64_t kCatalogNeed = uint64_t{32} << 10;
 
 Status PutMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key, std::string_view value) {
   MDB_val k = Val(key), v = Val(value);
@@ -139,6 +141,20 @@ class OpenFolders {
     return s;
   }
 };
+
+// Bytes of new pages a transaction may take, for the reserve; 0 for one that frees space
+// (deletes only) or writes nothing. A put stores its key and value twice (the record and
+// its change-log entry) and may copy a leaf page of each B+tree it touches. An estimate:
+// a write that takes more near the cap or a full disk fails cleanly with kDatabaseFull.
+uint64_t RoomNeeded(const Transaction& t, uint64_t page) {
+  uint64_t need = 0;
+  for (const Op& op : t.ops) {
+    if (const PutOp* p = std::get_if<PutOp>(&op)) {
+      need += 2 * (p->key.size() + p->value.size()) + 2 * page;
+    }
+  }
+  return need == 0 ? 0 : need + 2 * page;  // the log's leaf and trimming
+}
 
 uint64_t NowMs() {
   return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -375,6 +391,23 @@ Status Engine::Impl::Open() {
     if (Status s = LoadIdempotency(txn); !s.ok()) return fail(s);
   }
   if ((rc = mdb_txn_commit(txn)) != 0) return MdbStatus(rc, "open commit");
+  if (!options_.read_only) {
+    MDB_envinfo info;
+    mdb_env_info(env_, &info);
+    space_.Init(env_, dir_, info.me_mapsize, options_.space_reserve);
+    // LMDB's reader table is a sparse file mapped into memory: the first use of a slot on
+    // a page never written needs a page of disk, and on a full disk that is a SIGBUS, not
+    // an error. Allocate the whole table now.
+    int fd = ::open((fs::path(dir_) / "lock.mdb").c_str(), O_RDWR | O_CLOEXEC);
+    struct stat st;
+    // Best effort (a full disk at open). Not posix_fallocate, whose fallback where the
+    // filesystem lacks fallocate writes bytes into the live table.
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size > 0) {
+      (void)::fallocate(fd, 0, 0, st.st_size);
+    }
+    if (fd >= 0) ::close(fd);
+  }
+  cleanup_batch_ = options_.background_batch;
   return Status::Ok();
 }
 
@@ -393,10 +426,35 @@ Engine::Impl::~Impl() {
   if (folder_id_) OpenFolders::Remove(*folder_id_);
 }
 
-void Engine::Impl::LatchIfFatal(int rc) {
-  if (rc == MDB_PANIC || rc == MDB_CORRUPTED || rc == EIO) {
-    int expected = 0;
-    fatal_rc_.compare_exchange_strong(expected, rc);
+Status Engine::Impl::CommitStatus(int rc, std::string_view what) {
+  if (rc == 0) return Status::Ok();
+  bool fatal = false;
+  Status s = space_.CommitError(rc, what, &fatal);
+  if (!fatal) return s;
+  int expected = 0;
+  fatal_rc_.compare_exchange_strong(expected, rc);
+  return FatalStatus(fatal_rc_.load());
+}
+
+Status Engine::Impl::FatalStatus(int rc) const {
+  std::string why = mdb_strerror(rc);
+  switch (rc) {
+    case EIO:
+      return Status(Code::kInternal,
+                    "the disk holding database " + dir_ + " reported an I/O error (" + why +
+                        ") while it had space free, so the disk or its connection failed: "
+                        "writes are stopped until a restart. Check the device (kernel log, "
+                        "SMART), then restart and run verify");
+    case MDB_CORRUPTED:
+      return Status(Code::kInternal,
+                    "data.mdb in " + dir_ + " holds a damaged page (" + why +
+                        "): writes are stopped. Restart, run verify, and restore from a backup "
+                        "or a replica if it reports problems");
+    default:
+      return Status(Code::kInternal,
+                    "the database " + dir_ + " hit a fatal storage error (" + why +
+                        "): writes are stopped until a restart. Check the disk, then restart "
+                        "and run verify");
   }
 }
 
@@ -417,17 +475,18 @@ bool MayHaveWritten(Code code) {
          code == Code::kUnavailable || code == Code::kReadOnly;
 }
 
-Status FatalStatus(int rc) {
-  return Status(Code::kInternal, std::string("the database hit a fatal storage error (") +
-                                     mdb_strerror(rc) + "); restart after checking the disk");
-}
-
 // --- Catalog.
 
-Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
+Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn, uint64_t need) {
   if (options_.read_only) return Status(Code::kReadOnly, "the database is open read-only");
   std::lock_guard lock(write_mu_);
   if (int f = fatal_rc_.load()) return FatalStatus(f);
+  if (need > 0) {
+    if (Status s = space_.Admit(need); !s.ok()) {
+      full_refusals_++;
+      return s;
+    }
+  }
   WriteTxn txn;
   if (int rc = txn.Begin(env_); rc != 0) return MdbStatus(rc, "begin");
   auto next = std::make_shared<Catalog>(*catalog());
@@ -438,11 +497,7 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn) {
   uint64_t first = log_first_;
   if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_, NextStamp());
   if (s.ok()) s = TrimLog(txn.get(), dbs_.log, commit, options_.log_retention, 8, &first);
-  if (s.ok()) {
-    int rc = txn.Commit();
-    LatchIfFatal(rc);
-    s = MdbStatus(rc, "commit");
-  }
+  if (s.ok()) s = CommitStatus(txn.Commit(), "commit");
   if (!s.ok()) {
     next_id_ = saved_next_id;
     return s;
@@ -480,7 +535,7 @@ Status Engine::CreateCollection(std::string_view name) {
     log.CreateCollection(name);
     next.collections.emplace(c.name, std::move(c));
     return Status::Ok();
-  });
+  }, kCatalogNeed);
 }
 
 namespace {
@@ -508,7 +563,7 @@ Status Engine::DropCollection(std::string_view name) {
     log.DropCollection(name);
     next.collections.erase(it);
     return Status::Ok();
-  });
+  }, /*need=*/0);
   if (s.ok()) impl_->WakeBackground();
   return s;
 }
@@ -553,7 +608,7 @@ Status Engine::CreateIndex(std::string_view collection, const IndexSpec& spec) {
                                [](const IndexDesc& d, const std::string& n) { return d.spec.name < n; });
     c.indexes.insert(at, std::move(ix));
     return Status::Ok();
-  });
+  }, kCatalogNeed);
   if (s.ok()) impl_->WakeBackground();
   return s;
 }
@@ -579,7 +634,7 @@ Status Engine::DropIndex(std::string_view collection, std::string_view index) {
     log.DropIndex(c.name, index);
     c.indexes.erase(ix);
     return Status::Ok();
-  });
+  }, /*need=*/0);
   if (s.ok()) impl_->WakeBackground();
   return s;
 }
@@ -626,6 +681,28 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
 
   std::lock_guard lock(write_mu_);
   if (int f = fatal_rc_.load()) return fail_all(FatalStatus(f));
+  // Room: far from full, one sum and one comparison for the batch. Near the cap or a full
+  // disk, transactions that free space run and the others are admitted in order while they
+  // fit; the rest get kDatabaseFull without running.
+  std::vector<Status> refused;
+  {
+    uint64_t need = 0;
+    for (const Transaction* t : txns) need += RoomNeeded(*t, space_.page());
+    if (need > 0 && !space_.Admit(need).ok()) {
+      refused.resize(txns.size());
+      uint64_t admitted = 0;
+      for (size_t i = 0; i < txns.size(); i++) {
+        uint64_t n = RoomNeeded(*txns[i], space_.page());
+        if (n == 0) continue;
+        refused[i] = space_.Admit(admitted + n);
+        if (refused[i].ok()) {
+          admitted += n;
+        } else {
+          full_refusals_++;
+        }
+      }
+    }
+  }
   auto catalog = this->catalog();
   WriteTxn parent;
   uint64_t commit = last_commit_;
@@ -700,11 +777,19 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
           continue;
         }
       }
+      if (!refused.empty() && !refused[i].ok()) {
+        r.status = refused[i];
+        if (single) return results;
+        continue;
+      }
       log_builder_.Clear();
       internal::Ctx ctx = ReadCtx(txn, catalog.get());
       ctx.commit = commit + 1;
       ctx.log = &log_builder_;
       r.status = internal::RunTransaction(ctx, t, &r);
+      if (r.status.code() == Code::kDatabaseFull) {
+        r.status = r.status.WithContext("database " + dir_);  // LMDB's error names no folder
+      }
       bool wrote = r.status.ok() && !log_builder_.empty();
       if (wrote) {
         // The key and the result are remembered in the commit's own log entry.
@@ -717,11 +802,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
         r.status =
             AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, idem_key, remembered_);
       }
-      if (!flat && r.status.ok()) {
-        int rc = child.Commit();
-        LatchIfFatal(rc);
-        r.status = MdbStatus(rc, "nested commit");
-      }
+      if (!flat && r.status.ok()) r.status = CommitStatus(child.Commit(), "nested commit");
       if (!r.status.ok()) {
         r.results.clear();
         if (!pending.empty() && pending.back().index == i) pending.pop_back();
@@ -742,11 +823,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   size_t written = commit - last_commit_;
   Status s =
       TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
-  if (s.ok()) {
-    int rc = parent.Commit();
-    LatchIfFatal(rc);
-    s = MdbStatus(rc, "commit");
-  }
+  if (s.ok()) s = CommitStatus(parent.Commit(), "commit");
   if (!s.ok()) {
     for (size_t i = 0; i < results.size(); i++) {
       TxnResult& r = results[i];
@@ -1038,6 +1115,11 @@ EngineStats Engine::Impl::Stats() const {
   s.idempotency_keys = idempotency_keys_;
   s.corrupted_reads = corrupted_reads_;
   s.checksum_upgrade_pending = catalog()->checksum_upgrade.has_value();
+  s.full_refusals = full_refusals_;
+  if (!options_.read_only) {
+    s.space_reserve = space_.reserve();
+    s.preallocated_bytes = space_.preallocated();
+  }
   return s;
 }
 

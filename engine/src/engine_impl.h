@@ -18,6 +18,7 @@
 #include "catalog.h"
 #include "changelog.h"
 #include "idempotency.h"
+#include "space.h"
 
 namespace cairn::internal {
 
@@ -204,7 +205,9 @@ class Engine::Impl {
   // `txn`, logging into `log`. Committed as one commit; `next` published on success.
   using CatalogEdit = std::function<Status(MDB_txn* txn, internal::Catalog& next,
                                            internal::LogEntryBuilder& log)>;
-  Status CommitCatalogChange(const CatalogEdit& fn);
+  // `need`: bytes of new pages the change may take; 0 for one that frees space (drops),
+  // which may use the reserve.
+  Status CommitCatalogChange(const CatalogEdit& fn, uint64_t need);
   uint32_t AllocateId(MDB_txn* txn);
 
   std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
@@ -243,11 +246,16 @@ class Engine::Impl {
   void WakeBackground();
   void WaitForBackgroundWork();
   bool BuildIndexBatch();  // true if it did work
-  bool CleanupBatch();     // true if it did work
+  bool CleanupBatch();     // true if it did work (or should try again at once)
+  bool ShrinkCleanup(int rc);  // after a failed cleanup batch: whether to retry, smaller
   bool UpgradeBatch();     // true if it did work: adds checksums to format 2 records
 
-  // Latches a fatal storage error: every later write reports it.
-  void LatchIfFatal(int rc);
+  // The Status of `rc` from a commit or flush (`what`). Latches a fatal storage error
+  // (an I/O error on a disk with space, MDB_PANIC, MDB_CORRUPTED): every later write
+  // reports it. No space is not latched: it goes away when space is freed.
+  Status CommitStatus(int rc, std::string_view what);
+  // What every write gets once a fatal error `rc` was latched: what happened, what to check.
+  Status FatalStatus(int rc) const;
 
   const std::string dir_;
   const Options options_;
@@ -289,6 +297,9 @@ class Engine::Impl {
   std::atomic<uint64_t> stale_readers_cleared_{0};
   mutable std::atomic<uint64_t> corrupted_reads_{0};
   std::atomic<int> fatal_rc_{0};
+  internal::SpaceReserve space_;  // guarded by write_mu_
+  std::atomic<uint64_t> full_refusals_{0};  // writes refused to keep the reserve
+  uint32_t cleanup_batch_ = 0;    // background thread only: shrinks while cleanup finds no room
 
   mutable std::mutex catalog_mu_;
   std::shared_ptr<const internal::Catalog> catalog_;

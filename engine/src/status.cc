@@ -2,6 +2,8 @@
 
 #include <lmdb.h>
 
+#include <cerrno>
+
 #include "cairn/engine/types.h"
 #include "engine_impl.h"
 
@@ -69,6 +71,13 @@ Status MdbStatus(int rc, std::string_view what) {
     case MDB_MAP_FULL:
       return Status(Code::kDatabaseFull,
                     "the database reached its size cap (max_size); delete data or raise the cap");
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      // Mid-transaction (LMDB spilling pages of a large transaction); commits go through
+      // SpaceReserve::CommitError, which names the folder.
+      return Status(Code::kDatabaseFull, where + ": no space left on the disk (" +
+                                             mdb_strerror(rc) + "); delete data or free space");
     case MDB_TXN_FULL:
       return Status(Code::kTooLarge, "transaction too large: it touches too many pages");
     case MDB_READERS_FULL:

@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
   using cairn::server::ServerOptions;
   ServerOptions opts;
   std::string durability = "sync", max_size = "64G", max_frame = "16M", log_level = "info";
+  std::string space_reserve = "0";
   std::string port_file;
   unsigned idle_seconds = 300, hello_seconds = 10, frame_seconds = 30, flush_ms = 1000;
   bool verify = false, verify_child = false, json = false;
@@ -150,6 +151,10 @@ int main(int argc, char** argv) {
   app.add_option("--flush-interval", flush_ms, "Milliseconds between flushes with nosync")
       ->capture_default_str();
   app.add_option("--max-size", max_size, "Cap on the database size (K, M, G, T suffixes)")
+      ->capture_default_str();
+  app.add_option("--space-reserve", space_reserve,
+                 "Room kept below --max-size and on the disk for deletes and drops "
+                 "(K, M, G suffixes; 0: a 32nd of the cap or the disk, 256K to 64M)")
       ->capture_default_str();
   app.add_option("--max-connections", opts.max_connections, "Connections served at once")
       ->capture_default_str();
@@ -194,8 +199,10 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   uint64_t frame_bytes = 0;
-  if (!ParseSize(max_size, &opts.engine.max_size) || !ParseSize(max_frame, &frame_bytes)) {
-    std::fprintf(stderr, "cairnd: --max-size and --max-frame take sizes like 512M or 64G\n");
+  if (!ParseSize(max_size, &opts.engine.max_size) || !ParseSize(max_frame, &frame_bytes) ||
+      !ParseSize(space_reserve, &opts.engine.space_reserve)) {
+    std::fprintf(stderr, "cairnd: --max-size, --max-frame and --space-reserve take sizes "
+                         "like 512M or 64G\n");
     return 2;
   }
   if (frame_bytes < cairn::wire::kMinMaxFrame || frame_bytes > (1u << 30)) {

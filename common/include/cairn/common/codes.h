@@ -24,7 +24,7 @@ enum class Code : uint8_t {
   kUniqueViolation = 4,   // a write would give two records one value of a unique index
   kBadRequest = 5,        // malformed input: bad name, bad document, bad bounds...
   kTooLarge = 6,          // a key, value or transaction over a limit
-  kDatabaseFull = 7,      // the database reached its size cap; deletes still work
+  kDatabaseFull = 7,      // the size cap or the disk is full; reads, deletes, drops still work
   kReadOnly = 8,          // a write sent to a read-only database
   kUnavailable = 9,       // busy or not ready (index still building, too many readers)
   kInternal = 10,         // a bug or storage failure (corruption, I/O error)

@@ -23,6 +23,14 @@ struct Options {
   // leaving the database intact. Raising it takes effect at the next open.
   uint64_t max_size = uint64_t{64} << 30;
 
+  // Room kept for transactions that free space (deletes, drops, cleanup after drops), so
+  // that a database at its cap or on a full disk can still shrink: other writes get
+  // kDatabaseFull when they would leave less than this below the cap or on the disk. On
+  // the disk the room is real: data.mdb is allocated (fallocate) up to one or two reserves
+  // ahead of its data, so other programs filling the disk cannot take it. 0: a 32nd of
+  // the cap or of the filesystem, whichever is smaller, between 256 KiB and 64 MiB.
+  uint64_t space_reserve = 0;
+
   Durability durability = Durability::kSync;
   // kNoSync only: how often the background thread flushes to disk.
   std::chrono::milliseconds flush_interval{1000};

@@ -250,6 +250,9 @@ struct EngineStats {
   // Whether records written before format 3 may still lack a checksum (the background
   // upgrade is not done).
   bool checksum_upgrade_pending = false;
+  uint64_t space_reserve = 0;    // room kept for deletes and drops (bytes; Options::space_reserve)
+  uint64_t preallocated_bytes = 0;  // data.mdb allocated on disk ahead of its pages
+  uint64_t full_refusals = 0;    // writes refused to keep the reserve, since open
 };
 
 }  // namespace cairn
