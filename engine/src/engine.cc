@@ -398,14 +398,16 @@ Status Engine::Impl::Open() {
     // LMDB's reader table is a sparse file mapped into memory: the first use of a slot on
     // a page never written needs a page of disk, and on a full disk that is a SIGBUS, not
     // an error. Allocate the whole table now.
-    int fd = ::open((fs::path(dir_) / "lock.mdb").c_str(), O_RDWR | O_CLOEXEC);
+    // The descriptor stays open until the environment is closed (~Impl): closing it now
+    // would drop LMDB's fcntl lock on lock.mdb, so that another process's reader check
+    // (a verifier, a read-only open) took this one for dead and cleared its reader slots.
+    reader_table_fd_ = ::open((fs::path(dir_) / "lock.mdb").c_str(), O_RDWR | O_CLOEXEC);
     struct stat st;
     // Best effort (a full disk at open). Not posix_fallocate, whose fallback where the
     // filesystem lacks fallocate writes bytes into the live table.
-    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size > 0) {
-      (void)::fallocate(fd, 0, 0, st.st_size);
+    if (reader_table_fd_ >= 0 && ::fstat(reader_table_fd_, &st) == 0 && st.st_size > 0) {
+      (void)::fallocate(reader_table_fd_, 0, 0, st.st_size);
     }
-    if (fd >= 0) ::close(fd);
   }
   cleanup_batch_ = options_.background_batch;
   return Status::Ok();
@@ -422,6 +424,7 @@ Engine::Impl::~Impl() {
     if (options_.durability != Durability::kSync && !options_.read_only) mdb_env_sync(env_, 1);
     mdb_env_close(env_);
   }
+  if (reader_table_fd_ >= 0) ::close(reader_table_fd_);  // after LMDB let go of its locks
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
   if (folder_id_) OpenFolders::Remove(*folder_id_);
 }

@@ -262,6 +262,10 @@ class Engine::Impl {
   MDB_env* env_ = nullptr;
   internal::Dbs dbs_;
   int lock_fd_ = -1;                                   // cairn.lock, writers only
+  // lock.mdb, opened to allocate it (writers only) and kept open until LMDB has closed
+  // it: closing any descriptor of a file drops every fcntl lock the process holds on it,
+  // and LMDB's lock on lock.mdb is how other processes tell that this one is alive.
+  int reader_table_fd_ = -1;
   std::optional<std::pair<dev_t, ino_t>> folder_id_;  // while registered in OpenFolders
 
   // Guarded by write_mu_: the write path (one writer at a time).
