@@ -415,11 +415,12 @@ Status Engine::Impl::Open() {
 
 Engine::Impl::~Impl() {
   StopBackground();
+  std::vector<MDB_txn*> pooled;
   {
     std::lock_guard lock(pool_mu_);
-    for (MDB_txn* t : read_pool_) mdb_txn_abort(t);
-    read_pool_.clear();
+    pooled.swap(read_pool_);
   }
+  for (MDB_txn* t : pooled) mdb_txn_abort(t);
   if (env_) {
     if (options_.durability != Durability::kSync && !options_.read_only) mdb_env_sync(env_, 1);
     mdb_env_close(env_);
@@ -890,12 +891,14 @@ Status Engine::Impl::AcquireReadTxn(MDB_txn** txn) const {
 
 void Engine::Impl::ReleaseReadTxn(MDB_txn* txn) const {
   mdb_txn_reset(txn);
-  std::lock_guard lock(pool_mu_);
-  if (read_pool_.size() < 64) {
-    read_pool_.push_back(txn);
-  } else {
-    mdb_txn_abort(txn);
+  {
+    std::lock_guard lock(pool_mu_);
+    if (read_pool_.size() < kReadPoolSize) {
+      read_pool_.push_back(txn);
+      return;
+    }
   }
+  mdb_txn_abort(txn);  // the pool is full; outside the lock, as it frees memory
 }
 
 Result<ReadTxn> Engine::BeginRead() const {

@@ -22,6 +22,29 @@
 
 namespace cairn::internal {
 
+// A lock for critical sections of a few instructions taken on every read (the read-txn
+// pool, the catalog pointer): an uncontended lock and unlock are one atomic exchange and
+// one store, where a pthread mutex costs about fifty instructions a pair, a sixth of what
+// a point get adds to LMDB's own work. A waiter spins briefly, then yields. Nothing that
+// can block or take long (allocation included) may run under it.
+class SpinLock {
+ public:
+  void lock() {
+    for (int spins = 0; locked_.exchange(true, std::memory_order_acquire); spins++) {
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (spins++ >= 64) std::this_thread::yield();
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+    }
+  }
+  void unlock() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
 // --- LMDB glue. LMDB return codes become Status in exactly one place: MdbStatus.
 inline MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 inline std::string_view View(const MDB_val& v) {
@@ -196,7 +219,9 @@ namespace cairn {
 
 class Engine::Impl {
  public:
-  Impl(std::string dir, Options options) : dir_(std::move(dir)), options_(std::move(options)) {}
+  Impl(std::string dir, Options options) : dir_(std::move(dir)), options_(std::move(options)) {
+    read_pool_.reserve(kReadPoolSize);
+  }
   ~Impl();
 
   Status Open();
@@ -217,8 +242,12 @@ class Engine::Impl {
     return catalog_;
   }
   void PublishCatalog(std::shared_ptr<const internal::Catalog> c) {
-    std::lock_guard lock(catalog_mu_);
-    catalog_ = std::move(c);
+    {
+      std::lock_guard lock(catalog_mu_);
+      catalog_.swap(c);
+    }
+    // `c` now holds the old catalog; if it was the last reference, it is freed here,
+    // outside the lock.
   }
 
   // Read transactions, pooled: reset when released, renewed when taken again.
@@ -305,10 +334,13 @@ class Engine::Impl {
   std::atomic<uint64_t> full_refusals_{0};  // writes refused to keep the reserve
   uint32_t cleanup_batch_ = 0;    // background thread only: shrinks while cleanup finds no room
 
-  mutable std::mutex catalog_mu_;
+  mutable internal::SpinLock catalog_mu_;
   std::shared_ptr<const internal::Catalog> catalog_;
 
-  mutable std::mutex pool_mu_;
+  // Pooled read transactions. The vector's capacity is reserved at open (kReadPoolSize),
+  // so a push under the spin lock never allocates.
+  static constexpr size_t kReadPoolSize = 64;
+  mutable internal::SpinLock pool_mu_;
   mutable std::vector<MDB_txn*> read_pool_;
 
   // Background thread state, guarded by bg_mu_.
