@@ -24,6 +24,7 @@ namespace {
 
 using flatbuffers::FlatBufferBuilder;
 using testing::Connect;
+using testing::Counters;
 using testing::ErrorText;
 using testing::ServerProcess;
 using testing::TempDir;
@@ -186,20 +187,6 @@ void ExpectExchange(WireClient& c, const Expectation& e, const std::string& what
   if (r->id() != id) return ::testing::AssertionFailure() << "id " << r->id() << ", not " << id;
   if (!r->reply_as_Pong()) return ::testing::AssertionFailure() << ErrorText(r);
   return ::testing::AssertionSuccess();
-}
-
-std::map<std::string, uint64_t> Counters(WireClient& c) {
-  FlatBufferBuilder fbb;
-  fbb.Finish(wire::CreateRequestFrame(fbb, 999, wire::Request::GetStats,
-                                      wire::CreateGetStats(fbb).Union()));
-  std::map<std::string, uint64_t> out;
-  auto r = c.Call(fbb);
-  EXPECT_TRUE(r && r->reply_as_Stats()) << ErrorText(r);
-  if (!r || !r->reply_as_Stats()) return out;
-  for (auto counter : *r->reply_as_Stats()->counters()) {
-    out[counter->name()->str()] = counter->value();
-  }
-  return out;
 }
 
 // True while the process runs. ServerProcess::alive() uses kill(pid, 0), which also

@@ -14,18 +14,6 @@ namespace {
 
 using namespace testing;
 
-std::map<std::string, uint64_t> Counters(WireClient& c) {
-  flatbuffers::FlatBufferBuilder fbb;
-  fbb.Finish(wire::CreateRequestFrame(fbb, 999, wire::Request::GetStats,
-                                      wire::CreateGetStats(fbb).Union()));
-  std::map<std::string, uint64_t> out;
-  auto r = c.Call(fbb);
-  EXPECT_TRUE(r && r->reply_as_Stats());
-  if (!r || !r->reply_as_Stats()) return out;
-  for (auto counter : *r->reply_as_Stats()->counters()) out[counter->name()->str()] = counter->value();
-  return out;
-}
-
 ::testing::AssertionResult IsInternal(const wire::ResponseFrame* r, uint64_t id) {
   if (!r) return ::testing::AssertionFailure() << "no response";
   if (r->id() != id) return ::testing::AssertionFailure() << "id " << r->id() << ", not " << id;

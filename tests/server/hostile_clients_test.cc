@@ -17,18 +17,6 @@ namespace {
 using namespace testing;
 using Clock = std::chrono::steady_clock;
 
-std::map<std::string, uint64_t> Counters(WireClient& c) {
-  flatbuffers::FlatBufferBuilder fbb;
-  fbb.Finish(wire::CreateRequestFrame(fbb, 999, wire::Request::GetStats,
-                                      wire::CreateGetStats(fbb).Union()));
-  std::map<std::string, uint64_t> out;
-  auto r = c.Call(fbb);
-  EXPECT_TRUE(r && r->reply_as_Stats());
-  if (!r || !r->reply_as_Stats()) return out;
-  for (auto counter : *r->reply_as_Stats()->counters()) out[counter->name()->str()] = counter->value();
-  return out;
-}
-
 bool IsHelloReply(const wire::ResponseFrame* r) { return r && r->reply_as_HelloReply(); }
 
 // Connections that send `bytes` one byte every `every`, until the server closes them.

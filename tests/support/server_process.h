@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -430,6 +431,22 @@ inline std::string ErrorText(const wire::ResponseFrame* r) {
   if (!r->error()) return "ok";
   return std::string(wire::EnumNameErrorCode(r->error()->code())) + ": " +
          (r->error()->message() ? r->error()->message()->str() : "");
+}
+
+// The server's counters (GetStats), by name; empty, with a test failure, if it answers
+// anything else.
+inline std::map<std::string, uint64_t> Counters(WireClient& c) {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateRequestFrame(fbb, 999, wire::Request::GetStats,
+                                      wire::CreateGetStats(fbb).Union()));
+  std::map<std::string, uint64_t> out;
+  auto r = c.Call(fbb);
+  EXPECT_TRUE(r && r->reply_as_Stats()) << ErrorText(r);
+  if (!r || !r->reply_as_Stats()) return out;
+  for (auto counter : *r->reply_as_Stats()->counters()) {
+    out[counter->name()->str()] = counter->value();
+  }
+  return out;
 }
 
 }  // namespace cairn::testing
