@@ -154,8 +154,9 @@ class RecordKey {
 bool DecodeRecord(const Catalog& catalog, std::string_view record_key, std::string_view stored,
                   RecordView* out);
 
-// A short, printable rendering of a key or name for messages (escaped, at most 64 bytes).
-std::string Printable(std::string_view key);
+// A printable rendering of a key or name for messages: bytes outside printable ASCII, and
+// backslashes, as \xNN; at most `max_bytes` of it, then "...".
+std::string Printable(std::string_view key, size_t max_bytes = 64);
 
 // --- Index entries. An entry's key is [index id][encoded values], or when that would pass
 // LMDB's key cap, [index id][first kIndexPrefixKept bytes of the encoding][XXH3 of the whole

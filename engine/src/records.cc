@@ -69,9 +69,9 @@ bool DecodeRecord(const Catalog& catalog, std::string_view record_key, std::stri
   return true;
 }
 
-std::string Printable(std::string_view key) {
+std::string Printable(std::string_view key, size_t max_bytes) {
   std::string out;
-  for (unsigned char ch : key.substr(0, 64)) {
+  for (unsigned char ch : key.substr(0, max_bytes)) {
     if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
       out.push_back(char(ch));
     } else {
@@ -80,7 +80,7 @@ std::string Printable(std::string_view key) {
       out += b;
     }
   }
-  if (key.size() > 64) out += "...";
+  if (key.size() > max_bytes) out += "...";
   return out;
 }
 

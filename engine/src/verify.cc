@@ -1,6 +1,5 @@
 // Engine::Verify: a consistency check of everything the engine stores, on one
 // read snapshot. Used by tests after every batch and by operators (cairn verify).
-#include <cstdio>
 #include <set>
 #include <unordered_map>
 
@@ -19,19 +18,9 @@ namespace {
 
 constexpr size_t kMaxProblems = 200;
 
-// A stored key for a problem's text: printable bytes as they are, others as \xNN.
+// A stored key for a problem's text, whole.
 std::string Printable(std::string_view bytes) {
-  std::string out;
-  for (unsigned char c : bytes) {
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += char(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out;
+  return internal::Printable(bytes, std::string_view::npos);
 }
 
 class Checker {
