@@ -265,6 +265,7 @@ Status DecodeIndexSpec(const wire::IndexSpec* spec, IndexSpec* out) {
 wire::ErrorCode ToWire(Code code, uint32_t protocol) {
   if (code == Code::kUnknownName && protocol < 3) return wire::ErrorCode::NotFound;
   if (code == Code::kCorrupted && protocol < 4) return wire::ErrorCode::Internal;
+  if (code == Code::kDiverged && protocol < 5) return wire::ErrorCode::BadRequest;
   // The enums share their numbering (cairn/protocol/codes.h checks it).
   return wire::ToWire(code);
 }

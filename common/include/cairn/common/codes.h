@@ -31,6 +31,7 @@ enum class Code : uint8_t {
   kLogTruncated = 11,     // the change log no longer holds the requested commit
   kUnknownName = 12,      // the collection or index named does not exist (protocol 3)
   kCorrupted = 13,        // stored data failed its checksum or is malformed (protocol 4)
+  kDiverged = 14,         // a follower's history is not its primary's (protocol 5)
   // libcairn's own:
   kTimeout = 100,           // no answer within the call's timeout
   kConnectionFailed = 101,  // could not connect, or lost the connection and gave up retrying
@@ -57,6 +58,7 @@ constexpr std::string_view CodeName(Code code) {
     case Code::kLogTruncated: return "log truncated";
     case Code::kUnknownName: return "unknown name";
     case Code::kCorrupted: return "corrupted";
+    case Code::kDiverged: return "diverged";
     case Code::kTimeout: return "timeout";
     case Code::kConnectionFailed: return "connection failed";
     case Code::kProtocol: return "protocol error";

@@ -30,6 +30,7 @@ struct Catalog;
 }
 
 class ReadTxn;
+class SnapshotCopy;
 struct VerifyReport;
 
 class Engine {
@@ -88,8 +89,63 @@ class Engine {
   Status ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
                  std::vector<LogEntry>* out) const;
 
+  // The stored form of the same entries (each with its checksum: docs/storage.md,
+  // "Change log"), as a replica receives and stores them. Same limits and errors.
+  Status ReadRawLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                    std::vector<RawLogEntry>* out) const;
+
   // The number of the last commit (0 for a new database).
   uint64_t LastCommit() const;
+
+  // --- Replication and backups (docs/storage.md, "Backups" and "Replication").
+
+  // Starts a hot, consistent, compacted copy of the database (LMDB's compacting copy of
+  // one read snapshot) on a thread of its own, and returns once the snapshot is taken:
+  // SnapshotCopy::commit() is the last commit it holds. Read the copy's bytes from
+  // SnapshotCopy::fd() until end of file; writes go on meanwhile (they wait only while
+  // the snapshot is being taken, well under a millisecond).
+  Result<std::unique_ptr<SnapshotCopy>> StartSnapshot() const;
+
+  // A digest (XXH3-64) of the catalog, every record and every entry of the ready indexes,
+  // as of one read snapshot, independent of how the data is laid out in LMDB: two
+  // databases at the same commit have the same digest exactly when they hold the same
+  // data. Reads the whole database (docs/storage.md, "Digest").
+  Result<DatabaseDigest> Digest() const;
+
+  // A replica's write path: applies the stored entries of consecutive commits starting at
+  // LastCommit() + 1 in one LMDB transaction (one fsync), exactly as the primary made
+  // them: records, indexes, the catalog, the entries themselves (so the replica's log is
+  // the primary's, idempotency keys included) and the last commit, all or nothing. So a
+  // replica killed at any moment resumes at LastCommit() + 1: nothing skipped, nothing
+  // applied twice. kBadRequest if the commits are not the next ones; kCorrupted if an
+  // entry fails its checksum or cannot be applied. Only on an engine opened with
+  // Options::replica; other writes on such an engine get kReadOnly.
+  Status ApplyLog(std::span<const RawLogEntry> entries);
+
+  // The history of this database: the epochs of its primaries, oldest first (a new
+  // database starts epoch 1 at commit 1). Stored with the data, so snapshots, backups and
+  // replicas carry it.
+  std::vector<EpochStart> History() const;
+  // The epoch that made commit `commit` in this history (the last epoch for a commit not
+  // made yet).
+  static EpochStart EpochOf(const std::vector<EpochStart>& history, uint64_t commit);
+  // Whether a database at `commit` with history `mine` can follow one with history
+  // `theirs`: its last commit was made by the same epoch there, and `theirs` has it.
+  static bool OnHistory(const std::vector<EpochStart>& mine, uint64_t commit,
+                        const std::vector<EpochStart>& theirs, uint64_t their_last);
+  // A replica takes its primary's history (which extends its own: REQUIRES OnHistory).
+  Status AdoptHistory(const std::vector<EpochStart>& theirs);
+  // Starts a new epoch (the highest epoch heard of + 1, with a random id) whose first
+  // commit is LastCommit() + 1, and clears any fence: this database becomes a primary's.
+  Result<EpochStart> StartEpoch();
+  // Records that epoch `epoch` exists elsewhere: if it is higher than this database's
+  // last epoch, every later write gets kReadOnly (a fenced old primary) until StartEpoch.
+  Status Fence(uint64_t epoch);
+  uint64_t HighestEpochSeen() const;
+
+  // Keeps change-log entries from `commit` on (a replica still needs them), within
+  // Options::replica_log_keep. 0 lets go. Thread-safe.
+  void HoldLog(uint64_t commit);
 
   EngineStats Stats() const;
 
@@ -120,6 +176,18 @@ class Engine {
  private:
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// A snapshot being copied (Engine::StartSnapshot). Destroying it stops the copy.
+class SnapshotCopy {
+ public:
+  virtual ~SnapshotCopy() = default;
+  virtual uint64_t commit() const = 0;
+  virtual const std::vector<EpochStart>& history() const = 0;
+  // The read end of a pipe the copy is written to: read until end of file.
+  virtual int fd() const = 0;
+  // After end of file: whether the copy completed (joins the copying thread).
+  virtual Status Finish() = 0;
 };
 
 struct VerifyReport {

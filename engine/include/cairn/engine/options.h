@@ -38,6 +38,15 @@ struct Options {
   // The change log keeps at least the most recent `log_retention` commits; older entries are
   // trimmed a few at a time by later commits. Replicas further behind must bootstrap again.
   uint64_t log_retention = 1'000'000;
+  // Entries a replica still needs (Engine::HoldLog) are kept past log_retention, but never
+  // more than this many commits behind the last one, nor (replica_log_keep_bytes, 0: no
+  // byte bound) more than this many bytes of entries: a replica further behind bootstraps
+  // again, and a dead replica cannot fill the disk.
+  uint64_t replica_log_keep = 10'000'000;
+  uint64_t replica_log_keep_bytes = uint64_t{4} << 30;
+
+  // A replica's database: writes other than ApplyLog get kReadOnly.
+  bool replica = false;
 
   // Idempotency keys (Transaction::idempotency_key) are remembered at least this long,
   // unless more than idempotency_max_keys arrive in that time: then the oldest go first.

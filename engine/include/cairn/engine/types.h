@@ -231,6 +231,29 @@ struct LogEntry {
   uint64_t time_ms = 0;  // when it committed, ms since the epoch (0: not recorded)
 };
 
+// A change-log entry in its stored form (with its checksum), for replicas.
+struct RawLogEntry {
+  uint64_t commit = 0;
+  std::string data{};
+};
+
+// One epoch of a database's history (Engine::History): commits from first_commit on were
+// made by the primary of this epoch, up to the next epoch's first_commit.
+struct EpochStart {
+  uint64_t epoch = 0;
+  uint64_t id = 0;  // random, chosen when the epoch starts
+  uint64_t first_commit = 0;
+  bool operator==(const EpochStart&) const = default;
+};
+
+struct DatabaseDigest {
+  uint64_t commit = 0;  // the snapshot's last commit
+  uint64_t digest = 0;
+  uint64_t collections = 0;
+  uint64_t records = 0;
+  uint64_t index_entries = 0;
+};
+
 struct EngineStats {
   uint64_t last_commit = 0;
   uint64_t map_size = 0;         // the size cap (bytes)
@@ -253,6 +276,11 @@ struct EngineStats {
   uint64_t space_reserve = 0;    // room kept for deletes and drops (bytes; Options::space_reserve)
   uint64_t preallocated_bytes = 0;  // data.mdb allocated on disk ahead of its pages
   uint64_t full_refusals = 0;    // writes refused to keep the reserve, since open
+  uint64_t epoch = 0;            // of the last epoch in the history
+  uint64_t highest_epoch_seen = 0;
+  bool fenced = false;           // a higher epoch exists: writes refused
+  uint64_t log_hold = 0;         // oldest commit kept for replicas (0: none held)
+  uint64_t applied_batches = 0;  // ApplyLog calls that committed, since open
 };
 
 }  // namespace cairn
