@@ -69,6 +69,51 @@ uint32_t MinProtocol(wire::Request kind) {
 
 }  // namespace
 
+Status Stream::OnFrame(const wire::RequestFrame& frame, StreamOutput& out) {
+  (void)out;
+  return Status(Code::kBadRequest,
+                std::string(wire::EnumNameRequest(frame.request_type())) +
+                    " sent on a connection that carries a stream: open another connection");
+}
+
+class Connection::StreamPort : public StreamOutput {
+ public:
+  StreamPort(Connection& c, uint64_t id) : c_(c), id_(id) {}
+  flatbuffers::FlatBufferBuilder& builder() override { return c_.fbb_; }
+  void Send() override { c_.Send(id_); }
+  void Fail(const Status& s) override {
+    c_.SendError(id_, s);
+    c_.CloseAfterFlush();
+  }
+  void End() override { c_.CloseAfterFlush(); }
+  bool Full() const override { return c_.OutputFull() || c_.closed_ || c_.close_after_flush_; }
+  uint64_t id() const override { return id_; }
+  uint32_t protocol() const override { return c_.protocol_; }
+  asio::any_io_executor executor() override { return c_.executor_; }
+  void Wake() override {
+    if (c_.stream_wake_posted_.exchange(true)) return;
+    auto self = c_.weak_from_this().lock();
+    if (!self) return;
+    asio::post(c_.executor_, [self] {
+      self->stream_wake_posted_ = false;
+      self->GuardHandler("stream", [&] {
+        self->ProduceStream();
+        self->Flush();
+      });
+    });
+  }
+  std::string peer() const override {
+    asio::error_code ec;
+    auto ep = c_.socket_.remote_endpoint(ec);
+    if (ec) return "unknown";
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+ private:
+  Connection& c_;
+  const uint64_t id_;
+};
+
 Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
@@ -78,6 +123,7 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
 }
 
 Connection::~Connection() {
+  if (stream_) stream_->Stop();
   ReleaseSlot();
   LeaveHandshakeList();
   ctx_.Unregister(this);
@@ -159,6 +205,7 @@ void Connection::Drain() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     if (self->closed_ || self->draining_) return;
     self->draining_ = true;
+    if (self->stream_) return self->CloseAfterFlush();  // a stream ends with the server
     asio::error_code ec;
     self->socket_.cancel(ec);  // ends the pending read
     self->MaybeFinish();
@@ -167,9 +214,11 @@ void Connection::Drain() {
 
 // --- Reading.
 
+bool Connection::OutputFull() const { return out_.size() + out_writing_.size() >= kOutputLimit; }
+
 bool Connection::CanParse() const {
   return !closed_ && !close_after_flush_ && inflight() < ctx_.options->max_inflight &&
-         out_.size() + out_writing_.size() < kOutputLimit;
+         !OutputFull();
 }
 
 bool Connection::CanAccept() const { return CanParse() && !draining_; }
@@ -294,6 +343,7 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
     ErrorInTurn(0, Status(Code::kBadRequest, "frame is not a valid RequestFrame"));
     return;
   }
+  if (stream_) return StreamFrame(payload);
   const wire::RequestFrame* f = Frame(payload);
   // The verifier accepts a union whose type is set and whose table is absent; only the
   // requests without fields can do without it.
@@ -343,6 +393,16 @@ void Connection::ErrorInTurn(uint64_t id, const Status& s) {
 void Connection::Pump() {
   // Once the connection is being closed (a refused handshake), nothing more runs.
   while (!backlog_.empty() && !closed_ && !close_after_flush_) {
+    if (stream_) {  // frames sent behind the stream's request go to the stream
+      Pending next = std::move(backlog_.front());
+      backlog_.pop_front();
+      if (next.error) {
+        SendError(next.error_id, *next.error);
+      } else {
+        StreamFrame(next.payload);
+      }
+      continue;
+    }
     Pending& p = backlog_.front();
     bool write = !p.error && IsWriteRequest(Frame(p.payload));
     if (!write && writes_in_flight_ > 0) return;
@@ -617,6 +677,27 @@ ReadTxn* Connection::Snapshot(Status* error) {
   return &*snapshot_;
 }
 
+// --- Streams.
+
+void Connection::StartStream(uint64_t id, std::unique_ptr<Stream> stream) {
+  stream_port_ = std::make_unique<StreamPort>(*this, id);
+  stream_ = std::move(stream);
+  next_tick_ = Clock::now() + std::chrono::seconds(1);
+  ArmTimer();
+  ProduceStream();
+}
+
+void Connection::ProduceStream() {
+  if (!stream_ || closed_ || close_after_flush_ || OutputFull()) return;
+  stream_->Produce(*stream_port_);
+}
+
+void Connection::StreamFrame(std::string_view payload) {
+  const wire::RequestFrame* f = Frame(payload);
+  Status s = stream_->OnFrame(*f, *stream_port_);
+  if (!s.ok()) stream_port_->Fail(s);
+}
+
 // --- Writing.
 
 void Connection::Send(uint64_t id) {
@@ -663,6 +744,7 @@ void Connection::OnWritten(const asio::error_code& ec, size_t n) {
   }
   ctx_.stats->bytes_out += n;
   if (close_after_flush_ && out_.empty()) return Close();
+  ProduceStream();
   ProcessInput();
   FinishTurn();
   DoRead();
@@ -687,6 +769,11 @@ void Connection::MaybeFinish() {
 void Connection::Close() {
   if (closed_) return;
   closed_ = true;
+  if (stream_) {
+    stream_->Stop();
+    // Close may run inside the stream's own call (Fail): destroy it after that returns.
+    asio::post(executor_, [stream = std::move(stream_), port = std::move(stream_port_)] {});
+  }
   asio::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
@@ -706,6 +793,7 @@ Connection::Clock::time_point Connection::NextDeadline() const {
   if (writing_) t = std::min(t, last_write_progress_ + o.idle_timeout);
   if (!hello_done_) t = std::min(t, accepted_ + o.hello_timeout);
   if (frame_started_) t = std::min(t, *frame_started_ + o.frame_timeout);
+  if (stream_) t = std::min(t, next_tick_);
   return t;
 }
 
@@ -746,6 +834,14 @@ void Connection::OnTimer(const asio::error_code& ec) {
                      "frame not completed within " + std::to_string(o.frame_timeout.count()) +
                          " s of its first byte");
     }
+  }
+  if (stream_) {  // a stream may wait for commits for hours: no idle timeout
+    if (now >= next_tick_) {
+      next_tick_ = now + std::chrono::seconds(1);
+      stream_->OnTick(*stream_port_);
+      Flush();
+    }
+    return ArmTimer();
   }
   bool busy = inflight() > 0 || writing_;
   if (!busy && now - last_activity_ >= o.idle_timeout) {

@@ -19,6 +19,7 @@
 
 #include "flatbuffers/flatbuffers.h"
 #include "server_context.h"
+#include "stream.h"
 
 namespace cairn::server {
 
@@ -66,6 +67,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void AfterAnswers();
   void HandleHello(uint64_t id, const void* hello);
 
+  // Streams (stream.h): once started, the connection carries only the stream's frames.
+  void StartStream(uint64_t id, std::unique_ptr<Stream> stream);
+  void ProduceStream();  // lets the stream send while the output has room
+  void StreamFrame(const std::string_view payload);  // a client frame after the start
+  class StreamPort;
+  friend class StreamPort;
+
   // Appends the response in fbb_ to the output (or an error if it is too large).
   void Send(uint64_t id);
   void SendError(uint64_t id, const Status& s);
@@ -105,6 +113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool CanParse() const;
   bool CanAccept() const;
   bool HasBufferedFrame() const;  // a complete (or bad) frame waits in in_
+  bool OutputFull() const;
   size_t inflight() const { return backlog_.size() + writes_in_flight_; }
   void Record(RequestKind kind, Clock::time_point received);
   // Ends a turn of the event loop: releases the read snapshot, records latencies.
@@ -154,6 +163,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool close_after_flush_ = false;
   bool closed_ = false;
   bool holds_slot_ = true;  // of ctx_.admitted
+  std::unique_ptr<StreamPort> stream_port_;
+  std::unique_ptr<Stream> stream_;  // set once a stream started; then nothing else runs
+  std::atomic<bool> stream_wake_posted_{false};
+  Clock::time_point next_tick_;
   // Where this connection is in ctx_.handshaking, if it is; guarded by ctx_.mu.
   std::optional<ServerContext::HandshakeList::iterator> handshake_pos_;
 };

@@ -16,7 +16,9 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
     contexts_.push_back(std::make_unique<asio::io_context>(1));
     guards_.push_back(asio::make_work_guard(*contexts_.back()));
   }
-  writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch);
+  writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch,
+                                     [this] { commits_.Notify(); });
+  ctx_.commits = &commits_;
   ctx_.engine = engine_.get();
   ctx_.writer = writer_.get();
   VerifierOptions verifier;

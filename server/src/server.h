@@ -45,6 +45,7 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<Engine> engine_;
   ServerStats stats_;
+  CommitFeed commits_;  // before writer_: the writer notifies it
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Checker> checker_;
   ServerContext ctx_;

@@ -12,6 +12,7 @@
 #include "convert.h"
 #include "options.h"
 #include "stats.h"
+#include "stream.h"
 #include "checker.h"
 #include "writer.h"
 
@@ -23,6 +24,7 @@ struct ServerContext {
   Engine* engine = nullptr;
   Writer* writer = nullptr;
   Checker* checker = nullptr;
+  CommitFeed* commits = nullptr;  // wakes streams waiting for new commits
   ServerStats* stats = nullptr;
   const ServerOptions* options = nullptr;
   RequestLimits limits;

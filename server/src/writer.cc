@@ -8,8 +8,13 @@
 
 namespace cairn::server {
 
-Writer::Writer(Engine& engine, ServerStats& stats, size_t max_batch)
-    : engine_(engine), stats_(stats), max_batch_(max_batch), thread_([this] { Run(); }) {}
+Writer::Writer(Engine& engine, ServerStats& stats, size_t max_batch,
+               std::function<void()> on_commit)
+    : engine_(engine),
+      stats_(stats),
+      max_batch_(max_batch),
+      on_commit_(std::move(on_commit)),
+      thread_([this] { Run(); }) {}
 
 Writer::~Writer() { Stop(); }
 
@@ -67,6 +72,7 @@ void Writer::Run() {
         } catch (const std::exception& e) {
           r = Failed("catalog change", e);
         }
+        if (r.status.ok() && on_commit_) on_commit_();
         jobs[i]->Complete(std::move(r));
         i++;
         continue;
@@ -86,6 +92,7 @@ void Writer::Run() {
         stats_.internal_errors += batch.size() - 1;  // one per transaction answered Internal
       }
       stats_.batch_sizes.Record(batch.size());
+      if (on_commit_) on_commit_();
       for (size_t k = 0; k < results.size(); k++) jobs[i + k]->Complete(std::move(results[k]));
       i = j;
     }

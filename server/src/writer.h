@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -28,7 +29,10 @@ class WriteJob {
 
 class Writer {
  public:
-  Writer(Engine& engine, ServerStats& stats, size_t max_batch);
+  // `on_commit`, if set, is called on the writer thread after each LMDB commit (group
+  // commit or catalog change) that may have added commits, before its jobs complete.
+  Writer(Engine& engine, ServerStats& stats, size_t max_batch,
+         std::function<void()> on_commit = {});
   ~Writer();  // Stop()s
 
   // Thread-safe. After Stop() jobs are completed at once with kUnavailable.
@@ -45,6 +49,7 @@ class Writer {
   Engine& engine_;
   ServerStats& stats_;
   const size_t max_batch_;
+  const std::function<void()> on_commit_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<WriteJob>> queue_;  // guarded by mu_
