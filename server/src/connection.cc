@@ -6,6 +6,7 @@
 #include "cairn_generated.h"
 #include "catalog_reply.h"
 #include "fault.h"
+#include "streams.h"
 
 namespace cairn::server {
 
@@ -63,6 +64,13 @@ uint32_t MinProtocol(wire::Request kind) {
   switch (kind) {
     case wire::Request::Get: return 2;
     case wire::Request::VerifyDatabase: return 3;
+    case wire::Request::Snapshot:
+    case wire::Request::Watch:
+    case wire::Request::Follow:
+    case wire::Request::FollowAck:
+    case wire::Request::Digest:
+    case wire::Request::ListReplicas:
+    case wire::Request::Promote: return 5;
     default: return 1;
   }
 }
@@ -123,7 +131,10 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
 }
 
 Connection::~Connection() {
-  if (stream_) stream_->Stop();
+  if (stream_) {
+    ctx_.stats->streams_open--;
+    stream_->Stop();
+  }
   ReleaseSlot();
   LeaveHandshakeList();
   ctx_.Unregister(this);
@@ -349,7 +360,12 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   // requests without fields can do without it.
   if (f->request_type() != wire::Request::NONE && !f->request() &&
       f->request_type() != wire::Request::ListCollections &&
-      f->request_type() != wire::Request::GetStats && f->request_type() != wire::Request::VerifyDatabase) {
+      f->request_type() != wire::Request::GetStats &&
+      f->request_type() != wire::Request::VerifyDatabase &&
+      f->request_type() != wire::Request::Snapshot &&
+      f->request_type() != wire::Request::Digest &&
+      f->request_type() != wire::Request::ListReplicas &&
+      f->request_type() != wire::Request::Promote) {
     ctx_.stats->bad_frames++;
     ErrorInTurn(f->id(), Status(Code::kBadRequest, "request without its table"));
     return;
@@ -539,6 +555,20 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       });
       return;
     }
+    case wire::Request::Watch: {
+      auto stream = MakeWatchStream(ctx_, f->request_as_Watch());
+      if (!stream.ok()) {
+        uint64_t first = stream.status().code() == Code::kLogTruncated
+                             ? ctx_.engine->Stats().log_first : 0;
+        ctx_.stats->errors++;
+        BuildError(fbb_, id, stream.status(), protocol_, first);
+        return Send(id);
+      }
+      ctx_.stats->watch_streams++;
+      return StartStream(id, std::move(stream).value());
+    }
+    case wire::Request::FollowAck:
+      return SendError(id, Status(Code::kBadRequest, "FollowAck outside a Follow stream"));
     default:
       SendError(id, Status(Code::kBadRequest,
                            "unknown request type " + std::to_string(int(f->request_type()))));
@@ -680,6 +710,7 @@ ReadTxn* Connection::Snapshot(Status* error) {
 // --- Streams.
 
 void Connection::StartStream(uint64_t id, std::unique_ptr<Stream> stream) {
+  ctx_.stats->streams_open++;
   stream_port_ = std::make_unique<StreamPort>(*this, id);
   stream_ = std::move(stream);
   next_tick_ = Clock::now() + std::chrono::seconds(1);
@@ -770,6 +801,7 @@ void Connection::Close() {
   if (closed_) return;
   closed_ = true;
   if (stream_) {
+    ctx_.stats->streams_open--;
     stream_->Stop();
     // Close may run inside the stream's own call (Fail): destroy it after that returns.
     asio::post(executor_, [stream = std::move(stream_), port = std::move(stream_port_)] {});

@@ -271,11 +271,11 @@ wire::ErrorCode ToWire(Code code, uint32_t protocol) {
 }
 
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
-                uint32_t protocol) {
+                uint32_t protocol, uint64_t log_first) {
   fbb.Clear();
   auto msg = fbb.CreateString(s.message());
   auto err = wire::CreateError(fbb, ToWire(s.code(), protocol), msg, s.failed_condition(),
-                               s.failed_operation());
+                               s.failed_operation(), log_first);
   fbb.Finish(wire::CreateResponseFrame(fbb, id, err));
 }
 
@@ -450,6 +450,8 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("bytes.in", stats.bytes_in);
   counter("bytes.out", stats.bytes_out);
   counter("backpressure", stats.backpressure);
+  counter("streams.open", stats.streams_open);
+  counter("streams.watch", stats.watch_streams);
   counter("commits", engine.commits);
   counter("idempotent_replays", engine.replays);
   counter("idempotency_keys", engine.idempotency_keys);

@@ -35,8 +35,9 @@ wire::ErrorCode ToWire(Code code, uint32_t protocol);
 
 // Response builders: each clears `fbb` and finishes a ResponseFrame in it. `protocol`:
 // the version the connection agreed on (before the handshake: 1).
+// `log_first`: for kLogTruncated, the oldest commit the log holds (Error.log_first).
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
-                uint32_t protocol);
+                uint32_t protocol, uint64_t log_first = 0);
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
                    uint32_t protocol);
 // Whether a transaction is only gets, without conditions: it can be answered straight
