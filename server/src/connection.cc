@@ -507,7 +507,7 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
         } else {
           TxnResult r = read->Execute(txn_);
           s = r.status;
-          if (s.ok()) BuildTxnReply(fbb_, id, r, protocol_);
+          if (s.ok()) BuildTxnReply(fbb_, id, r, protocol_, read->commit());
         }
       }
       SendOrError(id, s);

@@ -287,7 +287,7 @@ Offset<flatbuffers::Vector<uint8_t>> Bytes(flatbuffers::FlatBufferBuilder& fbb,
 }  // namespace
 
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
-                   uint32_t protocol) {
+                   uint32_t protocol, uint64_t at) {
   if (!r.status.ok()) return BuildError(fbb, id, r.status, protocol);
   fbb.Clear();
   std::vector<Offset<wire::OpResult>> results;
@@ -310,7 +310,7 @@ void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnRe
     results.push_back(wire::CreateOpResult(fbb, op.found, op.version, recs, op.count, cont));
   }
   auto vec = fbb.CreateVector(results);
-  auto reply = wire::CreateTxnReply(fbb, r.commit, vec);
+  auto reply = wire::CreateTxnReply(fbb, r.commit, vec, at ? at : r.commit);
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
 }
 
@@ -350,7 +350,7 @@ Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn&
     results.push_back(wire::CreateOpResult(fbb, true, rv.version, recs));
   }
   auto vec = fbb.CreateVector(results);
-  auto reply = wire::CreateTxnReply(fbb, 0, vec);
+  auto reply = wire::CreateTxnReply(fbb, 0, vec, read.commit());
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
   return Status::Ok();
 }
@@ -367,9 +367,9 @@ Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& 
   if (found) {
     // A value is at most max_value bytes, below the frame limit: it always fits.
     reply = wire::CreateGetReply(fbb, true, rv.version, wire::ToWire(rv.kind),
-                                 Bytes(fbb, rv.value));
+                                 Bytes(fbb, rv.value), read.commit());
   } else {
-    reply = wire::CreateGetReply(fbb);
+    reply = wire::CreateGetReply(fbb, false, 0, wire::ValueKind::Document, 0, read.commit());
   }
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::GetReply, reply.Union()));
   return Status::Ok();

@@ -38,8 +38,10 @@ wire::ErrorCode ToWire(Code code, uint32_t protocol);
 // `log_first`: for kLogTruncated, the oldest commit the log holds (Error.log_first).
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
                 uint32_t protocol, uint64_t log_first = 0);
+// `at`: the commit the transaction's reads saw (a read-only one: its snapshot's; 0: the
+// transaction's own commit).
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
-                   uint32_t protocol);
+                   uint32_t protocol, uint64_t at = 0);
 // Whether a transaction is only gets, without conditions: it can be answered straight
 // from the snapshot's views (BuildGetsReply), without copying records twice.
 bool OnlyGets(const Transaction& t);

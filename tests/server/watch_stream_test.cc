@@ -214,3 +214,33 @@ TEST_F(WatchStreamTest, OlderProtocolIsRefused) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// Protocol 5: read replies say which commit they saw.
+TEST_F(WatchStreamTest, ReadRepliesSayTheCommitTheySaw) {
+  Start();
+  db_->CreateCollection("items");
+  db_->Put("items", "a", client::Document::FromJson("{}"));
+  uint64_t last = db_->Put("items", "b", client::Document::FromJson("{}"));
+  auto c = Connect(server_->port(), 5);
+  const wire::ResponseFrame* r = c->Call(*req::Get(2, "items", "a"));
+  ASSERT_TRUE(r && r->reply_as_GetReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_GetReply()->at(), last);
+  r = c->Call(*req::Get(3, "items", "missing"));
+  ASSERT_TRUE(r && r->reply_as_GetReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_GetReply()->at(), last);
+  req::TxnBuilder scan;
+  r = c->Call(scan.Scan("items").Build(4));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_TxnReply()->at(), last);
+  req::TxnBuilder put;
+  r = c->Call(put.Put("items", "c", "{}").Build(5));
+  ASSERT_TRUE(r && r->reply_as_TxnReply()) << ErrorText(r);
+  EXPECT_EQ(r->reply_as_TxnReply()->at(), last + 1);
+  EXPECT_EQ(r->reply_as_TxnReply()->commit(), last + 1);
+}
+
+}  // namespace
+}  // namespace cairn
