@@ -3,6 +3,8 @@
 // the epoch history and the fence, and holding the log for replicas.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <random>
+#include <span>
 #include <thread>
 
 #include "raw_lmdb.h"
@@ -513,8 +517,7 @@ TEST_F(ReplicaTest, ReplicaFollowsMixedWorkloadInBatchesAcrossRestarts) {
   w.Run(70, 1200);
   ASSERT_GT(primary_->LastCommit(), start + 500);
 
-  Follow(*primary_, replica, ReplicaDir(), {1, 7, 64, 1000, 3, 200}, /*reopen_every=*/3,
-         NoSync());
+  Follow(*primary_, replica, ReplicaDir(), {1, 7, 64, 1000, 3, 200}, /*reopen_every=*/3, NoSync());
   EXPECT_EQ(replica->LastCommit(), primary_->LastCommit());
   ExpectSameDigest(*primary_, *replica);
   ExpectVerified(*primary_);
@@ -537,6 +540,74 @@ TEST_F(ReplicaTest, ReplicaFollowsMixedWorkloadInBatchesAcrossRestarts) {
   EXPECT_EQ(users->indexes[0].state, IndexState::kReady);
   EXPECT_EQ(users->indexes[1].spec.name, "by_email");
   EXPECT_TRUE(users->indexes[1].spec.unique);
+}
+
+// Runs in a child process: opens the replica in `dir` and applies `entries` from its
+// next commit on, in batches of 1 to 64, reporting each acknowledged batch's last
+// commit on `fd`, until the entries run out (then it waits to be killed).
+[[noreturn]] void ChildApplier(const std::string& dir, const std::vector<RawLogEntry>& entries,
+                               int fd) {
+  Options o;
+  o.replica = true;  // kSync: an acknowledged batch is on the disk
+  auto opened = Engine::Open(dir, o);
+  if (!opened.ok()) _exit(2);
+  Engine& db = **opened;
+  std::mt19937 rng(uint32_t(db.LastCommit()));
+  size_t next = size_t(db.LastCommit() - entries.front().commit + 1);
+  while (next < entries.size()) {
+    size_t n = std::min<size_t>(1 + rng() % 64, entries.size() - next);
+    if (!db.ApplyLog(std::span(entries).subspan(next, n)).ok()) _exit(3);
+    next += n;
+    uint64_t acked = db.LastCommit();
+    if (::write(fd, &acked, sizeof acked) != sizeof acked) _exit(4);
+  }
+  for (;;) ::pause();
+}
+
+TEST_F(ReplicaTest, ReplicaKilledWhileApplyingResumesWhereItWas) {
+  Workload w(primary_.get());
+  w.Run(0, 30);
+  uint64_t start;
+  auto replica = Bootstrap(*primary_, ReplicaDir(), &start, NoSync());
+  replica.reset();
+  w.Run(30, 3000);
+  std::vector<RawLogEntry> entries;
+  ASSERT_TRUE(primary_->ReadRawLog(start + 1, 1 << 20, size_t{1} << 30, &entries).ok());
+  ASSERT_EQ(entries.back().commit, primary_->LastCommit());
+  // No engine is open while the children run (fork copies one thread only).
+  primary_.reset();
+
+  for (int round = 0; round < 4; round++) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      ChildApplier(ReplicaDir(), entries, fds[1]);
+    }
+    ::close(fds[1]);
+    uint64_t acked = 0, a;
+    size_t acks = 0;
+    while (acks < 8 && ::read(fds[0], &a, sizeof a) == sizeof a) acked = a, acks++;
+    ::kill(pid, SIGKILL);
+    while (::read(fds[0], &a, sizeof a) == sizeof a) acked = a;
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the applier failed on its own, status " << status;
+    Options o;
+    o.replica = true;
+    auto reopened = OpenOrDie(ReplicaDir(), o);
+    ASSERT_TRUE(reopened);
+    EXPECT_GE(reopened->LastCommit(), acked) << "an acknowledged batch was lost";
+    ExpectVerified(*reopened);
+  }
+  Options o = NoSync();
+  o.replica = true;
+  replica = OpenOrDie(ReplicaDir(), o);
+  ASSERT_TRUE(replica->ApplyLog(std::span(entries).subspan(replica->LastCommit() - start)).ok());
+  primary_ = OpenOrDie(dir_.Sub("primary"), NoSync());
+  ExpectSameDigest(*primary_, *replica);
 }
 
 TEST_F(ReplicaTest, BatchesThatDoNotFollowOnAreRefusedAndChangeNothing) {
