@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -252,7 +253,15 @@ BackupResult<BackupInfo> ReadFrom(int fd, const HeaderSink& on_header, const Bac
     const uint64_t at = in.pos();
     if (BackupStatus s = in.Read(head, 8, &got); !s.ok()) return s;
     if (got == 0) return Truncated(in.pos(), after());
-    if (got < 8) return Truncated(in.pos(), "in what follows " + after().substr(6));
+    if (got < 8) {
+      // As far as the few bytes there say, a chunk's header or the trailer.
+      std::string_view part(head, std::min<size_t>(got, 4));
+      std::string where = kTrailerTag.substr(0, part.size()) == part ? "in the trailer"
+                          : kChunkTag.substr(0, part.size()) == part
+                              ? "in chunk " + std::to_string(info.chunks) + "'s header"
+                              : "in what follows " + after().substr(6);
+      return Truncated(in.pos(), where);
+    }
     std::string_view tag(head, 4);
     if (tag == kTrailerTag) break;
     if (tag != kChunkTag) {
