@@ -6,6 +6,7 @@
 #include "cairn_generated.h"
 #include "catalog_reply.h"
 #include "fault.h"
+#include "streams.h"
 
 namespace cairn::server {
 
@@ -63,6 +64,13 @@ uint32_t MinProtocol(wire::Request kind) {
   switch (kind) {
     case wire::Request::Get: return 2;
     case wire::Request::VerifyDatabase: return 3;
+    case wire::Request::Snapshot:
+    case wire::Request::Watch:
+    case wire::Request::Follow:
+    case wire::Request::FollowAck:
+    case wire::Request::Digest:
+    case wire::Request::ListReplicas:
+    case wire::Request::Promote: return 5;
     default: return 1;
   }
 }
@@ -123,7 +131,10 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
 }
 
 Connection::~Connection() {
-  if (stream_) stream_->Stop();
+  if (stream_) {
+    ctx_.stats->streams_open--;
+    stream_->Stop();
+  }
   ReleaseSlot();
   LeaveHandshakeList();
   ctx_.Unregister(this);
@@ -349,7 +360,12 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
   // requests without fields can do without it.
   if (f->request_type() != wire::Request::NONE && !f->request() &&
       f->request_type() != wire::Request::ListCollections &&
-      f->request_type() != wire::Request::GetStats && f->request_type() != wire::Request::VerifyDatabase) {
+      f->request_type() != wire::Request::GetStats &&
+      f->request_type() != wire::Request::VerifyDatabase &&
+      f->request_type() != wire::Request::Snapshot &&
+      f->request_type() != wire::Request::Digest &&
+      f->request_type() != wire::Request::ListReplicas &&
+      f->request_type() != wire::Request::Promote) {
     ctx_.stats->bad_frames++;
     ErrorInTurn(f->id(), Status(Code::kBadRequest, "request without its table"));
     return;
@@ -491,7 +507,7 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
         } else {
           TxnResult r = read->Execute(txn_);
           s = r.status;
-          if (s.ok()) BuildTxnReply(fbb_, id, r, protocol_);
+          if (s.ok()) BuildTxnReply(fbb_, id, r, protocol_, read->commit());
         }
       }
       SendOrError(id, s);
@@ -539,6 +555,36 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       });
       return;
     }
+    case wire::Request::Digest: {
+      // On the tasks thread (it reads the whole database); later reads wait for it.
+      auto d = f->request_as_Digest();
+      uint64_t at = d ? d->at() : 0;
+      auto wait = std::chrono::milliseconds(d ? d->wait_ms() : 0);
+      writes_in_flight_++;
+      ctx_.tasks->Submit([self = shared_from_this(), id, received, at, wait](bool stopping) {
+        Result<DatabaseDigest> r =
+            stopping ? Result<DatabaseDigest>(Status(Code::kUnavailable, "the server is stopping"))
+                     : DigestAt(*self->ctx_.engine, at, wait);
+        asio::post(self->executor_, [self, id, received, r = std::move(r)] {
+          self->OnDigest(id, r, received);
+        });
+      });
+      return;
+    }
+    case wire::Request::Watch: {
+      auto stream = MakeWatchStream(ctx_, f->request_as_Watch());
+      if (!stream.ok()) {
+        uint64_t first = stream.status().code() == Code::kLogTruncated
+                             ? ctx_.engine->Stats().log_first : 0;
+        ctx_.stats->errors++;
+        BuildError(fbb_, id, stream.status(), protocol_, first);
+        return Send(id);
+      }
+      ctx_.stats->watch_streams++;
+      return StartStream(id, std::move(stream).value());
+    }
+    case wire::Request::FollowAck:
+      return SendError(id, Status(Code::kBadRequest, "FollowAck outside a Follow stream"));
     default:
       SendError(id, Status(Code::kBadRequest,
                            "unknown request type " + std::to_string(int(f->request_type()))));
@@ -656,6 +702,23 @@ void Connection::OnVerified(uint64_t id, const VerifyReport& report,
   });
 }
 
+void Connection::OnDigest(uint64_t id, const Result<DatabaseDigest>& digest,
+                          Clock::time_point received) {
+  GuardHandler("digest", [&] {
+  writes_in_flight_--;
+  if (!closed_) {
+    if (digest.ok()) {
+      BuildDigestReply(fbb_, id, *digest);
+      Send(id);
+    } else {
+      SendError(id, digest.status());
+    }
+  }
+  Record(RequestKind::kVerify, received);
+  AfterAnswers();
+  });
+}
+
 void Connection::AfterAnswers() {
   Pump();
   ProcessInput();
@@ -680,6 +743,7 @@ ReadTxn* Connection::Snapshot(Status* error) {
 // --- Streams.
 
 void Connection::StartStream(uint64_t id, std::unique_ptr<Stream> stream) {
+  ctx_.stats->streams_open++;
   stream_port_ = std::make_unique<StreamPort>(*this, id);
   stream_ = std::move(stream);
   next_tick_ = Clock::now() + std::chrono::seconds(1);
@@ -770,6 +834,7 @@ void Connection::Close() {
   if (closed_) return;
   closed_ = true;
   if (stream_) {
+    ctx_.stats->streams_open--;
     stream_->Stop();
     // Close may run inside the stream's own call (Fail): destroy it after that returns.
     asio::post(executor_, [stream = std::move(stream_), port = std::move(stream_port_)] {});

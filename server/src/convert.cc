@@ -1,5 +1,7 @@
 #include "convert.h"
 
+#include <thread>
+
 #include "cairn/engine/document.h"
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/flex.h"
@@ -271,11 +273,11 @@ wire::ErrorCode ToWire(Code code, uint32_t protocol) {
 }
 
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
-                uint32_t protocol) {
+                uint32_t protocol, uint64_t log_first) {
   fbb.Clear();
   auto msg = fbb.CreateString(s.message());
   auto err = wire::CreateError(fbb, ToWire(s.code(), protocol), msg, s.failed_condition(),
-                               s.failed_operation());
+                               s.failed_operation(), log_first);
   fbb.Finish(wire::CreateResponseFrame(fbb, id, err));
 }
 
@@ -287,7 +289,7 @@ Offset<flatbuffers::Vector<uint8_t>> Bytes(flatbuffers::FlatBufferBuilder& fbb,
 }  // namespace
 
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
-                   uint32_t protocol) {
+                   uint32_t protocol, uint64_t at) {
   if (!r.status.ok()) return BuildError(fbb, id, r.status, protocol);
   fbb.Clear();
   std::vector<Offset<wire::OpResult>> results;
@@ -310,7 +312,7 @@ void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnRe
     results.push_back(wire::CreateOpResult(fbb, op.found, op.version, recs, op.count, cont));
   }
   auto vec = fbb.CreateVector(results);
-  auto reply = wire::CreateTxnReply(fbb, r.commit, vec);
+  auto reply = wire::CreateTxnReply(fbb, r.commit, vec, at ? at : r.commit);
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
 }
 
@@ -350,7 +352,7 @@ Status BuildGetsReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn&
     results.push_back(wire::CreateOpResult(fbb, true, rv.version, recs));
   }
   auto vec = fbb.CreateVector(results);
-  auto reply = wire::CreateTxnReply(fbb, 0, vec);
+  auto reply = wire::CreateTxnReply(fbb, 0, vec, read.commit());
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
   return Status::Ok();
 }
@@ -367,12 +369,40 @@ Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& 
   if (found) {
     // A value is at most max_value bytes, below the frame limit: it always fits.
     reply = wire::CreateGetReply(fbb, true, rv.version, wire::ToWire(rv.kind),
-                                 Bytes(fbb, rv.value));
+                                 Bytes(fbb, rv.value), read.commit());
   } else {
-    reply = wire::CreateGetReply(fbb);
+    reply = wire::CreateGetReply(fbb, false, 0, wire::ValueKind::Document, 0, read.commit());
   }
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::GetReply, reply.Union()));
   return Status::Ok();
+}
+
+void BuildDigestReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const DatabaseDigest& d) {
+  fbb.Clear();
+  auto reply = wire::CreateDigestReply(fbb, d.commit, d.digest, d.collections, d.records,
+                                       d.index_entries);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::DigestReply, reply.Union()));
+}
+
+Result<DatabaseDigest> DigestAt(Engine& engine, uint64_t at, std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  while (at && engine.LastCommit() < at && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (at && engine.LastCommit() < at) {
+    return Status(Code::kUnavailable, "the database is at commit " +
+                                          std::to_string(engine.LastCommit()) + "; commit " +
+                                          std::to_string(at) + " was not reached within " +
+                                          std::to_string(wait.count()) + " ms");
+  }
+  auto d = engine.Digest();
+  if (d.ok() && at && d->commit != at) {
+    return Status(Code::kConditionFailed,
+                  "the database is at commit " + std::to_string(d->commit) + ", past " +
+                      std::to_string(at) + ": a digest is of the current state only (compare "
+                      "nodes while writes are paused)");
+  }
+  return d;
 }
 
 void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r) {
@@ -450,6 +480,8 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("bytes.in", stats.bytes_in);
   counter("bytes.out", stats.bytes_out);
   counter("backpressure", stats.backpressure);
+  counter("streams.open", stats.streams_open);
+  counter("streams.watch", stats.watch_streams);
   counter("commits", engine.commits);
   counter("idempotent_replays", engine.replays);
   counter("idempotency_keys", engine.idempotency_keys);

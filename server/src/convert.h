@@ -2,6 +2,7 @@
 // The only place that knows both.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "cairn/engine/engine.h"
@@ -35,10 +36,13 @@ wire::ErrorCode ToWire(Code code, uint32_t protocol);
 
 // Response builders: each clears `fbb` and finishes a ResponseFrame in it. `protocol`:
 // the version the connection agreed on (before the handshake: 1).
+// `log_first`: for kLogTruncated, the oldest commit the log holds (Error.log_first).
 void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& s,
-                uint32_t protocol);
+                uint32_t protocol, uint64_t log_first = 0);
+// `at`: the commit the transaction's reads saw (a read-only one: its snapshot's; 0: the
+// transaction's own commit).
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
-                   uint32_t protocol);
+                   uint32_t protocol, uint64_t at = 0);
 // Whether a transaction is only gets, without conditions: it can be answered straight
 // from the snapshot's views (BuildGetsReply), without copying records twice.
 bool OnlyGets(const Transaction& t);
@@ -54,6 +58,11 @@ void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit
 // `next`: set on a page of ListCollections that more collections follow (catalog_reply.h).
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
                       const std::vector<CollectionInfo>& collections, std::string_view next = {});
+void BuildDigestReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const DatabaseDigest& d);
+// The digest once the engine has reached commit `at` (0: now), waiting up to `wait` for
+// it; kUnavailable if it was not reached in time, kConditionFailed if the database is past
+// it (a digest is of the current state only).
+Result<DatabaseDigest> DigestAt(Engine& engine, uint64_t at, std::chrono::milliseconds wait);
 void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r);
 void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload);
 void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,

@@ -19,6 +19,8 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch,
                                      [this] { commits_.Notify(); });
   ctx_.commits = &commits_;
+  tasks_ = std::make_unique<Tasks>();
+  ctx_.tasks = tasks_.get();
   ctx_.engine = engine_.get();
   ctx_.writer = writer_.get();
   VerifierOptions verifier;
@@ -223,11 +225,13 @@ void Server::Wait() {
   }
   threads_.clear();
   if (checker_) checker_->Stop();
+  if (tasks_) tasks_->Stop();
   if (writer_) writer_->Stop();  // commits whatever is still queued
   // The io_contexts stay until the destructor: objects of the caller's (a signal_set)
   // may still use them.
   writer_.reset();
   checker_.reset();
+  tasks_.reset();
   engine_.reset();
 }
 

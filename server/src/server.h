@@ -47,6 +47,7 @@ class Server {
   ServerStats stats_;
   CommitFeed commits_;  // before writer_: the writer notifies it
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
   ServerContext ctx_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;

@@ -13,6 +13,7 @@
 #include "options.h"
 #include "stats.h"
 #include "stream.h"
+#include "tasks.h"
 #include "checker.h"
 #include "writer.h"
 
@@ -25,6 +26,7 @@ struct ServerContext {
   Writer* writer = nullptr;
   Checker* checker = nullptr;
   CommitFeed* commits = nullptr;  // wakes streams waiting for new commits
+  Tasks* tasks = nullptr;         // requests that read the whole database (Digest)
   ServerStats* stats = nullptr;
   const ServerOptions* options = nullptr;
   RequestLimits limits;

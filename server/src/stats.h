@@ -35,6 +35,8 @@ struct ServerStats {
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> backpressure{0};  // times a connection stopped reading at its limits
+  std::atomic<uint64_t> watch_streams{0};  // Watch streams started
+  std::atomic<uint64_t> streams_open{0};   // streams (of any kind) running now
 };
 
 }  // namespace cairn::server

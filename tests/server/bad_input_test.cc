@@ -461,7 +461,7 @@ TEST_F(BadInputTest, PayloadsThatDoNotVerifyAreBadRequest) {
 TEST_F(BadInputTest, UnknownRequestTypeIsBadRequest) {
   Start();
   auto c = Connect(port());
-  for (int type : {13, 100, 200, 255}) {  // 12 is VerifyDatabase (protocol 3)
+  for (int type : {20, 100, 200, 255}) {  // 19 is Promote (protocol 5)
     FlatBufferBuilder fbb;
     auto body = wire::CreatePing(fbb, req::Bytes(fbb, "x"));
     fbb.Finish(

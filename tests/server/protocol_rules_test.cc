@@ -456,7 +456,8 @@ TEST_F(ProtocolRulesTest, StatsReportTheDocumentedCountersAndLatencies) {
                                    "errors.internal", "requests", "errors", "bad_frames",
                                    "bytes.in", "bytes.out", "backpressure", "commits",
                                    "idempotent_replays", "idempotency_keys", "group_commits",
-                                   "log.first", "readers.used", "corrupted_reads"}));
+                                   "log.first", "readers.used", "corrupted_reads", "streams.open",
+                                   "streams.watch"}));
   EXPECT_EQ(latencies,
             (std::set<std::string>{"hello", "ping", "read", "write", "catalog", "stats", "verify"}));
   EXPECT_EQ(r->reply_as_Stats()->batch_sizes()->op()->str(), "group_commit_batch");
