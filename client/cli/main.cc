@@ -19,8 +19,12 @@
 #include <sstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "backup_commands.h"
 #include "cairn/client/client.h"
+#include "cairn/protocol/backup.h"
 #include "cairn/protocol/json.h"
 
 namespace {
@@ -439,10 +443,11 @@ int Page(Client& db, const Paging& p, const std::function<void(Txn&, std::string
 
 // --- Streams: watch, digest.
 
-// Set by SIGINT and SIGTERM while a stream runs: the stream ends cleanly.
+// Set by SIGINT and SIGTERM (to the signal's number) while a stream runs: the stream
+// ends cleanly.
 volatile std::sig_atomic_t g_stop = 0;
 
-void OnStopSignal(int) { g_stop = 1; }
+void OnStopSignal(int sig) { g_stop = sig; }
 
 // Stops on SIGINT and SIGTERM instead of dying, and turns SIGPIPE into EPIPE from write
 // (a reader such as `head` went away).
@@ -548,6 +553,186 @@ int WatchChanges(Client& db, const WatchArgs& a) {
                              ? "; to go on from where it stopped: --from " + std::to_string(w.through() + 1)
                              : "";
     throw Failure(ExitFor(e.code()), std::string(ErrorCodeName(e.code())) + ": " + e.message() + resume);
+  }
+}
+
+// --- backup.
+
+// Where a backup is written: FILE.partial, renamed to FILE once it is whole and durable
+// (so that a file named FILE is always a complete backup), or standard output.
+class BackupTarget {
+ public:
+  explicit BackupTarget(std::string file) : file_(std::move(file)) {}
+  ~BackupTarget() { Abandon(); }
+
+  bool to_stdout() const { return file_ == "-"; }
+  std::string name() const { return to_stdout() ? "standard output" : partial(); }
+
+  int Open() {
+    if (to_stdout()) {
+      if (isatty(1)) {
+        throw Usage("standard output is a terminal: redirect it (cairn backup - > FILE), or "
+                    "give a FILE");
+      }
+      return 1;
+    }
+    // O_EXCL: two backups to one FILE at once must not write into each other's file.
+    fd_ = ::open(partial().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      int err = errno;
+      if (err == EEXIST) {
+        throw Failure(kServer, partial() + " exists: another backup to " + file_ +
+                                   " is running, or one was killed; remove it if none runs");
+      }
+      throw Failure(kServer, "cannot create " + partial() + ": " + std::strerror(err));
+    }
+    created_ = true;
+    return fd_;
+  }
+
+  // The backup is whole (BackupWriter::End fsynced it): FILE.partial becomes FILE, and
+  // the rename is made durable in the folder.
+  void Publish() {
+    if (to_stdout()) return;
+    int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) throw Failure(kServer, "cannot close " + partial() + ": " + std::strerror(errno));
+    if (::rename(partial().c_str(), file_.c_str()) != 0) {
+      throw Failure(kServer, "cannot rename " + partial() + " to " + file_ + ": " +
+                                 std::strerror(errno));
+    }
+    created_ = false;
+    size_t slash = file_.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : file_.substr(0, slash);
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || ::fsync(dfd) != 0) {
+      int err = errno;
+      if (dfd >= 0) ::close(dfd);
+      throw Failure(kServer, "the backup " + file_ + " is complete, but its folder " + dir +
+                                 " cannot be synced (" + std::strerror(err) +
+                                 "): it may not survive a crash");
+    }
+    ::close(dfd);
+  }
+
+  // A backup that did not complete leaves nothing behind.
+  void Abandon() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (created_) ::unlink(partial().c_str());
+    created_ = false;
+  }
+
+ private:
+  std::string partial() const { return file_ + ".partial"; }
+  std::string file_;
+  int fd_ = -1;
+  bool created_ = false;
+};
+
+// "MB done, MB/s" on stderr, at most four times a second, when stderr is a terminal.
+class Progress {
+ public:
+  Progress() : tty_(isatty(2)), start_(std::chrono::steady_clock::now()), last_(start_) {}
+  void Show(uint64_t bytes, bool final = false) {
+    if (!tty_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (!final && now - last_ < std::chrono::milliseconds(250)) return;
+    last_ = now;
+    std::fprintf(stderr, "\rbackup: %.1f MB, %.1f MB/s%s", bytes / 1e6, bytes / 1e6 / seconds(),
+                 final ? "\n" : "   ");
+  }
+  double seconds() const {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    return s > 0 ? s : 1e-9;
+  }
+
+ private:
+  bool tty_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+std::string BackupFailed(const BackupTarget& target) {
+  return target.to_stdout() ? "backup failed; what went to standard output is incomplete (it "
+                              "has no trailer: verify-backup and restore refuse it): "
+                            : "backup failed; no file was written: ";
+}
+
+// Fails the backup with the writer's error (the file or pipe could not be written).
+void Check(const BackupStatus& s) {
+  if (!s.ok()) throw Failure(kServer, s.message());
+}
+
+// `cairn backup FILE|-`: the server's snapshot, streamed into a backup file (docs/
+// storage.md, "Backups") as it arrives, every chunk checked twice (by the reader and the
+// writer); nothing is left under FILE unless the backup is whole.
+int Backup(Client& db, const std::string& file) {
+  HandleStopSignals();
+  BackupTarget target(file);
+  int fd = target.Open();
+  BackupWriter writer(fd, target.name());
+  SnapshotReader reader = db.Snapshot();
+  Progress progress;
+  auto next = [&]() -> SnapshotPart {
+    std::future<SnapshotPart> f = reader.AsyncNext(asio::use_future);
+    std::optional<SnapshotPart> part = WaitOrStop(f);
+    if (!part) {
+      target.Abandon();
+      Note(target.to_stdout() ? "interrupted: the backup on standard output is incomplete"
+                              : "interrupted: no backup was written");
+      // The caller learns how it ended, as from any program the signal stopped.
+      int sig = g_stop;
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+      throw Failure(kServer, "interrupted");
+    }
+    return std::move(*part);
+  };
+  try {
+    SnapshotBegin begin = std::get<SnapshotBegin>(next());
+    if (begin.format != kSnapshotFormatLmdb) {
+      throw Failure(kServer, "the server sends snapshots of format " + std::to_string(begin.format) +
+                                 ", which this cairn cannot back up (it knows format " +
+                                 std::to_string(kSnapshotFormatLmdb) + "): use the server's version");
+    }
+    std::vector<BackupEpoch> history;
+    for (const EpochStart& e : begin.history) history.push_back({e.epoch, e.id, e.first_commit});
+    Check(writer.Begin(begin.commit, begin.format, history));
+    while (true) {
+      SnapshotPart part = next();
+      if (auto* c = std::get_if<SnapshotChunk>(&part)) {
+        Check(writer.Chunk(c->offset, c->data, c->checksum));
+        progress.Show(writer.data_bytes());
+        continue;
+      }
+      const SnapshotEnd& end = std::get<SnapshotEnd>(part);
+      Check(writer.End(end.size, end.checksum));
+      break;
+    }
+    target.Publish();
+    double s = progress.seconds();
+    progress.Show(writer.data_bytes(), true);
+    char rate[96];
+    std::snprintf(rate, sizeof rate, "\"seconds\":%.3f,\"mb_per_s\":%.1f", s,
+                  writer.data_bytes() / 1e6 / s);
+    std::string summary = "{\"file\":" + Text(target.to_stdout() ? "-" : file) +
+                          ",\"commit\":" + std::to_string(begin.commit) +
+                          ",\"size\":" + std::to_string(writer.data_bytes()) +
+                          ",\"file_bytes\":" + std::to_string(writer.file_bytes()) +
+                          ",\"chunks\":" + std::to_string(writer.chunks()) + "," + rate + "}";
+    if (target.to_stdout()) {
+      Note("backup of commit " + std::to_string(begin.commit) + " written: " + summary);
+    } else {
+      std::printf("%s\n", summary.c_str());
+    }
+    return kOk;
+  } catch (const Error& e) {
+    target.Abandon();
+    throw Failure(ExitFor(e.code()), BackupFailed(target) + std::string(ErrorCodeName(e.code())) +
+                                         ": " + e.message());
+  } catch (const Failure& e) {
+    target.Abandon();
+    throw Failure(e.code, BackupFailed(target) + e.what());
   }
 }
 
@@ -707,6 +892,14 @@ int main(int argc, char** argv) {
   digest->add_flag("--json", digest_args.json, "Print JSON");
   cli::BackupCommands backup_commands;
   cli::AddBackupCommands(app, &backup_commands);
+  std::string backup_file;
+  auto* backup = app.add_subcommand(
+      "backup", "Take a hot, consistent backup of the server's database into FILE (- for "
+                "standard output); reads and writes go on meanwhile");
+  backup->add_option("FILE", backup_file,
+                     "The backup file (written as FILE.partial, renamed when whole); -: "
+                     "standard output")
+      ->required();
 
   // A misspelt command is named, with the nearest one (CLI11 would only say that an
   // argument was not expected).
@@ -946,6 +1139,8 @@ int main(int argc, char** argv) {
         throw Usage("watch takes a COLLECTION, or --all-collections");
       }
       return WatchChanges(*db(), watch_args);
+    } else if (*backup) {
+      return Backup(*db(), backup_file);
     } else if (*digest) {
       if (digest_args.wait_s > 0 && digest_args.at == 0) throw Usage("--wait goes with --at");
       return PrintDigest(*db(), digest_args);

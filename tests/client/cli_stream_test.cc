@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include "cairn/client/client.h"
+#include "cairn/protocol/backup.h"
 #include "command.h"
 #include "fake_server.h"
 
@@ -64,6 +65,71 @@ std::string ErrorFrame(uint64_t id, wire::ErrorCode code, std::string_view messa
 }
 
 std::string Doc(std::string_view json) { return client::Document::FromJson(json).bytes(); }
+
+std::string BeginFrame(uint64_t id, uint64_t commit, uint32_t format = 1) {
+  Fbb fbb;
+  auto e = wire::CreateEpochStart(fbb, 2, 0xabc, 40);
+  auto b = wire::CreateSnapshotBegin(fbb, commit, format, fbb.CreateVector(&e, 1));
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::SnapshotBegin, b.Union()));
+  return FakePeer::Frame(fbb);
+}
+
+std::string ChunkFrame(uint64_t id, uint64_t offset, std::string_view data, bool damage = false) {
+  Fbb fbb;
+  uint64_t sum = BackupChunkChecksum(offset, data);
+  std::string bytes(data);
+  if (damage) bytes[bytes.size() / 2] ^= 4;
+  auto c = wire::CreateSnapshotChunk(
+      fbb, offset, fbb.CreateVector(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+      sum);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::SnapshotChunk, c.Union()));
+  return FakePeer::Frame(fbb);
+}
+
+std::string EndFrame(uint64_t id, std::string_view data) {
+  Fbb fbb;
+  BackupDataChecksum sum;
+  sum.Update(data);
+  auto e = wire::CreateSnapshotEnd(fbb, data.size(), sum.Digest());
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::SnapshotEnd, e.Union()));
+  return FakePeer::Frame(fbb);
+}
+
+// A snapshot of `data` in chunks of 64 KiB; `damage_chunk` (if any) is sent damaged;
+// the stream stops before its end with `cut`.
+std::string SnapshotFrames(uint64_t id, const std::string& data, int damage_chunk = -1,
+                           bool cut = false) {
+  std::string out = BeginFrame(id, 1234);
+  int i = 0;
+  for (size_t off = 0; off < data.size(); off += 65536, i++) {
+    out += ChunkFrame(id, off, std::string_view(data).substr(off, 65536), i == damage_chunk);
+  }
+  if (!cut) out += EndFrame(id, data);
+  return out;
+}
+
+std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i++) s[i] = char((i * 131) ^ (i >> 9));
+  return s;
+}
+
+bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+std::string Slurp(const std::string& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// What a backup file holds: its info, and its data put together.
+std::pair<BackupResult<BackupInfo>, std::string> ReadBack(const std::string& file) {
+  std::string data;
+  auto r = ReadBackup(file, [&](uint64_t, std::string_view d) {
+    data += d;
+    return BackupStatus();
+  });
+  return {std::move(r), data};
+}
 
 class CliStreamTest : public ::testing::Test {
  protected:
@@ -230,6 +296,137 @@ TEST_F(CliStreamTest, WatchAllCollectionsAndAPrefixInBase64) {
   auto [has_collection, prefix] = asked.get_future().get();
   EXPECT_FALSE(has_collection);
   EXPECT_EQ(prefix, std::string("\xff\xfe", 2));
+}
+
+// --- backup.
+
+TEST_F(CliStreamTest, BackupWritesAFileThatVerifiesAndHoldsTheSnapshot) {
+  const std::string data = Pattern(1 << 20);
+  FakeServer server([&](FakePeer& peer, const wire::RequestFrame& f) {
+    ASSERT_EQ(f.request_type(), wire::Request::Snapshot);
+    peer.SendRaw(SnapshotFrames(f.id(), data));
+  });
+  std::string file = dir_.Sub("db.backup");
+  testing::CommandRun r = Cairn(server, "backup " + file);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"commit\":1234,\"size\":1048576"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "") << "no progress when stderr is not a terminal";
+  EXPECT_FALSE(Exists(file + ".partial"));
+  auto [info, back] = ReadBack(file);
+  ASSERT_TRUE(info.ok()) << info.status().message();
+  EXPECT_EQ(info->commit, 1234u);
+  EXPECT_EQ(info->snapshot_format, kSnapshotFormatLmdb);
+  EXPECT_EQ(info->history, (std::vector<BackupEpoch>{{2, 0xabc, 40}}));
+  EXPECT_EQ(info->size, data.size());
+  EXPECT_TRUE(back == data);
+
+  // Another backup to the same FILE replaces it once it is whole.
+  testing::CommandRun again = Cairn(server, "backup " + file);
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_TRUE(ReadBack(file).first.ok());
+}
+
+TEST_F(CliStreamTest, BackupToStandardOutputWritesOnlyTheBackupThere) {
+  const std::string data = Pattern(300000);
+  FakeServer server([&](FakePeer& peer, const wire::RequestFrame& f) {
+    peer.SendRaw(SnapshotFrames(f.id(), data));
+  });
+  testing::CommandRun r = Cairn(server, "backup -");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("backup of commit 1234 written"), std::string::npos) << r.err;
+  std::string file = dir_.Sub("from-stdout");
+  std::ofstream(file) << r.out;
+  auto [info, back] = ReadBack(file);
+  ASSERT_TRUE(info.ok()) << info.status().message();
+  EXPECT_TRUE(back == data);
+}
+
+// A stream that fails in any way leaves no FILE, no FILE.partial, and an older FILE as
+// it was.
+TEST_F(CliStreamTest, BackupThatFailsLeavesNothingBehind) {
+  const std::string data = Pattern(500000);
+  struct Case {
+    const char* name;
+    std::function<std::string(uint64_t)> frames;
+    const char* says;
+  };
+  std::vector<Case> cases = {
+      {"damaged chunk", [&](uint64_t id) { return SnapshotFrames(id, data, 3); }, "checksum"},
+      {"cut before the end", [&](uint64_t id) { return SnapshotFrames(id, data, -1, true); },
+       "before its end"},
+      {"server error",
+       [&](uint64_t id) {
+         return BeginFrame(id, 9) + ErrorFrame(id, wire::ErrorCode::Internal, "copy failed: EIO");
+       },
+       "copy failed: EIO"},
+      {"unknown format", [&](uint64_t id) { return BeginFrame(id, 9, 2) + EndFrame(id, ""); },
+       "format 2"},
+  };
+  std::string file = dir_.Sub("kept.backup");
+  std::ofstream(file) << "an older backup";
+  for (const Case& c : cases) {
+    FakeServer server([&](FakePeer& peer, const wire::RequestFrame& f) {
+      peer.SendRaw(c.frames(f.id()));
+    });
+    testing::CommandRun r = Cairn(server, "backup " + file);
+    EXPECT_EQ(r.code, 3) << c.name;
+    EXPECT_NE(r.err.find("backup failed; no file was written"), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_EQ(r.out, "") << c.name;
+    EXPECT_FALSE(Exists(file + ".partial")) << c.name;
+    EXPECT_EQ(Slurp(file), "an older backup") << c.name;
+
+    // To standard output: what was written has no trailer, and is refused.
+    testing::CommandRun piped = Cairn(server, "backup -");
+    EXPECT_EQ(piped.code, 3) << c.name;
+    EXPECT_NE(piped.err.find("is incomplete"), std::string::npos) << c.name << ": " << piped.err;
+    std::string out = dir_.Sub("piped");
+    std::ofstream(out) << piped.out;
+    EXPECT_FALSE(ReadBackup(out).ok()) << c.name;
+  }
+}
+
+TEST_F(CliStreamTest, BackupRefusesAPartialFileThatExists) {
+  FakeServer server([&](FakePeer& peer, const wire::RequestFrame& f) {
+    peer.SendRaw(SnapshotFrames(f.id(), Pattern(1000)));
+  });
+  std::string file = dir_.Sub("b.backup");
+  std::ofstream(file + ".partial") << "another backup's";
+  testing::CommandRun r = Cairn(server, "backup " + file);
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find(file + ".partial exists"), std::string::npos) << r.err;
+  EXPECT_EQ(Slurp(file + ".partial"), "another backup's");
+  EXPECT_FALSE(Exists(file));
+  EXPECT_EQ(server.requests(wire::Request::Snapshot), 0);
+}
+
+TEST_F(CliStreamTest, BackupInterruptedBySigintLeavesNothingAndSaysSo) {
+  const std::string data = Pattern(200000);
+  FakeServer server([&](FakePeer& peer, const wire::RequestFrame& f) {
+    peer.SendRaw(SnapshotFrames(f.id(), data, -1, /*cut=*/true));
+    peer.ClosedByClient(10s);  // the rest never comes
+  });
+  std::string file = dir_.Sub("i.backup"), err = dir_.Sub("i.err");
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("CAIRN_ADDR", server.address().c_str(), 1);
+    freopen("/dev/null", "w", stdout);
+    freopen(err.c_str(), "w", stderr);
+    execl(CAIRN_CLI_PATH, CAIRN_CLI_PATH, "backup", file.c_str(), nullptr);
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!Exists(file + ".partial") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(100ms);
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+  EXPECT_FALSE(Exists(file));
+  EXPECT_FALSE(Exists(file + ".partial"));
+  EXPECT_NE(Slurp(err).find("interrupted: no backup was written"), std::string::npos) << Slurp(err);
 }
 
 // --- digest.
