@@ -7,15 +7,11 @@
 #include <future>
 
 #include "cairn/client/client.h"
+#include "cairn/protocol/backup.h"
 #include "cairn/protocol/codes.h"
 #include "cairn_generated.h"
 #include "codec.h"
 #include "stream_connection.h"
-
-// Header-only: libcairn does not link libxxhash, so an application that links libcairn
-// does not need it either.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 namespace cairn::client {
 
@@ -219,11 +215,7 @@ class SnapshotState final : public internal::StreamConnection {
  public:
   SnapshotState(const internal::StreamTarget& target, const SnapshotOptions& o,
                 std::string request)
-      : StreamConnection(target, std::move(request), "snapshot", o.idle_timeout),
-        hash_(XXH3_createState()) {
-    if (!hash_) throw std::bad_alloc();
-    XXH3_64bits_reset(hash_.get());
-  }
+      : StreamConnection(target, std::move(request), "snapshot", o.idle_timeout) {}
 
   void Next(std::unique_ptr<Completion<SnapshotPart>> c) {
     if (waiting_) {
@@ -279,11 +271,12 @@ class SnapshotState final : public internal::StreamConnection {
                       (c.offset() > received_ ? "a gap" : "an overlap") + ")");
     }
     std::string data = Str(c.data());
-    if (XXH3_64bits_withSeed(data.data(), data.size(), c.offset()) != c.checksum()) {
+    // The stream's checksums are the backup file's (one definition, protocol/backup.h).
+    if (BackupChunkChecksum(c.offset(), data) != c.checksum()) {
       throw Error(ErrorCode::kProtocol, where + " (" + std::to_string(data.size()) +
                                             " bytes) fails its checksum: damaged in transit");
     }
-    XXH3_64bits_update(hash_.get(), data.data(), data.size());
+    whole_.Update(data);
     received_ += data.size();
     size_t n = data.size();
     Push(SnapshotChunk{c.offset(), std::move(data), c.checksum()}, n);
@@ -298,7 +291,7 @@ class SnapshotState final : public internal::StreamConnection {
                                             " bytes, but " + std::to_string(received_) +
                                             " arrived");
     }
-    if (XXH3_64bits_digest(hash_.get()) != e.checksum()) {
+    if (whole_.Digest() != e.checksum()) {
       throw Error(ErrorCode::kProtocol,
                   "the snapshot's checksum does not match its " + std::to_string(received_) +
                       " bytes, although every chunk matched its own");
@@ -352,10 +345,7 @@ class SnapshotState final : public internal::StreamConnection {
     }
   }
 
-  struct FreeHash {
-    void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
-  };
-  std::unique_ptr<XXH3_state_t, FreeHash> hash_;
+  BackupDataChecksum whole_;  // of every byte checked so far
   Stage stage_ = Stage::kBegin;
   uint64_t received_ = 0;  // bytes of chunks checked
   std::deque<SnapshotPart> ready_;

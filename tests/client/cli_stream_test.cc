@@ -457,12 +457,12 @@ TEST_F(CliStreamTest, DigestPrintsTheCommitTheDigestAndTheCounts) {
 
 TEST_F(CliStreamTest, DigestRefusedByTheServerExitsWithItsMessage) {
   FakeServer server([&](FakePeer& peer, const wire::RequestFrame& f) {
-    peer.SendRaw(ErrorFrame(f.id(), wire::ErrorCode::BadRequest,
+    peer.SendRaw(ErrorFrame(f.id(), wire::ErrorCode::ConditionFailed,
                             "commit 5 is in the past: the database is at 9"));
     peer.ClosedByClient(10s);
   });
   testing::CommandRun r = Cairn(server, "digest --at 5");
-  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("commit 5 is in the past"), std::string::npos) << r.err;
 }
 

@@ -375,10 +375,10 @@ class Client : public AsyncCalls<Client>, public std::enable_shared_from_this<Cl
 
   // The content digest of the server's database (protocol 5; docs/storage.md,
   // "Digest"): at its last commit, or, with `at`, at that commit: the server waits up to
-  // `wait` to reach it (a replica catching up) and answers kUnavailable if it has not by
-  // then, kBadRequest if it is already past it (a digest is computed in one read
-  // transaction, at the commit the database is at). Reads the whole database: as slow as
-  // it is large; the call's timeout applies, on top of `wait`.
+  // `wait` to reach it (a replica catching up) and fails with kUnavailable if it has not
+  // by then, kConditionFailed if it is already past it (a digest is of the state the
+  // database is in, read in one snapshot). Reads the whole database: as slow as it is
+  // large; the call's timeout applies, on top of `wait`.
   DatabaseDigest Digest(uint64_t at = 0, std::chrono::milliseconds wait = {});
 
   // --- Streams (stream.h; protocol 5): each on a connection of its own, outside the
