@@ -100,16 +100,18 @@ void StreamConnection::OnHelloReply(const wire::ResponseFrame& r) {
 }
 
 void StreamConnection::Send(std::string frame) {
-  // Two frames in all (Hello, then the request once the HelloReply is in), never two
-  // writes at once.
-  out_ = std::move(frame);
+  // Two frames in all: Hello, then the request once the HelloReply is in. Each write owns
+  // its bytes until its handler runs.
+  auto bytes = std::make_shared<std::string>(std::move(frame));
   auto self = shared_from_this();
-  asio::async_write(socket_, asio::buffer(out_), [self](const asio::error_code& ec, size_t) {
-    if (self->ended_) return;
-    if (ec) {
-      self->Fail(Error(ErrorCode::kConnectionFailed, "connection lost: " + ec.message()));
-    }
-  });
+  asio::async_write(socket_, asio::buffer(*bytes),
+                    [self, bytes](const asio::error_code& ec, size_t) {
+                      if (self->ended_) return;
+                      if (ec) {
+                        self->Fail(Error(ErrorCode::kConnectionFailed,
+                                         "connection lost: " + ec.message()));
+                      }
+                    });
 }
 
 // --- Reading.

@@ -123,7 +123,6 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
 
   std::vector<char> in_;
   size_t in_len_ = 0;
-  std::string out_;
 };
 
 // The streams (stream.cc): built, and started on the IO thread.
