@@ -405,9 +405,14 @@ Watcher::~Watcher() { Close(); }
 
 void Watcher::Close() {
   if (!state_) return;
-  auto s = std::move(state_);
-  s->Run([s] { s->Close(Error(ErrorCode::kConnectionFailed, "the watcher is closed")); });
-  // The Client goes last: its IO thread runs the Close posted above before it stops.
+  {
+    auto s = std::move(state_);
+    s->Run([s] { s->Close(Error(ErrorCode::kConnectionFailed, "the watcher is closed")); });
+  }
+  // The Client goes last, after this handle's reference to the stream: if it is the
+  // last one, its IO thread runs the Close posted above (and the handlers it cancels,
+  // which hold the stream's last references) before the io_context goes; a stream that
+  // outlived it would close its socket on a destroyed io_context.
   client_.reset();
 }
 
@@ -447,9 +452,11 @@ SnapshotReader::~SnapshotReader() { Close(); }
 
 void SnapshotReader::Close() {
   if (!state_) return;
-  auto s = std::move(state_);
-  s->Run([s] { s->Close(Error(ErrorCode::kConnectionFailed, "the snapshot reader is closed")); });
-  client_.reset();
+  {
+    auto s = std::move(state_);
+    s->Run([s] { s->Close(Error(ErrorCode::kConnectionFailed, "the snapshot reader is closed")); });
+  }
+  client_.reset();  // last, as in Watcher::Close
 }
 
 bool SnapshotReader::complete() const { return state_ && state_->complete(); }
