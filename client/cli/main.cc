@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,8 +19,12 @@
 #include <sstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "backup_commands.h"
 #include "cairn/client/client.h"
+#include "cairn/protocol/backup.h"
 #include "cairn/protocol/json.h"
 
 namespace {
@@ -433,6 +441,326 @@ int Page(Client& db, const Paging& p, const std::function<void(Txn&, std::string
   return kOk;
 }
 
+// --- Streams: watch, digest.
+
+// Set by SIGINT and SIGTERM (to the signal's number) while a stream runs: the stream
+// ends cleanly.
+volatile std::sig_atomic_t g_stop = 0;
+
+void OnStopSignal(int sig) { g_stop = sig; }
+
+// Stops on SIGINT and SIGTERM instead of dying, and turns SIGPIPE into EPIPE from write
+// (a reader such as `head` went away).
+void HandleStopSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+// Waits for a stream call, waking up for a stop signal; nullopt if one came.
+template <typename T>
+std::optional<T> WaitOrStop(std::future<T>& f) {
+  while (f.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+    if (g_stop) return std::nullopt;
+  }
+  return f.get();
+}
+
+// Writes a line to stdout and flushes it; false when the reader has gone (EPIPE).
+bool PrintLine(const std::string& line) {
+  if (std::fputs(line.c_str(), stdout) >= 0 && std::fputc('\n', stdout) != EOF &&
+      std::fflush(stdout) == 0) {
+    return true;
+  }
+  if (errno == EPIPE) return false;
+  throw Failure(kServer, std::string("cannot write to standard output: ") + std::strerror(errno));
+}
+
+// One change as a JSON line: {"commit", "collection", "op", "key", "value", "index",
+// "time_ms"}, with only the members that apply to its kind (docs/client.md, "watch").
+std::string ChangeJson(const Change& c) {
+  std::string out = "{\"commit\":" + std::to_string(c.commit) +
+                    ",\"collection\":" + Text(c.collection) + ",\"op\":" +
+                    Text(ChangeKindName(c.kind));
+  if (ChangeKindName(c.kind) == "unknown") out += ",\"kind\":" + std::to_string(int(c.kind));
+  if (c.kind == Change::Kind::kPut || c.kind == Change::Kind::kDelete) out += ",\"key\":" + Quote(c.key);
+  if (c.kind == Change::Kind::kPut) {
+    out += ",\"value\":";
+    if (c.value_kind == ValueKind::kRaw) {
+      out += "{\"$bytes\":\"" + Base64(c.value) + "\"}";
+    } else {
+      try {
+        out += Document::FromBytes(c.value).ToJson();
+      } catch (const Error&) {
+        throw Failure(kServer, "commit " + std::to_string(c.commit) + ": the server sent a put of " +
+                                   Quote(c.key) + " whose value is not a document");
+      }
+    }
+  }
+  if (c.index) {
+    out += ",\"index\":{\"name\":" + Text(c.index->name);
+    if (c.kind == Change::Kind::kCreateIndex) {
+      out += ",\"fields\":[";
+      for (size_t i = 0; i < c.index->fields.size(); i++) {
+        out += (i ? "," : "") + Text(c.index->fields[i]);
+      }
+      out += "],\"unique\":" + std::string(c.index->unique ? "true" : "false");
+    }
+    out += "}";
+  }
+  return out + ",\"time_ms\":" + std::to_string(c.time_ms) + "}";
+}
+
+struct WatchArgs {
+  std::string collection, prefix;
+  uint64_t from = 0, count = 0;
+  bool all_collections = false;
+};
+
+// `cairn watch`: the changes as JSON lines, as they happen, until a stop signal, the
+// reader's end (EPIPE), --count changes, or an error (which says where to resume).
+int WatchChanges(Client& db, const WatchArgs& a) {
+  HandleStopSignals();
+  Watcher w = db.Watch({.collection = a.all_collections ? "" : a.collection,
+                        .prefix = a.prefix,
+                        .from = a.from});
+  uint64_t printed = 0;
+  try {
+    while (true) {
+      std::future<WatchBatch> next = w.AsyncNext(asio::use_future);
+      std::optional<WatchBatch> b = WaitOrStop(next);
+      if (!b) {
+        if (w.through() > 0) Note("stopped; to go on from here: --from " + std::to_string(w.through() + 1));
+        return kOk;
+      }
+      for (const Change& c : b->changes) {
+        if (!PrintLine(ChangeJson(c))) return kOk;
+        if (a.count && ++printed == a.count) return kOk;
+      }
+    }
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kLogTruncated) {
+      throw Failure(kServer, "commit " + std::to_string(a.from) +
+                                 " is no longer in the server's change log; the oldest it keeps is " +
+                                 std::to_string(e.log_first()) + ": run again with --from " +
+                                 std::to_string(e.log_first()) +
+                                 " (what came before is gone), or without --from to watch new commits");
+    }
+    std::string resume = w.through() > 0 || a.from > 0
+                             ? "; to go on from where it stopped: --from " + std::to_string(w.through() + 1)
+                             : "";
+    throw Failure(ExitFor(e.code()), std::string(ErrorCodeName(e.code())) + ": " + e.message() + resume);
+  }
+}
+
+// --- backup.
+
+// Where a backup is written: FILE.partial, renamed to FILE once it is whole and durable
+// (so that a file named FILE is always a complete backup), or standard output.
+class BackupTarget {
+ public:
+  explicit BackupTarget(std::string file) : file_(std::move(file)) {}
+  ~BackupTarget() { Abandon(); }
+
+  bool to_stdout() const { return file_ == "-"; }
+  std::string name() const { return to_stdout() ? "standard output" : partial(); }
+
+  int Open() {
+    if (to_stdout()) {
+      if (isatty(1)) {
+        throw Usage("standard output is a terminal: redirect it (cairn backup - > FILE), or "
+                    "give a FILE");
+      }
+      return 1;
+    }
+    // O_EXCL: two backups to one FILE at once must not write into each other's file.
+    fd_ = ::open(partial().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      int err = errno;
+      if (err == EEXIST) {
+        throw Failure(kServer, partial() + " exists: another backup to " + file_ +
+                                   " is running, or one was killed; remove it if none runs");
+      }
+      throw Failure(kServer, "cannot create " + partial() + ": " + std::strerror(err));
+    }
+    created_ = true;
+    return fd_;
+  }
+
+  // The backup is whole (BackupWriter::End fsynced it): FILE.partial becomes FILE, and
+  // the rename is made durable in the folder.
+  void Publish() {
+    if (to_stdout()) return;
+    int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) throw Failure(kServer, "cannot close " + partial() + ": " + std::strerror(errno));
+    if (::rename(partial().c_str(), file_.c_str()) != 0) {
+      throw Failure(kServer, "cannot rename " + partial() + " to " + file_ + ": " +
+                                 std::strerror(errno));
+    }
+    created_ = false;
+    size_t slash = file_.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : file_.substr(0, slash);
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || ::fsync(dfd) != 0) {
+      int err = errno;
+      if (dfd >= 0) ::close(dfd);
+      throw Failure(kServer, "the backup " + file_ + " is complete, but its folder " + dir +
+                                 " cannot be synced (" + std::strerror(err) +
+                                 "): it may not survive a crash");
+    }
+    ::close(dfd);
+  }
+
+  // A backup that did not complete leaves nothing behind.
+  void Abandon() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (created_) ::unlink(partial().c_str());
+    created_ = false;
+  }
+
+ private:
+  std::string partial() const { return file_ + ".partial"; }
+  std::string file_;
+  int fd_ = -1;
+  bool created_ = false;
+};
+
+// "MB done, MB/s" on stderr, at most four times a second, when stderr is a terminal.
+class Progress {
+ public:
+  Progress() : tty_(isatty(2)), start_(std::chrono::steady_clock::now()), last_(start_) {}
+  void Show(uint64_t bytes, bool final = false) {
+    if (!tty_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (!final && now - last_ < std::chrono::milliseconds(250)) return;
+    last_ = now;
+    std::fprintf(stderr, "\rbackup: %.1f MB, %.1f MB/s%s", bytes / 1e6, bytes / 1e6 / seconds(),
+                 final ? "\n" : "   ");
+  }
+  double seconds() const {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    return s > 0 ? s : 1e-9;
+  }
+
+ private:
+  bool tty_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+std::string BackupFailed(const BackupTarget& target) {
+  return target.to_stdout() ? "backup failed; what went to standard output is incomplete (it "
+                              "has no trailer: verify-backup and restore refuse it): "
+                            : "backup failed; no file was written: ";
+}
+
+// Fails the backup with the writer's error (the file or pipe could not be written).
+void Check(const BackupStatus& s) {
+  if (!s.ok()) throw Failure(kServer, s.message());
+}
+
+// `cairn backup FILE|-`: the server's snapshot, streamed into a backup file (docs/
+// storage.md, "Backups") as it arrives, every chunk checked twice (by the reader and the
+// writer); nothing is left under FILE unless the backup is whole.
+int Backup(Client& db, const std::string& file) {
+  HandleStopSignals();
+  BackupTarget target(file);
+  int fd = target.Open();
+  BackupWriter writer(fd, target.name());
+  SnapshotReader reader = db.Snapshot();
+  Progress progress;
+  auto next = [&]() -> SnapshotPart {
+    std::future<SnapshotPart> f = reader.AsyncNext(asio::use_future);
+    std::optional<SnapshotPart> part = WaitOrStop(f);
+    if (!part) {
+      target.Abandon();
+      Note(target.to_stdout() ? "interrupted: the backup on standard output is incomplete"
+                              : "interrupted: no backup was written");
+      // The caller learns how it ended, as from any program the signal stopped.
+      int sig = g_stop;
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+      throw Failure(kServer, "interrupted");
+    }
+    return std::move(*part);
+  };
+  try {
+    SnapshotBegin begin = std::get<SnapshotBegin>(next());
+    if (begin.format != kSnapshotFormatLmdb) {
+      throw Failure(kServer, "the server sends snapshots of format " + std::to_string(begin.format) +
+                                 ", which this cairn cannot back up (it knows format " +
+                                 std::to_string(kSnapshotFormatLmdb) + "): use the server's version");
+    }
+    std::vector<BackupEpoch> history;
+    for (const EpochStart& e : begin.history) history.push_back({e.epoch, e.id, e.first_commit});
+    Check(writer.Begin(begin.commit, begin.format, history));
+    while (true) {
+      SnapshotPart part = next();
+      if (auto* c = std::get_if<SnapshotChunk>(&part)) {
+        Check(writer.Chunk(c->offset, c->data, c->checksum));
+        progress.Show(writer.data_bytes());
+        continue;
+      }
+      const SnapshotEnd& end = std::get<SnapshotEnd>(part);
+      Check(writer.End(end.size, end.checksum));
+      break;
+    }
+    target.Publish();
+    double s = progress.seconds();
+    progress.Show(writer.data_bytes(), true);
+    char rate[96];
+    std::snprintf(rate, sizeof rate, "\"seconds\":%.3f,\"mb_per_s\":%.1f", s,
+                  writer.data_bytes() / 1e6 / s);
+    std::string summary = "{\"file\":" + Text(target.to_stdout() ? "-" : file) +
+                          ",\"commit\":" + std::to_string(begin.commit) +
+                          ",\"size\":" + std::to_string(writer.data_bytes()) +
+                          ",\"file_bytes\":" + std::to_string(writer.file_bytes()) +
+                          ",\"chunks\":" + std::to_string(writer.chunks()) + "," + rate + "}";
+    if (target.to_stdout()) {
+      Note("backup of commit " + std::to_string(begin.commit) + " written: " + summary);
+    } else {
+      std::printf("%s\n", summary.c_str());
+    }
+    return kOk;
+  } catch (const Error& e) {
+    target.Abandon();
+    throw Failure(ExitFor(e.code()), BackupFailed(target) + std::string(ErrorCodeName(e.code())) +
+                                         ": " + e.message());
+  } catch (const Failure& e) {
+    target.Abandon();
+    throw Failure(e.code, BackupFailed(target) + e.what());
+  }
+}
+
+struct DigestArgs {
+  uint64_t at = 0;
+  double wait_s = 0;
+  bool json = false;
+};
+
+// `cairn digest`: the content digest at the server's last commit or at --at.
+int PrintDigest(Client& db, const DigestArgs& a) {
+  auto wait = std::chrono::milliseconds(int64_t(a.wait_s * 1000));
+  DatabaseDigest d = db.Digest(a.at, wait);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)d.digest);
+  if (a.json) {
+    std::printf("{\"commit\":%llu,\"digest\":\"%s\",\"collections\":%llu,\"records\":%llu,"
+                "\"index_entries\":%llu}\n",
+                (unsigned long long)d.commit, hex, (unsigned long long)d.collections,
+                (unsigned long long)d.records, (unsigned long long)d.index_entries);
+  } else {
+    std::printf("commit %llu digest %s (%llu collections, %llu records, %llu index entries)\n",
+                (unsigned long long)d.commit, hex, (unsigned long long)d.collections,
+                (unsigned long long)d.records, (unsigned long long)d.index_entries);
+  }
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -543,8 +871,35 @@ int main(int argc, char** argv) {
   load->add_option("--key-field", key_field, "Field holding each record's key")->capture_default_str();
   load->add_option("--batch", batch, "Records per transaction")->capture_default_str()->check(CLI::Range(1, 100000));
   load->add_flag("--atomic", atomic, "All or nothing, in one transaction");
+  WatchArgs watch_args;
+  auto* watch = app.add_subcommand(
+      "watch", "Print changes as they are committed, one JSON line each (until Ctrl-C)");
+  watch->add_option("COLLECTION", watch_args.collection, "The collection to follow");
+  watch->add_flag("--all-collections", watch_args.all_collections,
+                  "Every collection, catalog changes included (instead of COLLECTION)");
+  watch->add_option("--from", watch_args.from,
+                    "First commit to print (default: the commits from now on)");
+  watch->add_option("--prefix", watch_args.prefix, "Only keys that start with this");
+  add_key_base64(watch, "--prefix is base64 (for bytes that are not UTF-8)");
+  watch->add_option("--count", watch_args.count, "Stop after this many changes");
+  DigestArgs digest_args;
+  auto* digest = app.add_subcommand(
+      "digest", "Content digest of the database (equal digests at one commit: equal data)");
+  digest->add_option("--at", digest_args.at,
+                     "At this commit (waits for it with --wait; refused once past it)");
+  digest->add_option("--wait", digest_args.wait_s, "Seconds to wait for --at's commit")
+      ->check(CLI::Range(0.0, 3600.0));
+  digest->add_flag("--json", digest_args.json, "Print JSON");
   cli::BackupCommands backup_commands;
   cli::AddBackupCommands(app, &backup_commands);
+  std::string backup_file;
+  auto* backup = app.add_subcommand(
+      "backup", "Take a hot, consistent backup of the server's database into FILE (- for "
+                "standard output); reads and writes go on meanwhile");
+  backup->add_option("FILE", backup_file,
+                     "The backup file (written as FILE.partial, renamed when whole); -: "
+                     "standard output")
+      ->required();
 
   // A misspelt command is named, with the nearest one (CLI11 would only say that an
   // argument was not expected).
@@ -584,7 +939,8 @@ int main(int argc, char** argv) {
       if (!index.empty()) throw Usage("--key-base64 is for keys, not index values: write "
                                       "{\"$string\": \"<base64>\"} in --from/--to");
       using Arg = std::pair<std::string*, const char*>;
-      for (auto [arg, name] : {Arg{&key, "KEY"}, Arg{&from, "--from"}, Arg{&to, "--to"}}) {
+      for (auto [arg, name] : {Arg{&key, "KEY"}, Arg{&from, "--from"}, Arg{&to, "--to"},
+                               Arg{&watch_args.prefix, "--prefix"}}) {
         std::string bytes;
         if (arg->empty()) continue;
         if (!DecodeBase64(*arg, &bytes)) {
@@ -778,6 +1134,16 @@ int main(int argc, char** argv) {
       std::printf("%s\n", TxnResultJson(r).c_str());
     } else if (*load) {
       return Load(*db(), LoadOptions{coll, file, key_field, batch, atomic});
+    } else if (*watch) {
+      if (watch_args.all_collections == !watch_args.collection.empty()) {
+        throw Usage("watch takes a COLLECTION, or --all-collections");
+      }
+      return WatchChanges(*db(), watch_args);
+    } else if (*backup) {
+      return Backup(*db(), backup_file);
+    } else if (*digest) {
+      if (digest_args.wait_s > 0 && digest_args.at == 0) throw Usage("--wait goes with --at");
+      return PrintDigest(*db(), digest_args);
     } else {
       for (size_t i = 0; i < writes.size(); i++) {
         if (!*writes[i]) continue;

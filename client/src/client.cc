@@ -16,6 +16,7 @@
 #include "cairn/protocol/json.h"
 #include "cairn_generated.h"
 #include "codec.h"
+#include "stream_connection.h"
 
 namespace cairn::client {
 
@@ -454,7 +455,7 @@ void detail::Submit(Client& client, std::shared_ptr<Call> call, size_t channel) 
   Client::Impl& impl = *client.impl_;
   call->id = codec::FrameId(call->frame);
   call->channel = channel;
-  call->deadline = Clock::now() + impl.options_.timeout;
+  call->deadline = Clock::now() + impl.options_.timeout + call->extra_time;
   if (impl.thread_.get_id() == std::this_thread::get_id()) {
     impl.Dispatch(std::move(call));
   } else {
@@ -496,6 +497,7 @@ T Wait(Client& client, const std::thread& io_thread, detail::Request<T> request)
   call->frame = std::move(request.frame);
   call->write = request.write;
   call->resendable = request.resendable;
+  call->extra_time = request.extra_time;
   detail::Submit(client, std::move(call), detail::kAnyChannel);
   return result.get();
 }
@@ -538,6 +540,27 @@ uint64_t Client::CreateIndex(std::string_view collection, const IndexSpec& spec)
 uint64_t Client::DropIndex(std::string_view collection, std::string_view index) {
   return Wait(*this, impl_->thread_, detail::DropIndexRequest(collection, index));
 }
+DatabaseDigest Client::Digest(uint64_t at, std::chrono::milliseconds wait) {
+  if (protocol() < internal::kStreamProtocol) {
+    throw Error(ErrorCode::kBadRequest, "Digest needs a server that speaks protocol 5");
+  }
+  return Wait(*this, impl_->thread_, detail::DigestRequest(at, wait));
+}
+
+// --- Streams.
+
+internal::StreamTarget Client::Target() const {
+  return {&impl_->io_, impl_->options_, impl_->host_, impl_->port_, impl_->thread_.get_id()};
+}
+
+Watcher Client::Watch(const WatchOptions& options) {
+  return Watcher(shared_from_this(), internal::StartWatch(Target(), options));
+}
+
+SnapshotReader Client::Snapshot(const SnapshotOptions& options) {
+  return SnapshotReader(shared_from_this(), internal::StartSnapshot(Target(), options));
+}
+
 TxnResult Client::Commit(const Txn& txn) { return Wait(*this, impl_->thread_, detail::CommitRequest(txn)); }
 std::optional<Record> Client::Get(std::string_view collection, std::string_view key) {
   return Wait(*this, impl_->thread_, detail::GetRequest(collection, key, protocol()));

@@ -1,5 +1,6 @@
 // The client's side of the wire: building transactions, encoding requests as
 // frames and decoding responses into the library's types.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -176,7 +177,7 @@ const wire::ResponseFrame* Response(std::string_view payload) {
   auto r = flatbuffers::GetRoot<wire::ResponseFrame>(payload.data());
   if (const wire::Error* e = r->error()) {
     throw Error(wire::FromWire(e->code()), e->message() ? e->message()->str() : "",
-                e->condition(), e->operation());
+                e->condition(), e->operation(), e->log_first());
   }
   return r;
 }
@@ -362,6 +363,7 @@ TxnResult DecodeTxnResult(std::string_view payload, std::string_view) {
   auto t = TxnReplyOf(payload);
   TxnResult out;
   out.commit = t->commit();
+  out.at = t->at();
   if (t->results()) {
     for (const wire::OpResult* r : *t->results()) {
       OpResult op;
@@ -511,6 +513,12 @@ VerifyResult DecodeReport(std::string_view payload, std::string_view) {
   return v;
 }
 
+DatabaseDigest DecodeDigest(std::string_view payload, std::string_view) {
+  auto d = codec::Response(payload)->reply_as_DigestReply();
+  if (!d) throw Error(ErrorCode::kProtocol, "expected a DigestReply");
+  return {d->commit(), d->digest(), d->collections(), d->records(), d->index_entries()};
+}
+
 CollectionInfo DecodeCollection(std::string_view payload, std::string_view request) {
   std::vector<CollectionInfo> v = DecodeCollections(payload, request);
   if (v.empty()) throw Error(ErrorCode::kProtocol, "empty description");
@@ -568,6 +576,17 @@ Request<VerifyResult> VerifyRequest() {
                            return wire::CreateVerifyDatabase(fbb).Union();
                          }),
           false, true, &DecodeReport};
+}
+
+Request<DatabaseDigest> DigestRequest(uint64_t at, std::chrono::milliseconds wait) {
+  uint32_t wait_ms = uint32_t(std::clamp<int64_t>(wait.count(), 0, UINT32_MAX));
+  Request<DatabaseDigest> r{codec::Request(wire::Request::Digest,
+                                           [&](FlatBufferBuilder& fbb) {
+                                             return wire::CreateDigest(fbb, at, wait_ms).Union();
+                                           }),
+                            false, true, &DecodeDigest};
+  r.extra_time = std::chrono::milliseconds(wait_ms);
+  return r;
 }
 
 Request<uint64_t> CreateCollectionRequest(std::string_view name) {

@@ -40,11 +40,15 @@
 #include "cairn/client/detail/requests.h"
 #include "cairn/client/document.h"
 #include "cairn/client/error.h"
+#include "cairn/client/stream.h"
 #include "cairn/client/types.h"
 
 namespace cairn::client {
 
 class Client;
+namespace internal {
+struct StreamTarget;  // client/src/stream_connection.h
+}
 
 // Iterates a scan or query page by page (continuations handled inside). Input
 // iterator; each page is fetched synchronously when the previous one is used up.
@@ -182,6 +186,11 @@ class AsyncCalls {
   auto AsyncVerify(Token&& token) {
     return Run(detail::VerifyRequest(), std::forward<Token>(token));
   }
+  // DatabaseDigest (Client::Digest; protocol 5).
+  template <typename Token>
+  auto AsyncDigest(uint64_t at, std::chrono::milliseconds wait, Token&& token) {
+    return Run(detail::DigestRequest(at, wait), std::forward<Token>(token));
+  }
 
   // Catalog changes: uint64_t, the change's commit. Like the synchronous calls, they are
   // never sent twice (see docs/client.md).
@@ -316,7 +325,9 @@ class AsyncCalls {
   }
 };
 
-class Client : public AsyncCalls<Client> {
+// A Client is always held by a shared_ptr (Connect): the streams it opens (Watch,
+// Snapshot) keep it alive.
+class Client : public AsyncCalls<Client>, public std::enable_shared_from_this<Client> {
  public:
   // Connects the pool (at least one connection must come up). Throws cairn::Error.
   static std::shared_ptr<Client> Connect(const ClientOptions& options);
@@ -361,6 +372,23 @@ class Client : public AsyncCalls<Client> {
                       const QueryOptions& options);
 
   TxnResult Commit(const Txn& txn);
+
+  // The content digest of the server's database (protocol 5; docs/storage.md,
+  // "Digest"): at its last commit, or, with `at`, at that commit: the server waits up to
+  // `wait` to reach it (a replica catching up) and fails with kUnavailable if it has not
+  // by then, kConditionFailed if it is already past it (a digest is of the state the
+  // database is in, read in one snapshot). Reads the whole database: as slow as it is
+  // large; the call's timeout applies, on top of `wait`.
+  DatabaseDigest Digest(uint64_t at = 0, std::chrono::milliseconds wait = {});
+
+  // --- Streams (stream.h; protocol 5): each on a connection of its own, outside the
+  // pool. Both return at once: the connection comes up in the background, and a failure
+  // to connect is the first Next's error.
+
+  // Follows the changes of the server's commits from options.from on.
+  Watcher Watch(const WatchOptions& options = {});
+  // A hot, consistent, compacted copy of the server's database (what a backup holds).
+  SnapshotReader Snapshot(const SnapshotOptions& options = {});
 
   // Runs fn(OptimisticTxn&) and commits its writes conditioned on what it read; on a
   // conflict, runs it again (up to options.max_attempts, with backoff). Returns fn's
@@ -417,6 +445,7 @@ class Client : public AsyncCalls<Client> {
 
   friend void detail::Submit(Client& client, std::shared_ptr<detail::Call> call, size_t channel);
 
+  internal::StreamTarget Target() const;  // where its streams connect
   void Backoff(int attempt, const TransactOptions& options);
   void CommitOptimistic(OptimisticTxn& t);
 

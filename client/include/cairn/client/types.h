@@ -127,6 +127,9 @@ struct RecordPage {
 struct TxnResult {
   uint64_t commit = 0;  // 0 when nothing was written
   std::vector<OpResult> results;
+  // Protocol 5: the commit the transaction's reads saw (the server's last commit when
+  // its snapshot was taken; on a replica, how far it had applied). 0 from older servers.
+  uint64_t at = 0;
 };
 
 struct IndexSpec {

@@ -44,6 +44,7 @@ struct Call {
   bool resendable = true;  // false: may not be sent again once sent (no idempotency key)
   bool sent = false;       // written to a connection at least once
   std::chrono::steady_clock::time_point deadline;
+  std::chrono::milliseconds extra_time{0};  // added to the client's timeout (Digest's wait)
   int attempts = 0;
   bool finished = false;
   size_t channel = kAnyChannel;  // else: goes over connection channel % pool size
@@ -65,11 +66,28 @@ struct Request {
   bool resendable = true;   // reads, and writes that carry an idempotency key
   // decode(response payload, the request's frame); throws Error (an error response...).
   T (*decode)(std::string_view payload, std::string_view request) = nullptr;
+  // How long the server may wait before it answers, on top of the call's timeout.
+  std::chrono::milliseconds extra_time{0};
 };
 
 // Hands a call to the client's IO thread (client/src/client.cc).
 void Submit(Client& client, std::shared_ptr<Call> call, size_t channel);
 asio::any_io_executor DefaultExecutor(const Client& client);
+
+// Wraps a completion handler as a callable `void(std::exception_ptr, T)` that runs the
+// handler on its associated executor (by default `fallback`: the client's IO thread),
+// inline when called there. Until then the handler counts as outstanding work on that
+// executor. Shared by the calls (Initiate) and the streams (stream.h).
+template <typename T, typename Handler>
+auto BindCompletion(Handler handler, const asio::any_io_executor& fallback) {
+  auto ex = asio::prefer(asio::get_associated_executor(handler, fallback),
+                         asio::execution::outstanding_work.tracked);
+  return [handler = std::move(handler), ex](std::exception_ptr e, T value) mutable {
+    asio::dispatch(ex, [h = std::move(handler), e, value = std::move(value)]() mutable {
+      h(e, std::move(value));
+    });
+  };
+}
 
 // Starts `request` and completes `token` with its decoded answer, on the handler's
 // associated executor (by default the client's IO thread, inline).
@@ -77,10 +95,8 @@ template <typename T, typename Token>
 auto Initiate(Client& client, Request<T> request, size_t channel, Token&& token) {
   return asio::async_initiate<Token, void(std::exception_ptr, T)>(
       [&client, channel](auto handler, Request<T> request) {
-        // The handler's executor counts this call as outstanding work until it completes.
-        auto ex = asio::prefer(asio::get_associated_executor(handler, DefaultExecutor(client)),
-                               asio::execution::outstanding_work.tracked);
-        auto done = [handler = std::move(handler), ex, decode = request.decode](
+        auto deliver = BindCompletion<T>(std::move(handler), DefaultExecutor(client));
+        auto done = [deliver = std::move(deliver), decode = request.decode](
                         std::exception_ptr e, std::string_view payload,
                         std::string_view frame) mutable {
           T value{};
@@ -91,19 +107,45 @@ auto Initiate(Client& client, Request<T> request, size_t channel, Token&& token)
               e = std::current_exception();
             }
           }
-          // Inline when the handler's executor is the IO thread (the default).
-          asio::dispatch(ex, [h = std::move(handler), e, value = std::move(value)]() mutable {
-            h(e, std::move(value));
-          });
+          deliver(e, std::move(value));
         };
         // The call's one allocation: the handler lives inside it.
         auto call = std::make_shared<CallWith<decltype(done)>>(std::move(done));
         call->frame = std::move(request.frame);
         call->write = request.write;
         call->resendable = request.resendable;
+        call->extra_time = request.extra_time;
         Submit(client, std::move(call), channel);
       },
       token, std::move(request));
+}
+
+// The pending completion of one stream call (a Watcher's or SnapshotReader's next
+// part): the handler, type-erased (handlers may be move-only) in one allocation.
+template <typename T>
+struct Completion {
+  virtual ~Completion() = default;
+  virtual void Complete(std::exception_ptr e, T value) = 0;
+};
+
+template <typename T, typename F>
+struct CompletionWith final : Completion<T> {
+  explicit CompletionWith(F f) : fn(std::move(f)) {}
+  void Complete(std::exception_ptr e, T value) override { fn(e, std::move(value)); }
+  F fn;
+};
+
+// Completes `token` with what `start` (called with the Completion, before this returns)
+// eventually delivers, on the handler's associated executor (by default `fallback`).
+template <typename T, typename Start, typename Token>
+auto InitiateStream(const asio::any_io_executor& fallback, Start start, Token&& token) {
+  return asio::async_initiate<Token, void(std::exception_ptr, T)>(
+      [fallback](auto handler, Start start) {
+        auto deliver = BindCompletion<T>(std::move(handler), fallback);
+        start(std::unique_ptr<Completion<T>>(
+            new CompletionWith<T, decltype(deliver)>(std::move(deliver))));
+      },
+      token, std::move(start));
 }
 
 }  // namespace detail

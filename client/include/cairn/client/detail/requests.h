@@ -3,12 +3,14 @@
 // the API (docs/client.md): anything here may change in any release.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string_view>
 #include <vector>
 
 #include "cairn/client/detail/call.h"
+#include "cairn/client/stream.h"
 #include "cairn/client/types.h"
 
 namespace cairn::client::detail {
@@ -17,6 +19,8 @@ Request<bool> PingRequest();
 Request<ServerStats> StatsRequest();
 // Protocol 3 and later.
 Request<VerifyResult> VerifyRequest();
+// Protocol 5: the content digest, at commit `at` (0: the last), waiting up to `wait`.
+Request<DatabaseDigest> DigestRequest(uint64_t at, std::chrono::milliseconds wait);
 // Catalog changes carry no idempotency key: never sent twice. Their answer: the
 // commit number.
 Request<uint64_t> CreateCollectionRequest(std::string_view name);
