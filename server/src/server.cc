@@ -19,6 +19,8 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch,
                                      [this] { commits_.Notify(); });
   ctx_.commits = &commits_;
+  replicas_ = std::make_unique<ReplicaRegistry>(*engine_, options_.replica_keep);
+  ctx_.replicas = replicas_.get();
   ctx_.engine = engine_.get();
   ctx_.writer = writer_.get();
   VerifierOptions verifier;
@@ -222,12 +224,14 @@ void Server::Wait() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  if (before_close_) std::exchange(before_close_, nullptr)();
   if (checker_) checker_->Stop();
   if (writer_) writer_->Stop();  // commits whatever is still queued
   // The io_contexts stay until the destructor: objects of the caller's (a signal_set)
   // may still use them.
   writer_.reset();
   checker_.reset();
+  replicas_.reset();
   engine_.reset();
 }
 

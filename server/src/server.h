@@ -13,6 +13,7 @@
 #include "server_context.h"
 #include "stats.h"
 #include "checker.h"
+#include "replicas.h"
 #include "writer.h"
 
 namespace cairn::server {
@@ -35,6 +36,16 @@ class Server {
   // The io_context that runs signal handling and the acceptor.
   asio::io_context& main_context() { return *contexts_[0]; }
 
+  // Replication: the engine and the commit feed a follower applies to and wakes, and the
+  // follower itself (a replica's; before Start). Wait() calls `before_close` once the IO
+  // threads have stopped and before the engine closes (to stop the follower).
+  Engine& engine() { return *engine_; }
+  CommitFeed& commits() { return commits_; }
+  void SetFollower(Follower* follower, std::function<void()> before_close) {
+    ctx_.follower = follower;
+    before_close_ = std::move(before_close);
+  }
+
  private:
   void Accept();
   void Admit(asio::ip::tcp::socket socket);  // starts a connection, or refuses it at the limit
@@ -48,7 +59,9 @@ class Server {
   CommitFeed commits_;  // before writer_: the writer notifies it
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Checker> checker_;
+  std::unique_ptr<ReplicaRegistry> replicas_;  // before contexts_: their timers refer to it
   ServerContext ctx_;
+  std::function<void()> before_close_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
