@@ -64,6 +64,11 @@ inline constexpr uint32_t kFormatVersion = 3;
 // Present while the upgrade to format 3 rewrites records: the key (in the records
 // database) of the last record it has passed; empty before the first.
 inline constexpr std::string_view kMetaUpgrade = "#checksum_upgrade";
+// The database's history: the epochs of its primaries (docs/storage.md, "Replication").
+inline constexpr std::string_view kMetaHistory = "#history";
+// The highest epoch this node has heard of (u64 BE): above the history's last epoch, the
+// node is fenced.
+inline constexpr std::string_view kMetaFence = "#fence";
 
 std::string CollectionMetaKey(std::string_view name);
 std::string IndexMetaKey(uint32_t collection_id, std::string_view name);

@@ -104,15 +104,12 @@ bool DecodeLogHeader(uint64_t commit, std::string_view stored, LogHeader* out) {
   return ReadHeader(commit, stored, out, &r);
 }
 
-bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out) {
-  LogHeader h;
+bool DecodeLogChanges(uint64_t commit, std::string_view stored, LogHeader* header,
+                      std::vector<ChangeView>* changes) {
   ByteReader r{std::string_view()};
-  if (!ReadHeader(commit, stored, &h, &r)) return false;
-  out->commit = commit;
-  out->time_ms = h.time_ms;
-  out->changes.clear();
+  if (!ReadHeader(commit, stored, header, &r)) return false;
   while (!r.empty()) {
-    Change c;
+    ChangeView c;
     uint8_t kind;
     if (!r.U8(&kind) || !r.Bytes(&c.collection)) return false;
     c.kind = Change::Kind(kind);
@@ -130,17 +127,42 @@ bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out) {
       case Change::kDropCollection:
         break;
       case Change::kCreateIndex: {
-        std::string_view spec;
-        c.index.emplace();
-        if (!r.Bytes(&spec) || !DecodeIndexSpec(spec, &*c.index)) return false;
+        IndexSpec spec;
+        if (!r.Bytes(&c.index) || !DecodeIndexSpec(c.index, &spec)) return false;
         break;
       }
       case Change::kDropIndex:
-        c.index.emplace();
-        if (!r.Bytes(&c.index->name)) return false;
+        if (!r.Bytes(&c.index)) return false;
         break;
       default:
         return false;
+    }
+    changes->push_back(c);
+  }
+  return true;
+}
+
+bool DecodeLogEntry(uint64_t commit, std::string_view stored, LogEntry* out) {
+  LogHeader h;
+  thread_local std::vector<ChangeView> views;
+  views.clear();
+  if (!DecodeLogChanges(commit, stored, &h, &views)) return false;
+  out->commit = commit;
+  out->time_ms = h.time_ms;
+  out->changes.clear();
+  for (const ChangeView& v : views) {
+    Change c;
+    c.kind = v.kind;
+    c.collection.assign(v.collection);
+    c.key.assign(v.key);
+    c.value_kind = v.value_kind;
+    c.value.assign(v.value);
+    if (v.kind == Change::kCreateIndex) {
+      c.index.emplace();
+      (void)DecodeIndexSpec(v.index, &*c.index);  // checked by DecodeLogChanges
+    } else if (v.kind == Change::kDropIndex) {
+      c.index.emplace();
+      c.index->name.assign(v.index);
     }
     out->changes.push_back(std::move(c));
   }

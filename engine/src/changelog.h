@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cairn/engine/types.h"
 
@@ -54,5 +55,18 @@ struct LogHeader {
   std::string_view idempotency_key, remembered;
 };
 bool DecodeLogHeader(uint64_t commit, std::string_view stored, LogHeader* out);
+
+// A change of a stored entry, as views into it (Engine::ApplyLog applies entries without
+// copying them). `index`: create index, the encoded spec (EncodeIndexSpec); drop index,
+// the index's name.
+struct ChangeView {
+  Change::Kind kind = Change::kPut;
+  std::string_view collection, key, value, index;
+  ValueKind value_kind = ValueKind::kDocument;
+};
+// Decodes a stored entry's header and changes (appended to *changes); false if it is
+// malformed or its checksum does not match.
+bool DecodeLogChanges(uint64_t commit, std::string_view stored, LogHeader* header,
+                      std::vector<ChangeView>* changes);
 
 }  // namespace cairn::internal

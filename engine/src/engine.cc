@@ -37,8 +37,6 @@ using internal::WriteTxn;
 namespace {
 
 constexpr const char* kLockFile = "cairn.lock";
-// Room a catalog change that creates something may take (a few pages of meta and log).
-constexpr uint64_t kCatalogNeed = uint64_t{32} << 10;
 
 Status PutMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key, std::string_view value) {
   MDB_val k = Val(key), v = Val(value);
@@ -57,35 +55,16 @@ Status DelMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key) {
   return rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "meta delete");
 }
 
+// Adds the entry's size to *bytes.
 Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, LogEntryBuilder& b,
-                      uint64_t time_ms, std::string_view idempotency_key = {},
+                      uint64_t time_ms, uint64_t* bytes, std::string_view idempotency_key = {},
                       std::string_view remembered = {}) {
   char key[8];
   internal::StoreU64BE(key, commit);
   std::string_view entry = b.Finish(commit, time_ms, idempotency_key, remembered);
   MDB_val k{8, key}, v = Val(entry);
+  *bytes += entry.size();
   return MdbStatus(mdb_put(txn, log, &k, &v, MDB_APPEND), "change log");
-}
-
-// Deletes up to `budget` change-log entries older than the retention window.
-// Returns the new oldest commit in *first.
-Status TrimLog(MDB_txn* txn, MDB_dbi log, uint64_t last, uint64_t retention, size_t budget,
-               uint64_t* first) {
-  retention = std::max<uint64_t>(retention, 1);
-  MDB_cursor* cur;
-  if (int rc = mdb_cursor_open(txn, log, &cur); rc != 0) return MdbStatus(rc, "cursor");
-  MDB_val k, v;
-  int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-  while (rc == 0) {
-    uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
-    if (last < retention || commit > last - retention || budget == 0) break;
-    if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
-    budget--;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-  }
-  *first = rc == 0 ? internal::LoadU64BE(static_cast<const char*>(k.mv_data)) : 0;
-  mdb_cursor_close(cur);
-  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "change log trim");
 }
 
 // The data file must hold every page its meta page says the database has: LMDB maps the
@@ -390,6 +369,8 @@ Status Engine::Impl::Open() {
   if (!options_.read_only) {
     if (Status s = LoadIdempotency(txn); !s.ok()) return fail(s);
   }
+  if (Status s = LoadHistory(txn); !s.ok()) return fail(s);
+  replica_ = options_.replica;
   if ((rc = mdb_txn_commit(txn)) != 0) return MdbStatus(rc, "open commit");
   if (!options_.read_only) {
     MDB_envinfo info;
@@ -485,6 +466,7 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn, uint64_t need) {
   if (options_.read_only) return Status(Code::kReadOnly, "the database is open read-only");
   std::lock_guard lock(write_mu_);
   if (int f = fatal_rc_.load()) return FatalStatus(f);
+  if (Status s = WriteRefusal(); !s.ok()) return s;
   if (need > 0) {
     if (Status s = space_.Admit(need); !s.ok()) {
       full_refusals_++;
@@ -498,14 +480,17 @@ Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn, uint64_t need) {
   log_builder_.Clear();
   Status s = fn(txn.get(), *next, log_builder_);
   uint64_t commit = last_commit_ + 1;
-  uint64_t first = log_first_;
-  if (s.ok()) s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_, NextStamp());
-  if (s.ok()) s = TrimLog(txn.get(), dbs_.log, commit, options_.log_retention, 8, &first);
+  uint64_t first = log_first_, appended = 0, trimmed = 0;
+  if (s.ok()) {
+    s = AppendLogEntry(txn.get(), dbs_.log, commit, log_builder_, NextStamp(), &appended);
+  }
+  if (s.ok()) s = TrimLog(txn.get(), commit, 0, appended, &first, &trimmed);
   if (s.ok()) s = CommitStatus(txn.Commit(), "commit");
   if (!s.ok()) {
     next_id_ = saved_next_id;
     return s;
   }
+  CountLogBytes(appended, trimmed);
   log_first_ = first;
   last_commit_ = commit;
   commits_++;
@@ -521,27 +506,6 @@ uint32_t Engine::Impl::AllocateId(MDB_txn* txn) {
   return id;
 }
 
-Status Engine::CreateCollection(std::string_view name) {
-  if (Status s = internal::CheckName("collection", name); !s.ok()) return s;
-  return impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
-    if (next.Find(name)) {
-      return Status(Code::kAlreadyExists, "collection '" + std::string(name) + "' already exists");
-    }
-    CollectionDesc c;
-    c.id = impl_->AllocateId(txn);
-    c.name.assign(name);
-    c.created = impl_->last_commit_ + 1;
-    if (Status s = PutMeta(txn, impl_->dbs_.meta, internal::CollectionMetaKey(name),
-                           internal::EncodeCollection(c));
-        !s.ok()) {
-      return s;
-    }
-    log.CreateCollection(name);
-    next.collections.emplace(c.name, std::move(c));
-    return Status::Ok();
-  }, kCatalogNeed);
-}
-
 namespace {
 Status ScheduleCleanup(MDB_txn* txn, MDB_dbi meta, uint32_t id, internal::CleanupKind kind) {
   char v = char(kind);
@@ -549,24 +513,116 @@ Status ScheduleCleanup(MDB_txn* txn, MDB_dbi meta, uint32_t id, internal::Cleanu
 }
 }  // namespace
 
+Status Engine::Impl::CreateCollectionIn(MDB_txn* txn, Catalog& next, std::string_view name,
+                                        uint64_t commit) {
+  if (next.Find(name)) {
+    return Status(Code::kAlreadyExists, "collection '" + std::string(name) + "' already exists");
+  }
+  CollectionDesc c;
+  c.id = AllocateId(txn);
+  c.name.assign(name);
+  c.created = commit;
+  if (Status s = PutMeta(txn, dbs_.meta, internal::CollectionMetaKey(name),
+                         internal::EncodeCollection(c));
+      !s.ok()) {
+    return s;
+  }
+  next.collections.emplace(c.name, std::move(c));
+  return Status::Ok();
+}
+
+Status Engine::Impl::DropCollectionIn(MDB_txn* txn, Catalog& next, std::string_view name) {
+  auto it = next.collections.find(name);
+  if (it == next.collections.end()) {
+    return Status(Code::kUnknownName, "collection '" + std::string(name) + "' does not exist");
+  }
+  MDB_dbi meta = dbs_.meta;
+  const CollectionDesc& c = it->second;
+  Status s = DelMeta(txn, meta, internal::CollectionMetaKey(name));
+  if (s.ok()) s = ScheduleCleanup(txn, meta, c.id, internal::CleanupKind::kRecords);
+  for (const IndexDesc& ix : c.indexes) {
+    if (s.ok()) s = DelMeta(txn, meta, internal::IndexMetaKey(c.id, ix.spec.name));
+    if (s.ok()) s = ScheduleCleanup(txn, meta, ix.id, internal::CleanupKind::kIndexEntries);
+  }
+  if (!s.ok()) return s;
+  next.collections.erase(it);
+  return Status::Ok();
+}
+
+Status Engine::Impl::CreateIndexIn(MDB_txn* txn, Catalog& next, std::string_view collection,
+                                   const IndexSpec& spec) {
+  auto it = next.collections.find(collection);
+  if (it == next.collections.end()) {
+    return Status(Code::kUnknownName,
+                  "collection '" + std::string(collection) + "' does not exist");
+  }
+  CollectionDesc& c = it->second;
+  if (c.FindIndex(spec.name)) {
+    return Status(Code::kAlreadyExists, "index '" + spec.name + "' already exists on '" +
+                                            c.name + "'");
+  }
+  IndexDesc ix;
+  ix.id = AllocateId(txn);
+  ix.spec = spec;
+  for (const std::string& f : spec.fields) ix.paths.push_back(internal::ParsePath(f));
+  // An empty collection needs no build.
+  std::string prefix;
+  internal::PutU32BE(&prefix, c.id);
+  MDB_cursor* cur;
+  if (int rc = mdb_cursor_open(txn, dbs_.records, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  MDB_val k = Val(prefix), v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  bool empty = rc != 0 || !View(k).starts_with(prefix);
+  mdb_cursor_close(cur);
+  ix.state = empty ? IndexState::kReady : IndexState::kBuilding;
+  if (Status s = PutMeta(txn, dbs_.meta, internal::IndexMetaKey(c.id, spec.name),
+                         internal::EncodeIndex(ix));
+      !s.ok()) {
+    return s;
+  }
+  // Kept in name order, as a reload from the meta database lists them.
+  auto at = std::lower_bound(
+      c.indexes.begin(), c.indexes.end(), ix.spec.name,
+      [](const IndexDesc& d, const std::string& n) { return d.spec.name < n; });
+  c.indexes.insert(at, std::move(ix));
+  return Status::Ok();
+}
+
+Status Engine::Impl::DropIndexIn(MDB_txn* txn, Catalog& next, std::string_view collection,
+                                 std::string_view index) {
+  auto it = next.collections.find(collection);
+  if (it == next.collections.end()) {
+    return Status(Code::kUnknownName,
+                  "collection '" + std::string(collection) + "' does not exist");
+  }
+  CollectionDesc& c = it->second;
+  auto ix = std::find_if(c.indexes.begin(), c.indexes.end(),
+                         [&](const IndexDesc& d) { return d.spec.name == index; });
+  if (ix == c.indexes.end()) {
+    return Status(Code::kUnknownName, "index '" + std::string(index) + "' does not exist on '" +
+                                       c.name + "'");
+  }
+  Status s = DelMeta(txn, dbs_.meta, internal::IndexMetaKey(c.id, index));
+  if (s.ok()) s = ScheduleCleanup(txn, dbs_.meta, ix->id, internal::CleanupKind::kIndexEntries);
+  if (!s.ok()) return s;
+  c.indexes.erase(ix);
+  return Status::Ok();
+}
+
+Status Engine::CreateCollection(std::string_view name) {
+  if (Status s = internal::CheckName("collection", name); !s.ok()) return s;
+  return impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
+    Status s = impl_->CreateCollectionIn(txn, next, name, impl_->last_commit_ + 1);
+    if (s.ok()) log.CreateCollection(name);
+    return s;
+  }, internal::kCatalogNeed);
+}
+
 Status Engine::DropCollection(std::string_view name) {
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
-    auto it = next.collections.find(name);
-    if (it == next.collections.end()) {
-      return Status(Code::kUnknownName, "collection '" + std::string(name) + "' does not exist");
-    }
-    MDB_dbi meta = impl_->dbs_.meta;
-    const CollectionDesc& c = it->second;
-    Status s = DelMeta(txn, meta, internal::CollectionMetaKey(name));
-    if (s.ok()) s = ScheduleCleanup(txn, meta, c.id, internal::CleanupKind::kRecords);
-    for (const IndexDesc& ix : c.indexes) {
-      if (s.ok()) s = DelMeta(txn, meta, internal::IndexMetaKey(c.id, ix.spec.name));
-      if (s.ok()) s = ScheduleCleanup(txn, meta, ix.id, internal::CleanupKind::kIndexEntries);
-    }
-    if (!s.ok()) return s;
-    log.DropCollection(name);
-    next.collections.erase(it);
-    return Status::Ok();
+    Status s = impl_->DropCollectionIn(txn, next, name);
+    if (s.ok()) log.DropCollection(name);
+    return s;
   }, /*need=*/0);
   if (s.ok()) impl_->WakeBackground();
   return s;
@@ -575,69 +631,19 @@ Status Engine::DropCollection(std::string_view name) {
 Status Engine::CreateIndex(std::string_view collection, const IndexSpec& spec) {
   if (Status s = internal::CheckIndexSpec(spec); !s.ok()) return s;
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
-    auto it = next.collections.find(collection);
-    if (it == next.collections.end()) {
-      return Status(Code::kUnknownName,
-                    "collection '" + std::string(collection) + "' does not exist");
-    }
-    CollectionDesc& c = it->second;
-    if (c.FindIndex(spec.name)) {
-      return Status(Code::kAlreadyExists, "index '" + spec.name + "' already exists on '" +
-                                              c.name + "'");
-    }
-    IndexDesc ix;
-    ix.id = impl_->AllocateId(txn);
-    ix.spec = spec;
-    for (const std::string& f : spec.fields) ix.paths.push_back(internal::ParsePath(f));
-    // An empty collection needs no build.
-    std::string prefix;
-    internal::PutU32BE(&prefix, c.id);
-    MDB_cursor* cur;
-    if (int rc = mdb_cursor_open(txn, impl_->dbs_.records, &cur); rc != 0) {
-      return MdbStatus(rc, "cursor");
-    }
-    MDB_val k = Val(prefix), v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    bool empty = rc != 0 || !View(k).starts_with(prefix);
-    mdb_cursor_close(cur);
-    ix.state = empty ? IndexState::kReady : IndexState::kBuilding;
-    if (Status s = PutMeta(txn, impl_->dbs_.meta, internal::IndexMetaKey(c.id, spec.name),
-                           internal::EncodeIndex(ix));
-        !s.ok()) {
-      return s;
-    }
-    log.CreateIndex(c.name, spec);
-    // Kept in name order, as a reload from the meta database lists them.
-    auto at = std::lower_bound(c.indexes.begin(), c.indexes.end(), ix.spec.name,
-                               [](const IndexDesc& d, const std::string& n) { return d.spec.name < n; });
-    c.indexes.insert(at, std::move(ix));
-    return Status::Ok();
-  }, kCatalogNeed);
+    Status s = impl_->CreateIndexIn(txn, next, collection, spec);
+    if (s.ok()) log.CreateIndex(collection, spec);
+    return s;
+  }, internal::kCatalogNeed);
   if (s.ok()) impl_->WakeBackground();
   return s;
 }
 
 Status Engine::DropIndex(std::string_view collection, std::string_view index) {
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
-    auto it = next.collections.find(collection);
-    if (it == next.collections.end()) {
-      return Status(Code::kUnknownName,
-                    "collection '" + std::string(collection) + "' does not exist");
-    }
-    CollectionDesc& c = it->second;
-    auto ix = std::find_if(c.indexes.begin(), c.indexes.end(),
-                           [&](const IndexDesc& d) { return d.spec.name == index; });
-    if (ix == c.indexes.end()) {
-      return Status(Code::kUnknownName, "index '" + std::string(index) + "' does not exist on '" +
-                                         c.name + "'");
-    }
-    MDB_dbi meta = impl_->dbs_.meta;
-    Status s = DelMeta(txn, meta, internal::IndexMetaKey(c.id, index));
-    if (s.ok()) s = ScheduleCleanup(txn, meta, ix->id, internal::CleanupKind::kIndexEntries);
-    if (!s.ok()) return s;
-    log.DropIndex(c.name, index);
-    c.indexes.erase(ix);
-    return Status::Ok();
+    Status s = impl_->DropIndexIn(txn, next, collection, index);
+    if (s.ok()) log.DropIndex(collection, index);
+    return s;
   }, /*need=*/0);
   if (s.ok()) impl_->WakeBackground();
   return s;
@@ -683,8 +689,12 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
     return results;
   }
 
-  std::lock_guard lock(write_mu_);
+  std::unique_lock lock(write_mu_);
   if (int f = fatal_rc_.load()) return fail_all(FatalStatus(f));
+  if (Status s = WriteRefusal(); !s.ok()) {
+    lock.unlock();
+    return RefuseWrites(txns, s);
+  }
   // Room: far from full, one sum and one comparison for the batch. Near the cap or a full
   // disk, transactions that free space run and the others are admitted in order while they
   // fit; the rest get kDatabaseFull without running.
@@ -730,9 +740,11 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   };
   std::vector<PendingKey> pending;
   std::vector<size_t> replay_of(txns.size(), SIZE_MAX);
+  uint64_t appended = 0;  // bytes of the log entries that stand
   while (true) {
     if (int rc = parent.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
     commit = last_commit_;
+    appended = 0;
     pending.clear();
     std::fill(replay_of.begin(), replay_of.end(), SIZE_MAX);
     bool restart = false;
@@ -795,6 +807,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
         r.status = r.status.WithContext("database " + dir_);  // LMDB's error names no folder
       }
       bool wrote = r.status.ok() && !log_builder_.empty();
+      uint64_t entry_bytes = 0;
       if (wrote) {
         // The key and the result are remembered in the commit's own log entry.
         uint64_t now = NextStamp();
@@ -803,8 +816,8 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
           internal::EncodeRemembered(r, &remembered_);
           pending.push_back(PendingKey{idem_hash, idem_key, i, now});
         }
-        r.status =
-            AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, idem_key, remembered_);
+        r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, &entry_bytes,
+                                  idem_key, remembered_);
       }
       if (!flat && r.status.ok()) r.status = CommitStatus(child.Commit(), "nested commit");
       if (!r.status.ok()) {
@@ -814,7 +827,10 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
         if (flat && MayHaveWritten(r.status.code())) restart = true;
         continue;
       }
-      if (wrote) r.commit = ++commit;
+      if (wrote) {
+        r.commit = ++commit;
+        appended += entry_bytes;
+      }
     }
     if (!restart) break;
     parent.Abort();
@@ -823,10 +839,9 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   for (const TxnResult& r : results) replays_ += r.replayed;
 
   if (commit == last_commit_) return results;  // nothing written: no commit, no fsync
-  uint64_t first = log_first_;
+  uint64_t first = log_first_, trimmed = 0;
   size_t written = commit - last_commit_;
-  Status s =
-      TrimLog(parent.get(), dbs_.log, commit, options_.log_retention, 2 * written + 8, &first);
+  Status s = TrimLog(parent.get(), commit, written, appended, &first, &trimmed);
   if (s.ok()) s = CommitStatus(parent.Commit(), "commit");
   if (!s.ok()) {
     for (size_t i = 0; i < results.size(); i++) {
@@ -839,6 +854,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   }
   for (const PendingKey& p : pending) idempotency_.Add(p.time_ms, p.hash, results[p.index].commit);
   TrimIdempotency(first);
+  CountLogBytes(appended, trimmed);
   log_first_ = first;
   last_commit_ = commit;
   commits_ += written;
@@ -1031,7 +1047,7 @@ Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
   if (int rc = mdb_cursor_open(txn, dbs_.log, &cur); rc != 0) return MdbStatus(rc, "cursor");
   MDB_val k, v;
   int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-  uint64_t horizon = 0;
+  uint64_t horizon = 0, bytes = 0;
   bool newest = true;
   while (rc == 0 && found.size() < options_.idempotency_max_keys) {
     uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
@@ -1048,9 +1064,14 @@ Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
     if (!h.idempotency_key.empty()) {
       found.push_back(Found{h.time_ms, internal::IdempotencyHash(h.idempotency_key), commit});
     }
+    bytes += v.mv_size;
     rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
   }
+  // The rest of the walk only adds up the entries' sizes (for replica_log_keep_bytes):
+  // a value's size is in its leaf node, so large entries' overflow pages are not read.
+  for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) bytes += v.mv_size;
   mdb_cursor_close(cur);
+  log_bytes_ = bytes;
   if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "change log");
   for (auto it = found.rbegin(); it != found.rend(); ++it) {
     idempotency_.Add(it->time_ms, it->hash, it->commit);
@@ -1059,8 +1080,8 @@ Status Engine::Impl::LoadIdempotency(MDB_txn* txn) {
   return Status::Ok();
 }
 
-Status Engine::Impl::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
-                             std::vector<LogEntry>* out) const {
+Status Engine::Impl::VisitLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                              const LogVisitor& fn) const {
   MDB_txn* txn;
   if (Status s = AcquireReadTxn(&txn); !s.ok()) return s;
   struct Release {
@@ -1071,33 +1092,34 @@ Status Engine::Impl::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes
   from = std::max<uint64_t>(from, 1);
   uint64_t last = internal::LastCommitIn(txn, dbs_);
   if (from > last) return Status::Ok();
-  MDB_cursor* cur;
-  if (int rc = mdb_cursor_open(txn, dbs_.log, &cur); rc != 0) return MdbStatus(rc, "cursor");
+  internal::Cursor cur(txn, dbs_.log);
+  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
   char key[8];
   internal::StoreU64BE(key, from);
-  MDB_val k{8, key}, v;
-  int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-  Status status;
-  if (rc != 0 || internal::LoadU64BE(static_cast<const char*>(k.mv_data)) != from) {
-    mdb_cursor_close(cur);
+  int rc = cur.Seek(MDB_SET_RANGE, std::string_view(key, 8));
+  if (rc != 0 || internal::LoadU64BE(cur.key().data()) != from) {
     return Status(Code::kLogTruncated, "commit " + std::to_string(from) +
                                            " is no longer in the change log");
   }
   size_t bytes = 0;
   for (size_t n = 0; rc == 0 && n < max_entries && (n == 0 || bytes < max_bytes); n++) {
-    uint64_t commit = internal::LoadU64BE(static_cast<const char*>(k.mv_data));
-    LogEntry e;
-    if (!internal::DecodeLogEntry(commit, View(v), &e)) {
-      status = Status(Code::kInternal, "change-log entry " + std::to_string(commit) + " is corrupt");
-      break;
-    }
-    bytes += v.mv_size;
-    out->push_back(std::move(e));
-    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    if (Status s = fn(internal::LoadU64BE(cur.key().data()), cur.value()); !s.ok()) return s;
+    bytes += cur.value().size();
+    rc = cur.Get(MDB_NEXT);
   }
-  mdb_cursor_close(cur);
-  if (status.ok() && rc != 0 && rc != MDB_NOTFOUND) status = MdbStatus(rc, "change log");
-  return status;
+  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "change log");
+}
+
+Status Engine::Impl::ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                             std::vector<LogEntry>* out) const {
+  return VisitLog(from, max_entries, max_bytes, [&](uint64_t commit, std::string_view stored) {
+    LogEntry e;
+    if (!internal::DecodeLogEntry(commit, stored, &e)) {
+      return Status(Code::kInternal, "change-log entry " + std::to_string(commit) + " is corrupt");
+    }
+    out->push_back(std::move(e));
+    return Status::Ok();
+  });
 }
 
 EngineStats Engine::Impl::Stats() const {
@@ -1122,6 +1144,15 @@ EngineStats Engine::Impl::Stats() const {
   s.corrupted_reads = corrupted_reads_;
   s.checksum_upgrade_pending = catalog()->checksum_upgrade.has_value();
   s.full_refusals = full_refusals_;
+  {
+    std::lock_guard lock(history_mu_);
+    s.epoch = history_.empty() ? 0 : history_.back().epoch;
+    s.highest_epoch_seen = std::max(s.epoch, fence_epoch_.load());
+  }
+  s.fenced = fenced_;
+  s.log_hold = log_hold_;
+  s.log_bytes = log_bytes_;
+  s.applied_batches = applied_batches_;
   if (!options_.read_only) {
     s.space_reserve = space_.reserve();
     s.preallocated_bytes = space_.preallocated();

@@ -5,13 +5,17 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cairn/engine/engine.h"
@@ -168,6 +172,9 @@ inline constexpr size_t kIndexComparable = 4 + kIndexPrefixKept;  // leading byt
 void MakeIndexKey(uint32_t index_id, std::string_view encoded, std::string* out);
 inline bool IsTruncatedIndexKey(std::string_view key) { return key.size() == kMaxIndexKey; }
 
+// Room a catalog change that creates something may take (a few pages of meta and log).
+inline constexpr uint64_t kCatalogNeed = uint64_t{32} << 10;
+
 // Everything an operation needs to run inside one LMDB transaction.
 struct Ctx {
   MDB_txn* txn = nullptr;
@@ -177,6 +184,10 @@ struct Ctx {
   // Write transactions only:
   uint64_t commit = 0;               // the number this transaction commits as
   LogEntryBuilder* log = nullptr;    // its change-log entry
+  // A replica applying its primary's log (Engine::ApplyLog): writes store what the
+  // primary accepted, so the checks that are the primary's to make (unique indexes, the
+  // value size limit) are skipped. See docs/storage.md, "Applying the log".
+  bool replay = false;
   // Counts reads that met damaged data and answered kCorrupted (EngineStats).
   std::atomic<uint64_t>* corrupted = nullptr;
 };
@@ -196,6 +207,9 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
 Status CheckTransactionDocuments(const Transaction& txn, size_t max_value_size);
 // Runs a transaction's conditions and operations; fills `result->results` on success.
 Status RunTransaction(const Ctx& ctx, const Transaction& txn, TxnResult* result);
+// One put or delete, as a transaction's operation runs it (logged into ctx.log).
+Status PutRecord(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r);
+Status DeleteRecord(const Ctx& ctx, const DeleteOp& op, OpResult* r);
 
 // Index maintenance for one record write: old and new values (nullptr if absent).
 Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view key,
@@ -207,6 +221,15 @@ Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc
 
 // Reads the catalog as stored in the meta database.
 Status LoadCatalog(MDB_txn* txn, MDB_dbi meta, Catalog* catalog);
+
+// The content digest of what `txn` sees (digest.cc; docs/storage.md, "Digest"). Damaged
+// records answer kCorrupted (counted in *corrupted).
+Status DigestIn(MDB_txn* txn, const Dbs& dbs, std::atomic<uint64_t>* corrupted,
+                DatabaseDigest* out);
+
+// A database's history as stored in the meta database (kMetaHistory), and back.
+std::string EncodeHistory(const std::vector<EpochStart>& history);
+bool DecodeHistory(std::string_view stored, std::vector<EpochStart>* history);
 
 // The last commit number visible in `txn`: the change log's last key (0: none yet).
 uint64_t LastCommitIn(MDB_txn* txn, const Dbs& dbs);
@@ -235,6 +258,16 @@ class Engine::Impl {
   // which may use the reserve.
   Status CommitCatalogChange(const CatalogEdit& fn, uint64_t need);
   uint32_t AllocateId(MDB_txn* txn);
+  // The catalog changes themselves, in `txn` and on `next`: shared by the catalog calls
+  // and ApplyLog, so that a replica changes its catalog exactly as its primary did.
+  // `commit`: the commit that makes the change.
+  Status CreateCollectionIn(MDB_txn* txn, internal::Catalog& next, std::string_view name,
+                            uint64_t commit);
+  Status DropCollectionIn(MDB_txn* txn, internal::Catalog& next, std::string_view name);
+  Status CreateIndexIn(MDB_txn* txn, internal::Catalog& next, std::string_view collection,
+                       const IndexSpec& spec);
+  Status DropIndexIn(MDB_txn* txn, internal::Catalog& next, std::string_view collection,
+                     std::string_view index);
 
   std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
 
@@ -265,10 +298,54 @@ class Engine::Impl {
     return ctx;
   }
 
+  // Calls `fn(commit, stored entry)` for the change-log entries from `from` on, within the
+  // limits of Engine::ReadLog, in one read transaction.
+  using LogVisitor = std::function<Status(uint64_t commit, std::string_view stored)>;
+  Status VisitLog(uint64_t from, size_t max_entries, size_t max_bytes,
+                  const LogVisitor& fn) const;
   Status ReadLog(uint64_t from, size_t max_entries, size_t max_bytes,
                  std::vector<LogEntry>* out) const;
   EngineStats Stats() const;
   VerifyReport Verify(const VerifyProgress& progress) const;
+
+  // --- Replication (replication.cc).
+
+  // Why writes other than ApplyLog are refused (kReadOnly), or ok: a replica's database,
+  // or a fenced one (a newer epoch exists). REQUIRES: write_mu_ held.
+  Status WriteRefusal() const;
+  // Answers a batch refused as a whole: each transaction that writes gets `why`; the
+  // read-only ones run on a read snapshot.
+  std::vector<TxnResult> RefuseWrites(std::span<const Transaction* const> txns,
+                                      const Status& why) const;
+  Status ApplyLog(std::span<const RawLogEntry> entries);
+  // At open: the history and the fence from the meta database; a database without a
+  // history (made before there were any) is given one, epoch 1 from commit 1.
+  Status LoadHistory(MDB_txn* txn);
+  // Writes meta records in a write transaction of their own that makes no commit (the
+  // history and the fence are this node's, not data: docs/storage.md, "Replication").
+  // Durable when it returns, whatever Options::durability. REQUIRES: write_mu_ held.
+  Status WriteNodeMeta(const std::vector<std::pair<std::string_view, std::string>>& puts);
+  // Sets history_ and the fence flag. REQUIRES: write_mu_ held.
+  void SetHistory(std::vector<EpochStart> history);
+  std::vector<EpochStart> History() const;
+  Status AdoptHistory(const std::vector<EpochStart>& theirs);
+  Result<EpochStart> StartEpoch();
+  Status Fence(uint64_t epoch);
+  uint64_t HighestEpochSeen() const;
+
+  // Trims the change log in `txn`, a write transaction that appended `written` entries of
+  // `appended` bytes up to commit `last`: up to 2 × written + 8 entries (more, up to 16
+  // times that, while the trimmed bytes are short of twice the appended ones) of those
+  // older than log_retention commits, or than the hold (HoldLog) while the hold is within
+  // replica_log_keep and replica_log_keep_bytes. Sets *first to the oldest commit left
+  // and *trimmed to the bytes removed; the caller applies both once `txn` commits.
+  Status TrimLog(MDB_txn* txn, uint64_t last, size_t written, uint64_t appended,
+                 uint64_t* first, uint64_t* trimmed);
+  // After a commit that appended `appended` bytes of entries and trimmed `trimmed`.
+  void CountLogBytes(uint64_t appended, uint64_t trimmed) {
+    uint64_t bytes = log_bytes_.load(std::memory_order_relaxed) + appended;
+    log_bytes_.store(bytes - std::min(trimmed, bytes), std::memory_order_relaxed);
+  }
 
   // Background work (background.cc).
   void StartBackground();
@@ -334,6 +411,20 @@ class Engine::Impl {
   internal::SpaceReserve space_;  // guarded by write_mu_
   std::atomic<uint64_t> full_refusals_{0};  // writes refused to keep the reserve
   uint32_t cleanup_batch_ = 0;    // background thread only: shrinks while cleanup finds no room
+
+  // Replication state (replication.cc). Whether this Engine follows a primary: from
+  // Options::replica, cleared by StartEpoch (Options are const).
+  std::atomic<bool> replica_{false};
+  // The history (meta kMetaHistory) and the highest epoch heard of (kMetaFence), written
+  // under write_mu_; history_ is read under history_mu_ from any thread.
+  mutable std::mutex history_mu_;
+  std::vector<EpochStart> history_;
+  std::atomic<uint64_t> fence_epoch_{0};  // stored: the highest epoch heard of (0: none)
+  std::atomic<bool> fenced_{false};       // fence_epoch_ > the history's last epoch
+  std::atomic<uint64_t> log_hold_{0};     // HoldLog
+  std::atomic<uint64_t> log_bytes_{0};    // bytes of change-log entries; written under write_mu_
+  std::atomic<uint64_t> applied_batches_{0};
+  internal::LogEntryBuilder apply_scratch_;  // ApplyLog: the record code logs into it
 
   mutable internal::SpinLock catalog_mu_;
   std::shared_ptr<const internal::Catalog> catalog_;

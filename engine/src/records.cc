@@ -499,7 +499,9 @@ Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view k
     if (had) MakeIndexKey(ix.id, old_enc, &ch.old_ik);
     if (has) {
       MakeIndexKey(ix.id, new_enc, &ch.new_ik);
-      if (ix.spec.unique) {
+      // On a replica the primary has checked: an index still building here may hold an
+      // entry that the primary's build had not reached when it accepted the write.
+      if (ix.spec.unique && !ctx.replay) {
         // The record's own old entry does not count (FindUniqueHolder skips `key`).
         std::string holder;
         if (Status s = FindUniqueHolder(ctx, c, ix, ch.new_ik, new_enc, key, &holder); !s.ok()) {
@@ -530,13 +532,12 @@ Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view k
 
 // --- Writes.
 
-namespace {
-
-Status Put(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) {
+Status PutRecord(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) {
   const CollectionDesc* c;
   if (Status s = FindCollection(ctx, op.collection, &c); !s.ok()) return s;
   if (Status s = CheckKey(op.key); !s.ok()) return s;
-  if (op.value.size() > ctx.options->max_value_size) {
+  // A replica stores what its primary accepted, whatever its own limit.
+  if (!ctx.replay && op.value.size() > ctx.options->max_value_size) {
     return Status(Code::kTooLarge, "value of " + std::to_string(op.value.size()) +
                                        " bytes; the limit is " +
                                        std::to_string(ctx.options->max_value_size));
@@ -593,7 +594,7 @@ Status Put(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) 
   return Status::Ok();
 }
 
-Status Delete(const Ctx& ctx, const DeleteOp& op, OpResult* r) {
+Status DeleteRecord(const Ctx& ctx, const DeleteOp& op, OpResult* r) {
   const CollectionDesc* c;
   if (Status s = FindCollection(ctx, op.collection, &c); !s.ok()) return s;
   RecordView old;
@@ -614,6 +615,8 @@ Status Delete(const Ctx& ctx, const DeleteOp& op, OpResult* r) {
   r->version = ctx.commit;
   return Status::Ok();
 }
+
+namespace {
 
 Status CheckCondition(const Ctx& ctx, const Condition& cond) {
   const CollectionDesc* c;
@@ -686,10 +689,10 @@ Status RunOp(const Ctx& ctx, const Op& op, bool documents_checked, OpResult* r, 
     }
     case 1:
       if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
-      return Put(ctx, std::get<PutOp>(op), documents_checked, r);
+      return PutRecord(ctx, std::get<PutOp>(op), documents_checked, r);
     case 2:
       if (!ctx.log) return Status(Code::kReadOnly, "write in a read-only transaction");
-      return Delete(ctx, std::get<DeleteOp>(op), r);
+      return DeleteRecord(ctx, std::get<DeleteOp>(op), r);
     case 3: {
       auto spec = budgeted(std::get<ScanOp>(op).spec);
       if (!spec) return ResponseTooLarge();

@@ -44,7 +44,7 @@ class Engine {
   static Result<std::unique_ptr<Engine>> Open(const std::string& dir, const Options& options);
 
   // Waits for background work to reach a safe point, flushes (kNoSync), closes LMDB.
-  // REQUIRES: no ReadTxn of this engine is alive, no call is running.
+  // REQUIRES: no ReadTxn or SnapshotCopy of this engine is alive, no call is running.
   ~Engine();
 
   Engine(const Engine&) = delete;
@@ -178,15 +178,20 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-// A snapshot being copied (Engine::StartSnapshot). Destroying it stops the copy.
+// A snapshot being copied (Engine::StartSnapshot). Destroying it stops the copy (closes
+// the pipe, so the copying thread's next write fails, and joins it): it never waits for
+// a reader.
 class SnapshotCopy {
  public:
   virtual ~SnapshotCopy() = default;
   virtual uint64_t commit() const = 0;
   virtual const std::vector<EpochStart>& history() const = 0;
-  // The read end of a pipe the copy is written to: read until end of file.
+  // The read end of a pipe the copy is written to: read until end of file. -1 after
+  // Finish.
   virtual int fd() const = 0;
-  // After end of file: whether the copy completed (joins the copying thread).
+  // After end of file: whether the copy completed (closes the pipe and joins the copying
+  // thread). Only an ok Finish makes the bytes read a whole database. Called before the
+  // end, it stops the copy and reports it incomplete.
   virtual Status Finish() = 0;
 };
 
@@ -225,6 +230,9 @@ class ReadTxn {
 
   // The last commit visible in this snapshot.
   uint64_t commit() const;
+
+  // The content digest of this snapshot (Engine::Digest): of the database at commit().
+  Result<DatabaseDigest> Digest();
 
  private:
   friend class Engine;

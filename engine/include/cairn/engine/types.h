@@ -280,6 +280,7 @@ struct EngineStats {
   uint64_t highest_epoch_seen = 0;
   bool fenced = false;           // a higher epoch exists: writes refused
   uint64_t log_hold = 0;         // oldest commit kept for replicas (0: none held)
+  uint64_t log_bytes = 0;        // bytes of change-log entries kept (replica_log_keep_bytes)
   uint64_t applied_batches = 0;  // ApplyLog calls that committed, since open
 };
 
