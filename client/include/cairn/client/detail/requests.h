@@ -17,6 +17,9 @@ Request<bool> PingRequest();
 Request<ServerStats> StatsRequest();
 // Protocol 3 and later.
 Request<VerifyResult> VerifyRequest();
+// Protocol 5 (replication).
+Request<ReplicasInfo> ListReplicasRequest();
+Request<ReplicasInfo> PromoteRequest();
 // Catalog changes carry no idempotency key: never sent twice. Their answer: the
 // commit number.
 Request<uint64_t> CreateCollectionRequest(std::string_view name);
