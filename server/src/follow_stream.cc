@@ -172,7 +172,8 @@ Result<std::unique_ptr<Stream>> MakeFollowStream(ServerContext& ctx, const wire:
     return Status(Code::kDiverged,
                   "the follower is at commit " + std::to_string(at) + " of epoch " +
                       Epoch(f->epoch(), f->epoch_id()) + ", past this server's last commit " +
-                      std::to_string(last) + ": its history is not this server's");
+                      std::to_string(last) + ": the histories diverged; bootstrap the follower again "
+                      "(a new data folder) to follow this server");
   }
   if (at > 0) {
     EpochStart ours = Engine::EpochOf(history, at);
