@@ -123,6 +123,11 @@ void ReplicaRegistry::UpdateHoldLocked() {
   engine_.HoldLog(hold);
 }
 
+void ReplicaRegistry::Refresh() {
+  std::lock_guard lock(mu_);
+  UpdateHoldLocked();
+}
+
 std::vector<ReplicaRow> ReplicaRegistry::List() {
   std::vector<ReplicaRow> rows;
   {

@@ -48,6 +48,9 @@ class ReplicaRegistry {
   // Followers seen within `keep`, by name, with their lag against `last_commit`. Forgets
   // those not seen for longer and lets go of the log they held.
   std::vector<ReplicaRow> List();
+  // Forgets followers not seen within `keep` and updates the hold (the server calls it
+  // every few seconds, so that a follower that never comes back lets go of the log).
+  void Refresh();
   size_t connected() const;
 
   // The synchronous acknowledgement: calls `done(count, timed_out)` once, on `executor`,

@@ -44,6 +44,7 @@ Server::~Server() {
   // Pending handlers (and the connections they hold) go with their io_contexts.
   acceptor_.reset();
   drain_timer_.reset();
+  replicas_timer_.reset();
   guards_.clear();
   contexts_.clear();
 }
@@ -79,6 +80,8 @@ Status Server::Start() {
   if (ec) return Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
   endpoint_ = acceptor_->local_endpoint();
   Accept();
+  replicas_timer_ = std::make_unique<asio::steady_timer>(main_context());
+  RefreshReplicas();
   for (auto& c : contexts_) {
     threads_.emplace_back([ctx = c.get()] {
       for (;;) {
@@ -182,12 +185,21 @@ void Server::Reject(asio::ip::tcp::socket socket) {
   });
 }
 
+void Server::RefreshReplicas() {
+  replicas_->Refresh();
+  replicas_timer_->expires_after(std::chrono::seconds(5));
+  replicas_timer_->async_wait([this](const asio::error_code& ec) {
+    if (!ec && !shutting_down_) RefreshReplicas();
+  });
+}
+
 void Server::Shutdown() {
   if (shutting_down_.exchange(true)) return;
   asio::post(main_context(), [this] {
     ctx_.draining = true;
     asio::error_code ec;
     if (acceptor_) acceptor_->close(ec);
+    if (replicas_timer_) replicas_timer_->cancel();
     std::vector<std::shared_ptr<Connection>> open;
     {
       std::lock_guard lock(ctx_.mu);

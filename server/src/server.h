@@ -52,6 +52,7 @@ class Server {
   void Reject(asio::ip::tcp::socket socket);
   void CheckDrained(std::chrono::steady_clock::time_point deadline);
   void StopContexts();
+  void RefreshReplicas();  // every few seconds: ReplicaRegistry::Refresh
 
   ServerOptions options_;
   std::unique_ptr<Engine> engine_;
@@ -67,6 +68,7 @@ class Server {
   std::vector<std::thread> threads_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<asio::steady_timer> replicas_timer_;
   asio::ip::tcp::endpoint endpoint_;
   size_t next_context_ = 0;
   std::atomic<bool> shutting_down_{false};

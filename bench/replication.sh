@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Replication figures for docs/benchmarks.md ("Replication"), side by side in one run:
+#   1. the primary's durable write rate alone, then with one replica attached;
+#   2. the replica's lag (p50/p99 ms) at half that rate and at full rate;
+#   3. bootstrap throughput (snapshot over loopback into the replica's folder) next to cp
+#      of the same data file.
+# Usage: bench/replication.sh BUILD_DIR [WORK_DIR] (WORK_DIR on the disk to measure;
+# default a temporary folder under /var/tmp). Loopback only; every process is stopped at
+# the end.
+set -euo pipefail
+build=${1:?usage: bench/replication.sh BUILD_DIR [WORK_DIR]}
+work=${2:-$(mktemp -d /var/tmp/cairn-repl-bench.XXXXXX)}
+cairnd=$build/server/cairnd
+lag=$build/bench/cairn-replica-lag
+bench=$build/bench/cairn-bench
+seconds=${SECONDS_PER_RUN:-8}
+writers=${WRITERS:-16}
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+start() {  # start NAME PORTFILE FLAGS...: a cairnd in $work/NAME; sets $port and $last_pid
+  local name=$1 portfile=$2
+  shift 2
+  rm -f "$portfile"
+  "$cairnd" --data "$work/$name" --listen 127.0.0.1:0 --port-file "$portfile" "$@" \
+    >"$work/$name.log" 2>&1 &
+  last_pid=$!
+  pids+=("$last_pid")
+  for _ in $(seq 200); do [[ -s $portfile ]] && break; sleep 0.05; done
+  port=$(cat "$portfile")
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+wait_caught_up() {  # wait_caught_up PRIMARY_PORT REPLICA_PORT
+  local p r
+  for _ in $(seq 600); do
+    p=$("$build/client/cairn" --addr "127.0.0.1:$1" stats | grep -o '"last_commit":[0-9]*' | head -1)
+    r=$("$build/client/cairn" --addr "127.0.0.1:$2" stats | grep -o '"last_commit":[0-9]*' | head -1)
+    [[ $p == "$r" ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+echo "work folder: $work"
+start primary "$work/p.port" --durability sync
+pport=$port
+ppid=$last_pid
+"$build/client/cairn" --addr "127.0.0.1:$pport" create-collection lag >/dev/null
+
+echo "== durable writes, primary alone ($writers writers, ${seconds}s)"
+alone=$("$lag" --primary "127.0.0.1:$pport" --writers "$writers" --seconds "$seconds")
+echo "$alone"
+max=$(echo "$alone" | grep -o '"writes_per_s":[0-9]*' | cut -d: -f2)
+
+start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+rport=$port
+rpid=$last_pid
+wait_caught_up "$pport" "$rport"
+echo "== durable writes with one replica, full rate"
+"$lag" --primary "127.0.0.1:$pport" --replica "127.0.0.1:$rport" --writers "$writers" --seconds "$seconds"
+
+stop "$rpid"
+start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+rport=$port
+rpid=$last_pid
+wait_caught_up "$pport" "$rport"
+half=$((max / 2))
+echo "== half rate ($half writes/s) with one replica"
+"$lag" --primary "127.0.0.1:$pport" --replica "127.0.0.1:$rport" --writers "$writers" \
+  --seconds "$seconds" --rate "$half"
+stop "$rpid"
+
+echo "== bootstrap next to cp"
+"$bench" --addr "127.0.0.1:$pport" --workload put --load --keys "${BOOT_KEYS:-300000}" \
+  --value-size 1000 --requests 1 --json >/dev/null
+sync
+rm -rf "$work/replica" "$work/cp"
+mkdir -p "$work/cp"
+t0=$(date +%s.%N)
+cp "$work/primary/data.mdb" "$work/cp/data.mdb"
+sync
+t1=$(date +%s.%N)
+bytes=$(stat -c %s "$work/primary/data.mdb")
+echo "cp: $bytes bytes in $(echo "$t1 - $t0" | bc) s: $(echo "$bytes / ($t1 - $t0) / 1000000" | bc) MB/s"
+start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+rport=$port
+rpid=$last_pid
+for _ in $(seq 600); do grep -q "snapshot received" "$work/replica.log" && break; sleep 0.1; done
+grep "snapshot received" "$work/replica.log"
+stop "$rpid"
+stop "$ppid"
