@@ -5,8 +5,10 @@
 #   3. bootstrap throughput (snapshot over loopback into the replica's folder) next to cp
 #      of the same data file.
 # Usage: bench/replication.sh BUILD_DIR [WORK_DIR] (WORK_DIR on the disk to measure;
-# default a temporary folder under /var/tmp). Loopback only; every process is stopped at
-# the end.
+# default a temporary folder under /var/tmp). REPLICA_DIR=/dev/shm/... puts the replica's
+# folder elsewhere (on one machine a replica on the same disk doubles the fsyncs that
+# disk serves; another folder stands for the replica's own disk). Loopback only; every
+# process is stopped at the end.
 set -euo pipefail
 build=${1:?usage: bench/replication.sh BUILD_DIR [WORK_DIR]}
 work=${2:-$(mktemp -d /var/tmp/cairn-repl-bench.XXXXXX)}
@@ -19,14 +21,17 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [[ -n ${REPLICA_DIR:-} ]]; then rm -rf "$REPLICA_DIR"; fi
 }
 trap cleanup EXIT
 
+replica_dir=${REPLICA_DIR:-$work/replica}
+folder() { if [[ $1 == replica ]]; then echo "$replica_dir"; else echo "$work/$1"; fi; }
 start() {  # start NAME PORTFILE FLAGS...: a cairnd in $work/NAME; sets $port and $last_pid
   local name=$1 portfile=$2
   shift 2
   rm -f "$portfile"
-  "$cairnd" --data "$work/$name" --listen 127.0.0.1:0 --port-file "$portfile" "$@" \
+  "$cairnd" --data "$(folder "$name")" --listen 127.0.0.1:0 --port-file "$portfile" "$@" \
     >"$work/$name.log" 2>&1 &
   last_pid=$!
   pids+=("$last_pid")
@@ -51,34 +56,57 @@ pport=$port
 ppid=$last_pid
 "$build/client/cairn" --addr "127.0.0.1:$pport" create-collection lag >/dev/null
 
-echo "== durable writes, primary alone ($writers writers, ${seconds}s)"
-alone=$("$lag" --primary "127.0.0.1:$pport" --writers "$writers" --seconds "$seconds")
-echo "$alone"
-max=$(echo "$alone" | grep -o '"writes_per_s":[0-9]*' | cut -d: -f2)
+cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }  # user+system seconds
+# One measurement: prints the driver's JSON line and the CPU seconds the primary (and the
+# replica) spent during it.
+run() {  # run LABEL REPLICA_PORT_OR_EMPTY RATE
+  local p0 r0=0 out
+  p0=$(cpu "$ppid")
+  if [[ -n $2 ]]; then r0=$(cpu "$rpid"); fi
+  out=$("$lag" --primary "127.0.0.1:$pport" ${2:+--replica "127.0.0.1:$2"} --writers "$writers" \
+    --seconds "$seconds" --rate "$3")
+  echo "$1 $out primary_cpu_s=$(echo "$(cpu "$ppid") - $p0" | bc)" \
+    "${2:+replica_cpu_s=$(echo "$(cpu "$rpid") - $r0" | bc)}"
+  last_rate=$(echo "$out" | grep -o '"writes_per_s":[0-9]*' | cut -d: -f2)
+}
 
-start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
-rport=$port
-rpid=$last_pid
-wait_caught_up "$pport" "$rport"
-echo "== durable writes with one replica, full rate"
-"$lag" --primary "127.0.0.1:$pport" --replica "127.0.0.1:$rport" --writers "$writers" --seconds "$seconds"
+# A replica that has caught up, restarted so that its lag summary holds the next run alone.
+fresh_replica() {
+  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+  wait_caught_up "$pport" "$port"
+  stop "$last_pid"
+  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+  rport=$port
+  rpid=$last_pid
+  wait_caught_up "$pport" "$rport"
+}
 
-stop "$rpid"
-start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
-rport=$port
-rpid=$last_pid
-wait_caught_up "$pport" "$rport"
-half=$((max / 2))
-echo "== half rate ($half writes/s) with one replica"
-"$lag" --primary "127.0.0.1:$pport" --replica "127.0.0.1:$rport" --writers "$writers" \
-  --seconds "$seconds" --rate "$half"
-stop "$rpid"
+# Alone and with a replica, alternated (the machine's pace drifts), then the lag at half
+# the median rate alone. A replica that is stopped for the runs alone is restarted (and
+# catches up) before each run with it.
+echo "== durable writes at full rate: alone / with one replica ($writers writers, ${seconds}s each)"
+rates=()
+for i in 1 2 3; do
+  run "alone" "" 0
+  rates+=("$last_rate")
+  fresh_replica
+  run "with-replica" "$rport" 0
+  stop "$rpid"
+done
+median=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p)
+half=$((median / 2))
+echo "== half rate ($half writes/s, half the median rate alone) with one replica"
+for i in 1 2; do
+  fresh_replica
+  run "half-rate" "$rport" "$half"
+  stop "$rpid"
+done
 
 echo "== bootstrap next to cp"
 "$bench" --addr "127.0.0.1:$pport" --workload put --load --keys "${BOOT_KEYS:-300000}" \
   --value-size 1000 --requests 1 --json >/dev/null
 sync
-rm -rf "$work/replica" "$work/cp"
+rm -rf "$replica_dir" "$work/cp"
 mkdir -p "$work/cp"
 t0=$(date +%s.%N)
 cp "$work/primary/data.mdb" "$work/cp/data.mdb"

@@ -562,6 +562,49 @@ TEST_F(ReplicationTest, AnOldPrimaryWithCommitsOfItsOwnRefusesToFollowWithDiverg
   EXPECT_EQ(np->counters["fenced"], 0u);
 }
 
+// --- libcairn.
+
+TEST_F(ReplicationTest, LibcairnListsReplicasWaitsForThemAndPromotes) {
+  auto primary = StartPrimary();
+  Schema(primary->port());
+  auto replica = StartReplica(primary->port());
+  ASSERT_TRUE(WaitConverged(primary->port(), replica->port()));
+  client::ClientOptions o;
+  o.address = Addr(primary->port());
+  auto db = client::Client::Connect(o);
+  client::Txn txn;
+  txn.Put("c", "k", client::Document::Builder().Set("g", 1).Build()).WaitForReplicas(1, 5s);
+  client::TxnResult r = db->Commit(txn);
+  EXPECT_EQ(r.replicas, 1);
+  EXPECT_FALSE(r.replica_timeout);
+  EXPECT_GE(LastCommit(replica->port()), r.commit);
+  client::ReplicasInfo info = db->ListReplicas();
+  EXPECT_EQ(info.role, "primary");
+  EXPECT_EQ(info.epoch, 1u);
+  ASSERT_EQ(info.replicas.size(), 1u);
+  EXPECT_EQ(info.replicas[0].name, "replica");
+  EXPECT_TRUE(info.replicas[0].connected);
+  EXPECT_EQ(info.replicas[0].applied, r.commit);
+  try {
+    db->Promote();
+    ADD_FAILURE() << "a primary promoted";
+  } catch (const client::Error& e) {
+    EXPECT_EQ(e.code(), client::ErrorCode::kBadRequest);
+  }
+  o.address = Addr(replica->port());
+  auto rdb = client::Client::Connect(o);
+  try {
+    rdb->Put("c", "x", client::Document::Builder().Set("g", 1).Build());
+    ADD_FAILURE() << "a replica took a write";
+  } catch (const client::Error& e) {
+    EXPECT_EQ(e.code(), client::ErrorCode::kReadOnly);
+  }
+  client::ReplicasInfo p = rdb->Promote();
+  EXPECT_EQ(p.role, "primary");
+  EXPECT_EQ(p.epoch, 2u);
+  EXPECT_GT(rdb->Put("c", "x", client::Document::Builder().Set("g", 1).Build()), r.commit);
+}
+
 // --- Bad input.
 
 TEST_F(ReplicationTest, FollowRequestsThatCannotBeServedAreRefusedClearly) {
