@@ -41,6 +41,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the connection, unless its Hello was answered meanwhile, to make room for a
   // newer one. Thread-safe.
   void Displace();
+  // Closes it now, stopping its stream (which lets go of what it holds of the engine: a
+  // snapshot being copied). REQUIRES: the IO threads have stopped (Server::Wait).
+  void CloseStopped() { Close(); }
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -38,6 +38,13 @@ class FollowStream : public Stream {
 
   void Produce(StreamOutput& out) override {
     if (!began_) Begin(out);
+    if (ctx_.engine->History().size() != history_size_) {
+      // This node was promoted (a new epoch): the follower must learn the new history
+      // from a FollowBegin before it gets the new epoch's commits. It reconnects.
+      spdlog::info("history changed: ending the Follow stream of {} so that it starts over",
+                   name_);
+      return out.End();
+    }
     while (!out.Full()) {
       if (next_ > ctx_.engine->LastCommit()) return;  // caught up: wait for a commit
       entries_.clear();
@@ -89,7 +96,9 @@ class FollowStream : public Stream {
     auto& fbb = out.builder();
     fbb.Clear();
     std::vector<Offset<wire::EpochStart>> v;
-    for (const EpochStart& e : ctx_.engine->History()) {
+    std::vector<EpochStart> history = ctx_.engine->History();
+    history_size_ = history.size();
+    for (const EpochStart& e : history) {
       v.push_back(wire::CreateEpochStart(fbb, e.epoch, e.id, e.first_commit));
     }
     auto hist = fbb.CreateVector(v);
@@ -142,6 +151,7 @@ class FollowStream : public Stream {
   const size_t budget_;
   std::vector<RawLogEntry> entries_;
   bool began_ = false, sent_ok_ = true;
+  size_t history_size_ = 0;  // of the history sent in FollowBegin
   uint64_t handle_ = 0;  // in ctx_.replicas
   std::optional<uint64_t> subscription_;
   std::chrono::steady_clock::time_point last_sent_ = std::chrono::steady_clock::now();

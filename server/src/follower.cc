@@ -198,7 +198,9 @@ Follower::Follower(FollowerOptions options, Engine& engine, CommitFeed& commits,
       engine_(engine),
       commits_(commits),
       state_(state),
-      swap_ready_(std::move(swap_ready)) {}
+      swap_ready_(std::move(swap_ready)),
+      // Until the first bootstrap or Follow, an empty replica has nothing to serve.
+      initial_bootstrap_(engine.LastCommit() == 0 && !state.promoted && !state.diverged) {}
 
 Follower::~Follower() { Stop(); }
 
@@ -253,7 +255,7 @@ awaitable<void> Follower::Run() {
     }
     bool swap = false;
     if (st.ok()) {
-      if (need_bootstrap_ || engine_.LastCommit() == 0) {
+      if (need_bootstrap_ || (engine_.LastCommit() == 0 && !primary_empty_)) {
         st = co_await Bootstrap(*s, &swap);
       } else {
         st = co_await Follow(*s);
@@ -262,6 +264,7 @@ awaitable<void> Follower::Run() {
     s->Close();
     session_.reset();
     if (stopping_) break;
+    if (st.ok() && !swap) continue;  // an empty primary: nothing to copy, follow it at once
     if (swap) {
       spdlog::info("bootstrap complete: restarting the server on the new data");
       swap_ready_();
@@ -311,6 +314,12 @@ awaitable<Status> Follower::Bootstrap(Session& s, bool* swap) {
                                             " is not one this replica reads (1)");
   }
   const uint64_t commit = begin->commit();
+  if (commit == 0 && engine_.LastCommit() == 0) {
+    // The primary has no commit yet: there is nothing to copy, and following it from
+    // commit 1 gives the same database.
+    primary_empty_ = true;
+    co_return Status::Ok();
+  }
   spdlog::info("bootstrapping from {}: snapshot at commit {}", options_.primary, commit);
 
   fs::path dir = fs::path(options_.data_dir) / kBootstrapDir;
@@ -455,6 +464,7 @@ awaitable<Status> Follower::Follow(Session& s) {
   state_.primary_last_commit = begin->last_commit();
   initial_bootstrap_ = false;
   need_bootstrap_ = false;
+  primary_empty_ = false;
   spdlog::info("following {} from commit {} (its last: {})", options_.primary, last + 1,
                begin->last_commit());
 

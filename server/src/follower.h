@@ -121,6 +121,7 @@ class Follower {
   std::shared_ptr<Session> session_;  // the connection now (follower's thread)
   bool stopping_ = false;             // follower's thread
   bool need_bootstrap_ = false;       // follower's thread: the primary trimmed our position
+  bool primary_empty_ = false;        // follower's thread: its snapshot held no commit
   std::atomic<bool> initial_bootstrap_{false};
   std::atomic<bool> stopped_{false};
 };

@@ -236,6 +236,17 @@ void Server::Wait() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  // Connections the grace period left open: their streams must let go of the engine
+  // (a snapshot copy reads it on a thread of its own) before it closes.
+  std::vector<std::shared_ptr<Connection>> left;
+  {
+    std::lock_guard lock(ctx_.mu);
+    for (auto& [ptr, weak] : ctx_.connections) {
+      if (auto c = weak.lock()) left.push_back(std::move(c));
+    }
+  }
+  for (auto& c : left) c->CloseStopped();
+  left.clear();
   if (before_close_) std::exchange(before_close_, nullptr)();
   if (checker_) checker_->Stop();
   if (writer_) writer_->Stop();  // commits whatever is still queued

@@ -300,6 +300,25 @@ TEST_F(ReplicationTest, AReplicaBootstrapsFollowsServesReadsAndRefusesWrites) {
   ExpectSameData("primary", "cascade");
 }
 
+TEST_F(ReplicationTest, AReplicaOfAnEmptyPrimaryFollowsItFromTheFirstCommit) {
+  auto primary = StartPrimary();
+  auto replica = StartReplica(primary->port());
+  // Nothing to copy: it follows at once (no bootstrap, no restart).
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         ListReplicas(primary->port())->rows.empty()) {
+    std::this_thread::sleep_for(20ms);
+  }
+  Schema(primary->port());
+  { Load load(primary->port(), 2, 100); }
+  ASSERT_TRUE(WaitConverged(primary->port(), replica->port())) << replica->output();
+  ExpectSameData("primary", "replica");
+  auto stats = StatsOf(replica->port());
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->counters["replication.bootstraps"], 0u);
+  EXPECT_EQ(replica->output().find("restarting the server"), std::string::npos);
+}
+
 TEST_F(ReplicationTest, ConvergesUnderLoadThroughReplicaAndPrimaryKills) {
   // 8 connections, 8 x 2500 = 20,000 transactions: puts, deletes and multi-write
   // transactions over an index, while the replica is SIGKILLed four times and the
@@ -513,6 +532,24 @@ TEST_F(ReplicationTest, PromotionFencesTheOldPrimaryWhichThenFollowsTheNewOne) {
   ASSERT_TRUE(WaitConverged(replica->port(), follower->port())) << follower->output();
   ExpectSameData("replica", "primary");
   auto v = ListReplicas(follower->port());
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->epoch, 2u);
+  EXPECT_TRUE(v->error.empty()) << v->error;
+}
+
+TEST_F(ReplicationTest, AReplicaOfAPromotedReplicaFollowsIntoTheNewEpoch) {
+  auto primary = StartPrimary();
+  Schema(primary->port());
+  auto middle = StartReplica(primary->port(), "middle");
+  auto leaf = StartReplica(middle->port(), "leaf");
+  { Load load(primary->port(), 2, 100); }
+  ASSERT_TRUE(WaitConverged(primary->port(), leaf->port())) << leaf->output();
+  std::string error;
+  ASSERT_TRUE(ListReplicas(middle->port(), wire::Request::Promote, &error)) << error;
+  { Load load(middle->port(), 2, 100); }
+  ASSERT_TRUE(WaitConverged(middle->port(), leaf->port())) << leaf->output();
+  ExpectSameData("middle", "leaf");
+  auto v = ListReplicas(leaf->port());
   ASSERT_TRUE(v);
   EXPECT_EQ(v->epoch, 2u);
   EXPECT_TRUE(v->error.empty()) << v->error;
