@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "backup_commands.h"
 #include "cairn/client/client.h"
 #include "cairn/protocol/json.h"
 
@@ -30,13 +31,17 @@ enum Exit : int {
   kServer = 3,      // connection or server failure
   kConstraint = 4,  // unique violation, already exists, replace of an absent record
   kUnknown = 5,     // no such collection or index
+  kBadBackup = 6,   // the backup file is damaged or not a backup (backup_commands.h)
 };
 
 constexpr const char* kExitCodes =
     "Exit codes: 0 success; 1 the record is absent or a condition failed; 2 usage "
-    "(bad arguments or input); 3 connection or server failure; 4 constraint violation "
+    "(bad arguments or input); 3 connection, server or file failure; 4 constraint violation "
     "(unique index, already exists, replace of an absent record, a unique index build "
-    "over duplicates); 5 unknown collection or index.";
+    "over duplicates); 5 unknown collection or index; 6 the backup file is damaged, "
+    "truncated or not a cairn backup.";
+static_assert(int(kBadBackup) == cli::kBackupDamaged && int(kUsage) == cli::kBackupUsage &&
+              int(kServer) == cli::kBackupIo);
 
 struct Usage : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -585,6 +590,8 @@ int main(int argc, char** argv) {
   load->add_option("--key-field", key_field, "Field holding each record's key")->capture_default_str();
   load->add_option("--batch", batch, "Records per transaction")->capture_default_str()->check(CLI::Range(1, 100000));
   load->add_flag("--atomic", atomic, "All or nothing, in one transaction");
+  cli::BackupCommands backup_commands;
+  cli::AddBackupCommands(app, &backup_commands);
 
   // A misspelt command is named, with the nearest one (CLI11 would only say that an
   // argument was not expected).
@@ -614,6 +621,9 @@ int main(int argc, char** argv) {
     Note(std::string(e.what()) + "; run with --help for more information");
     return kUsage;
   }
+
+  // verify-backup, restore: offline, no server.
+  if (auto code = cli::RunBackupCommands(backup_commands)) return *code;
 
   TxnNames names;  // of `cairn txn`'s parts, for its errors
   try {

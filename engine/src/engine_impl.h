@@ -4,8 +4,8 @@
 #include <lmdb.h>
 #include <sys/types.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -325,7 +325,7 @@ class Engine::Impl {
   // history and the fence are this node's, not data: docs/storage.md, "Replication").
   // Durable when it returns, whatever Options::durability. REQUIRES: write_mu_ held.
   Status WriteNodeMeta(const std::vector<std::pair<std::string_view, std::string>>& puts);
-  // Sets history_ and the fence flag. REQUIRES: write_mu_ held.
+  // Sets history_ and the fence flag. REQUIRES: write_mu_ held, or the open.
   void SetHistory(std::vector<EpochStart> history);
   std::vector<EpochStart> History() const;
   Status AdoptHistory(const std::vector<EpochStart>& theirs);

@@ -573,6 +573,22 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       });
       return;
     }
+    case wire::Request::Digest: {
+      // On the tasks thread (it reads the whole database); later reads wait for it.
+      auto d = f->request_as_Digest();
+      uint64_t at = d ? d->at() : 0;
+      auto wait = std::chrono::milliseconds(d ? d->wait_ms() : 0);
+      writes_in_flight_++;
+      ctx_.tasks->Submit([self = shared_from_this(), id, received, at, wait](bool stopping) {
+        Result<DatabaseDigest> r =
+            stopping ? Result<DatabaseDigest>(Status(Code::kUnavailable, "the server is stopping"))
+                     : DigestAt(*self->ctx_.engine, at, wait);
+        asio::post(self->executor_, [self, id, received, r = std::move(r)] {
+          self->OnDigest(id, r, received);
+        });
+      });
+      return;
+    }
     case wire::Request::Watch: {
       auto stream = MakeWatchStream(ctx_, f->request_as_Watch());
       if (!stream.ok()) {
@@ -722,6 +738,23 @@ void Connection::OnVerified(uint64_t id, const VerifyReport& report,
   if (!closed_) {
     BuildVerifyReply(fbb_, id, report);
     Send(id);
+  }
+  Record(RequestKind::kVerify, received);
+  AfterAnswers();
+  });
+}
+
+void Connection::OnDigest(uint64_t id, const Result<DatabaseDigest>& digest,
+                          Clock::time_point received) {
+  GuardHandler("digest", [&] {
+  writes_in_flight_--;
+  if (!closed_) {
+    if (digest.ok()) {
+      BuildDigestReply(fbb_, id, *digest);
+      Send(id);
+    } else {
+      SendError(id, digest.status());
+    }
   }
   Record(RequestKind::kVerify, received);
   AfterAnswers();

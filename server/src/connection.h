@@ -69,6 +69,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnWritesDone();
   // A Verify request's report, back from the checker thread.
   void OnVerified(uint64_t id, const VerifyReport& report, Clock::time_point received);
+  // A Digest request's outcome, back from the tasks thread.
+  void OnDigest(uint64_t id, const Result<DatabaseDigest>& digest, Clock::time_point received);
   // After answers arrive from another thread: run what waited for them, read on, flush.
   void AfterAnswers();
   void HandleHello(uint64_t id, const void* hello);

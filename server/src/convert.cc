@@ -1,5 +1,7 @@
 #include "convert.h"
 
+#include <thread>
+
 #include "cairn/engine/document.h"
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/flex.h"
@@ -374,6 +376,34 @@ Status BuildGetReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, ReadTxn& 
   }
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::GetReply, reply.Union()));
   return Status::Ok();
+}
+
+void BuildDigestReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const DatabaseDigest& d) {
+  fbb.Clear();
+  auto reply = wire::CreateDigestReply(fbb, d.commit, d.digest, d.collections, d.records,
+                                       d.index_entries);
+  fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::DigestReply, reply.Union()));
+}
+
+Result<DatabaseDigest> DigestAt(Engine& engine, uint64_t at, std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  while (at && engine.LastCommit() < at && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (at && engine.LastCommit() < at) {
+    return Status(Code::kUnavailable, "the database is at commit " +
+                                          std::to_string(engine.LastCommit()) + "; commit " +
+                                          std::to_string(at) + " was not reached within " +
+                                          std::to_string(wait.count()) + " ms");
+  }
+  auto d = engine.Digest();
+  if (d.ok() && at && d->commit != at) {
+    return Status(Code::kConditionFailed,
+                  "the database is at commit " + std::to_string(d->commit) + ", past " +
+                      std::to_string(at) + ": a digest is of the current state only (compare "
+                      "nodes while writes are paused)");
+  }
+  return d;
 }
 
 void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r) {

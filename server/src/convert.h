@@ -2,6 +2,7 @@
 // The only place that knows both.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "cairn/engine/engine.h"
@@ -59,6 +60,11 @@ void BuildDone(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, uint64_t commit
 // `next`: set on a page of ListCollections that more collections follow (catalog_reply.h).
 void BuildCollections(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
                       const std::vector<CollectionInfo>& collections, std::string_view next = {});
+void BuildDigestReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const DatabaseDigest& d);
+// The digest once the engine has reached commit `at` (0: now), waiting up to `wait` for
+// it; kUnavailable if it was not reached in time, kConditionFailed if the database is past
+// it (a digest is of the current state only).
+Result<DatabaseDigest> DigestAt(Engine& engine, uint64_t at, std::chrono::milliseconds wait);
 void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r);
 void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload);
 void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,

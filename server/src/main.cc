@@ -10,6 +10,7 @@
 
 #include "cairn/engine/engine.h"
 #include "follower.h"
+#include "restore.h"
 #include "server.h"
 #include "verifier.h"
 
@@ -133,11 +134,13 @@ int main(int argc, char** argv) {
   std::string port_file;
   unsigned idle_seconds = 300, hello_seconds = 10, frame_seconds = 30, flush_ms = 1000;
   bool verify = false, verify_child = false, json = false;
+  std::string restore;
   double verify_timeout_s = 600;
 
   CLI::App app{"cairnd: the cairn storage server"};
   app.set_version_flag("--version", "cairnd " CAIRN_VERSION, "Print the version and exit");
-  app.add_option("--data", opts.data_dir, "Data folder (created if missing)")->capture_default_str();
+  auto* data_flag = app.add_option("--data", opts.data_dir, "Data folder (created if missing)")
+                       ->capture_default_str();
   app.add_option("--listen", opts.listen, "HOST:PORT to listen on; port 0 picks a free port")
       ->capture_default_str();
   app.add_option("--port-file", port_file,
@@ -187,6 +190,11 @@ int main(int argc, char** argv) {
                "Check the database in --data and exit (0: consistent, 1: problems or damage); "
                "safe on a damaged file and while a server has the folder open");
   app.add_flag("--json", json, "With --verify: print the report as one JSON object");
+  app.add_option("--restore", restore,
+                 "Restore the backup FILE (or -, standard input) into --data DIR, which must be "
+                 "new or empty, and exit (0: restored; 1: refused, DIR left as it was)")
+      ->option_text("FILE")
+      ->excludes("--verify");
   app.add_option("--verify-timeout", verify_timeout_s,
                  "Seconds a check (--verify or a VerifyDatabase request) may take before it is "
                  "stopped")
@@ -259,6 +267,14 @@ int main(int argc, char** argv) {
   if (opts.verify_timeout.count() < 1) opts.verify_timeout = std::chrono::milliseconds(1);
   if (verify_child) return cairn::server::VerifierChildMain(opts.data_dir, opts.engine.max_size, 1);
   if (verify) return VerifyOffline(opts, json);
+  if (!restore.empty()) {
+    // Never into the default folder by accident.
+    if (data_flag->count() == 0) {
+      std::fprintf(stderr, "cairnd: --restore needs --data DIR, the folder to restore into\n");
+      return 2;
+    }
+    return cairn::server::RestoreOffline(opts, restore);
+  }
   // A record must fit in a response with room to spare.
   opts.engine.max_value_size = opts.max_frame / 2 - 1024;
 

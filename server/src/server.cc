@@ -21,6 +21,8 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   ctx_.commits = &commits_;
   replicas_ = std::make_unique<ReplicaRegistry>(*engine_, options_.replica_keep);
   ctx_.replicas = replicas_.get();
+  tasks_ = std::make_unique<Tasks>();
+  ctx_.tasks = tasks_.get();
   ctx_.engine = engine_.get();
   ctx_.writer = writer_.get();
   VerifierOptions verifier;
@@ -249,12 +251,14 @@ void Server::Wait() {
   left.clear();
   if (before_close_) std::exchange(before_close_, nullptr)();
   if (checker_) checker_->Stop();
+  if (tasks_) tasks_->Stop();
   if (writer_) writer_->Stop();  // commits whatever is still queued
   // The io_contexts stay until the destructor: objects of the caller's (a signal_set)
   // may still use them.
   writer_.reset();
   checker_.reset();
   replicas_.reset();
+  tasks_.reset();
   engine_.reset();
 }
 

@@ -59,6 +59,7 @@ class Server {
   ServerStats stats_;
   CommitFeed commits_;  // before writer_: the writer notifies it
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
   std::unique_ptr<ReplicaRegistry> replicas_;  // before contexts_: their timers refer to it
   ServerContext ctx_;

@@ -13,6 +13,7 @@
 #include "options.h"
 #include "stats.h"
 #include "stream.h"
+#include "tasks.h"
 #include "checker.h"
 #include "writer.h"
 
@@ -29,6 +30,7 @@ struct ServerContext {
   CommitFeed* commits = nullptr;  // wakes streams waiting for new commits
   ReplicaRegistry* replicas = nullptr;  // this server's followers (replicas.h)
   Follower* follower = nullptr;         // set on a replica (--replica-of): follower.h
+  Tasks* tasks = nullptr;         // requests that read the whole database (Digest)
   ServerStats* stats = nullptr;
   const ServerOptions* options = nullptr;
   RequestLimits limits;
