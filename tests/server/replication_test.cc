@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cairn/client/client.h"
+#include "command.h"
 #include "server_process.h"
 #include "tcp_proxy.h"
 #include "test_util.h"
@@ -640,6 +641,36 @@ TEST_F(ReplicationTest, LibcairnListsReplicasWaitsForThemAndPromotes) {
   EXPECT_EQ(p.role, "primary");
   EXPECT_EQ(p.epoch, 2u);
   EXPECT_GT(rdb->Put("c", "x", client::Document::Builder().Set("g", 1).Build()), r.commit);
+}
+
+TEST_F(ReplicationTest, TheCommandLineListsReplicasAndPromotes) {
+  auto primary = StartPrimary();
+  Schema(primary->port());
+  auto replica = StartReplica(primary->port());
+  ASSERT_TRUE(WaitConverged(primary->port(), replica->port()));
+  TempDir scratch;
+  auto cairn = [&](uint16_t port, const std::string& args) {
+    return testing::RunCommand(std::string(CAIRN_CLI_PATH) + " --addr " + Addr(port) + " " + args,
+                               scratch);
+  };
+  auto table = cairn(primary->port(), "replicas");
+  EXPECT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("primary, epoch 1"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("LAG_COMMITS"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("replica "), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(" yes"), std::string::npos) << table.out;
+  auto json = cairn(replica->port(), "replicas --json");
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_NE(json.out.find("\"role\":\"replica\""), std::string::npos) << json.out;
+  EXPECT_NE(json.out.find("\"primary\":\"" + Addr(primary->port()) + "\""), std::string::npos)
+      << json.out;
+  auto refused = cairn(primary->port(), "promote");
+  EXPECT_EQ(refused.code, 2) << refused.out;
+  EXPECT_NE(refused.err.find("already a primary"), std::string::npos) << refused.err;
+  auto promoted = cairn(replica->port(), "promote");
+  EXPECT_EQ(promoted.code, 0) << promoted.err;
+  EXPECT_NE(promoted.out.find("\"role\":\"primary\",\"epoch\":2"), std::string::npos)
+      << promoted.out;
 }
 
 // --- Bad input.
