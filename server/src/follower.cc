@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <spdlog/spdlog.h>
 
 #include "cairn/protocol/codes.h"
@@ -31,6 +32,7 @@ constexpr auto kReadTimeout = 5s;
 constexpr auto kBackoffFirst = 100ms;
 constexpr auto kBackoffMax = 2s;
 constexpr const char* kBootstrapDir = ".bootstrap";
+constexpr const char* kMarker = "replica-of";
 
 // The error a response carries, as a Status (Error.log_first in *log_first).
 Status ErrorOf(const wire::ResponseFrame* r, uint64_t* log_first = nullptr) {
@@ -204,9 +206,40 @@ Follower::Follower(FollowerOptions options, Engine& engine, CommitFeed& commits,
 
 Follower::~Follower() { Stop(); }
 
+std::string Follower::ReplicaMarker(const std::string& dir) {
+  fs::path path = fs::path(dir) / kMarker;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::string();
+  std::ifstream in(path);
+  std::string primary;
+  std::getline(in, primary);
+  return primary.empty() ? "an unknown primary" : primary;
+}
+
+// Written once (a temporary file renamed, then the folder synced) before following.
+static Status WriteMarker(const std::string& dir, const std::string& primary) {
+  fs::path target = fs::path(dir) / kMarker;
+  std::error_code ec;
+  if (fs::exists(target, ec)) return Status::Ok();
+  std::string tmp = target.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << primary << "\n";
+    if (!out.flush()) return Status(Code::kInternal, "cannot write " + tmp);
+  }
+  if (Status s = SyncPath(tmp, O_RDONLY); !s.ok()) return s;
+  if (::rename(tmp.c_str(), target.c_str()) != 0) return Errno("rename " + tmp);
+  return SyncPath(dir, O_RDONLY | O_DIRECTORY);
+}
+
 void Follower::Start(const std::string& address) {
   options_.address = address;
   if (options_.name.empty()) options_.name = address;
+  if (!state_.promoted) {
+    if (Status s = WriteMarker(options_.data_dir, options_.primary); !s.ok()) {
+      spdlog::error("cannot mark {} as a replica's folder: {}", options_.data_dir, s.ToString());
+    }
+  }
   // A diverged or promoted node follows nothing, but its thread still serves Promote.
   if (!state_.promoted && !state_.diverged) asio::co_spawn(io_, Run(), asio::detached);
   thread_ = std::thread([this] {
@@ -553,6 +586,14 @@ void Follower::Promote(std::function<void(Result<EpochStart>)> done) {
     }
     state_.promoted = true;
     initial_bootstrap_ = false;
+    // The folder is a primary's now (of a new epoch): it may be started without
+    // --replica-of.
+    std::error_code ec;
+    fs::remove(fs::path(options_.data_dir) / kMarker, ec);
+    if (Status s = SyncPath(options_.data_dir, O_RDONLY | O_DIRECTORY); !s.ok() || ec) {
+      spdlog::warn("promoted, but the replica marker in {} may remain: {}", options_.data_dir,
+                   ec ? ec.message() : s.ToString());
+    }
     spdlog::warn("PROMOTED: this node is a primary now, epoch {} from commit {}; it no longer "
                  "follows {}",
                  epoch->epoch, epoch->first_commit, options_.primary);

@@ -98,6 +98,12 @@ class Follower {
   // <dir>/.bootstrap/, or removes an incomplete one. Errors name the file.
   static Status FinishBootstrap(const std::string& dir);
 
+  // A replica's folder carries a marker (<dir>/replica-of, the primary's address) from
+  // the first start with --replica-of until a promotion: a cairnd started on it without
+  // --replica-of refuses to start, so that a replica's copy never takes writes under its
+  // primary's epoch (which would diverge without the epochs telling). Empty: no marker.
+  static std::string ReplicaMarker(const std::string& dir);
+
  private:
   class Session;
   asio::awaitable<void> Run();

@@ -283,6 +283,14 @@ int main(int argc, char** argv) {
   // data file while the engine is closed (Follower::FinishBootstrap), on the same port.
   cairn::server::ReplicaState replica_state;
   bool replica = !opts.replica_of.empty();
+  if (!replica) {
+    if (std::string of = cairn::server::Follower::ReplicaMarker(opts.data_dir); !of.empty()) {
+      spdlog::error("{} holds a replica of {}: start it with --replica-of, or promote it first "
+                    "(cairn promote) to make it a primary (docs/replication.md)",
+                    opts.data_dir, of);
+      return 1;
+    }
+  }
   uint16_t bound_port = 0;
   for (;;) {
     if (replica) {

@@ -667,10 +667,25 @@ TEST_F(ReplicationTest, TheCommandLineListsReplicasAndPromotes) {
   auto refused = cairn(primary->port(), "promote");
   EXPECT_EQ(refused.code, 2) << refused.out;
   EXPECT_NE(refused.err.find("already a primary"), std::string::npos) << refused.err;
+  // A replica's folder is not started as a primary's by mistake: its copy would take
+  // writes under its primary's epoch.
+  replica->Stop();
+  ServerProcess wrong(dir_.Sub("replica"));
+  EXPECT_FALSE(wrong.ready());
+  EXPECT_NE(wrong.output().find("holds a replica of " + Addr(primary->port())), std::string::npos)
+      << wrong.output();
+  replica = StartReplica(primary->port(), "replica", {}, Addr(replica->port()));
   auto promoted = cairn(replica->port(), "promote");
   EXPECT_EQ(promoted.code, 0) << promoted.err;
   EXPECT_NE(promoted.out.find("\"role\":\"primary\",\"epoch\":2"), std::string::npos)
       << promoted.out;
+  // Once promoted, it starts as a primary (of epoch 2) without --replica-of.
+  const uint16_t port = replica->port();
+  replica->Stop();
+  ServerProcess again(dir_.Sub("replica"), {}, Addr(port));
+  ASSERT_TRUE(again.ready()) << again.output();
+  auto w = cairn(again.port(), "put c after '{\"g\": 1}'");
+  EXPECT_EQ(w.code, 0) << w.err;
 }
 
 // --- Bad input.
