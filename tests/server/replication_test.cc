@@ -385,6 +385,17 @@ TEST_F(ReplicationTest, RecoversFromConnectionsCutMidSnapshotAndMidStream) {
   }
   EXPECT_GE(proxy.cuts(), 3u);
   EXPECT_EQ(LastCommit(replica->port()), 0u);  // still nothing: every snapshot was cut
+  {
+    // Meanwhile it has no data to serve: reads say why, writes say where to go.
+    auto c = Connect(replica->port(), 5);
+    auto r = c->Call(*req::Get(2, "c", "big1"));
+    ASSERT_TRUE(r && r->error());
+    EXPECT_EQ(r->error()->code(), wire::ErrorCode::Unavailable);
+    EXPECT_NE(ErrorText(r).find("bootstrapping"), std::string::npos) << ErrorText(r);
+    r = c->Call(req::TxnBuilder().CountAll("c").Build(3));
+    ASSERT_TRUE(r && r->error());
+    EXPECT_EQ(r->error()->code(), wire::ErrorCode::Unavailable);
+  }
   proxy.CutAfter(0);
   ASSERT_TRUE(WaitConverged(primary->port(), replica->port())) << replica->output();
   // Mid-stream: cut the Follow connection while a load runs, several times.
