@@ -303,7 +303,14 @@ TEST(SnapshotTest, CopyUnderConcurrentWritesIsExactlyItsCommit) {
   auto restored = OpenOrDie(dir.Sub("copy"));
   ASSERT_TRUE(restored);
   EXPECT_EQ(restored->LastCommit(), commit);
-  EXPECT_EQ(restored->History(), (*copy)->history());
+  // Opened as a primary's, the copy starts an epoch of its own after the snapshot's
+  // history (docs/storage.md, "Copies start an epoch of their own").
+  std::vector<EpochStart> history = restored->History();
+  ASSERT_EQ(history.size(), (*copy)->history().size() + 1);
+  EXPECT_TRUE(std::equal((*copy)->history().begin(), (*copy)->history().end(), history.begin()));
+  EXPECT_EQ(history.back().epoch, (*copy)->history().back().epoch + 1);
+  EXPECT_EQ(history.back().first_commit, commit + 1);
+  EXPECT_TRUE(restored->Stats().epoch_started_at_open);
   ExpectVerified(*restored);
 
   // The source as it was at `commit`: the same steps on a new engine, up to that commit.
@@ -351,6 +358,54 @@ TEST(SnapshotTest, ReaderThatStopsEarlyEndsTheCopyWithoutHanging) {
   ASSERT_TRUE(whole);
   EXPECT_EQ(whole->LastCommit(), db->LastCommit());
   ExpectSameDigest(*whole, *db);
+}
+
+// docs/storage.md, "Copies start an epoch of their own": a copy of a database opened as
+// a primary's can never write in the epoch of the node it was copied from, so that the two
+// cannot later pass for one history; the node itself and a replica keep their epoch.
+TEST(SnapshotTest, ACopyOpenedAsAPrimaryStartsAnEpochOfItsOwn) {
+  TempDir dir;
+  auto db = OpenOrDie(dir.Sub("source"));
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  const std::vector<EpochStart> original = db->History();
+  db.reset();
+  db = OpenOrDie(dir.Sub("source"));
+  EXPECT_EQ(db->History(), original) << "the node itself, restarted, keeps its epoch";
+  EXPECT_FALSE(db->Stats().epoch_started_at_open);
+
+  auto copy = db->StartSnapshot();
+  ASSERT_TRUE(copy.ok());
+  ASSERT_TRUE(SaveSnapshot(**copy, dir.Sub("replica")).ok());
+  copy = db->StartSnapshot();
+  ASSERT_TRUE(SaveSnapshot(**copy, dir.Sub("primary")).ok());
+  {
+    Options o;
+    o.replica = true;
+    auto replica = OpenOrDie(dir.Sub("replica"), o);
+    EXPECT_EQ(replica->History(), original) << "a replica's copy follows the primary's epochs";
+    EXPECT_FALSE(replica->Stats().epoch_started_at_open);
+  }
+  auto other = OpenOrDie(dir.Sub("primary"));
+  std::vector<EpochStart> h = other->History();
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0], original[0]);
+  EXPECT_EQ(h[1].epoch, 2u);
+  EXPECT_EQ(h[1].first_commit, db->LastCommit() + 1);
+  EXPECT_TRUE(other->Stats().epoch_started_at_open);
+  // Its writes are its epoch's: a replica of the source that saw them would diverge.
+  ASSERT_TRUE(other->CreateCollection("mine").ok());
+  EXPECT_FALSE(Engine::OnHistory(other->History(), other->LastCommit(), db->History(),
+                                 db->LastCommit() + 1));
+  // Reopened, it is its own node now: no further epoch.
+  other.reset();
+  other = OpenOrDie(dir.Sub("primary"));
+  EXPECT_EQ(other->History().size(), 2u);
+  EXPECT_FALSE(other->Stats().epoch_started_at_open);
+  // The replica's copy, later opened as a primary's (a forgotten --replica-of), starts
+  // one too.
+  auto former = OpenOrDie(dir.Sub("replica"));
+  EXPECT_EQ(former->History().size(), 2u);
+  EXPECT_TRUE(former->Stats().epoch_started_at_open);
 }
 
 TEST(SnapshotTest, ReadOnlyEngineRefusesToSnapshot) {
