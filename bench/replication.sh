@@ -4,6 +4,7 @@
 #   2. the replica's lag (p50/p99 ms) at half that rate and at full rate;
 #   3. bootstrap throughput (snapshot over loopback into the replica's folder) next to cp
 #      of the same data file.
+# BOOTSTRAP_ONLY=1 runs the last part alone.
 # Usage: bench/replication.sh BUILD_DIR [WORK_DIR] (WORK_DIR on the disk to measure;
 # default a temporary folder under /var/tmp). REPLICA_DIR=/dev/shm/... puts the replica's
 # folder elsewhere (on one machine a replica on the same disk doubles the fsyncs that
@@ -11,7 +12,12 @@
 # process is stopped at the end.
 set -euo pipefail
 build=${1:?usage: bench/replication.sh BUILD_DIR [WORK_DIR]}
-work=${2:-$(mktemp -d /var/tmp/cairn-repl-bench.XXXXXX)}
+work=${2:-}
+own_work=false
+if [[ -z $work ]]; then
+  work=$(mktemp -d /var/tmp/cairn-repl-bench.XXXXXX)
+  own_work=true
+fi
 cairnd=$build/server/cairnd
 lag=$build/bench/cairn-replica-lag
 bench=$build/bench/cairn-bench
@@ -22,6 +28,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -n ${REPLICA_DIR:-} ]]; then rm -rf "$REPLICA_DIR"; fi
+  if $own_work; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -81,6 +88,7 @@ fresh_replica() {
   wait_caught_up "$pport" "$rport"
 }
 
+if [[ -z ${BOOTSTRAP_ONLY:-} ]]; then
 # Alone and with a replica, alternated (the machine's pace drifts), then the lag at half
 # the median rate alone. A replica that is stopped for the runs alone is restarted (and
 # catches up) before each run with it.
@@ -102,22 +110,28 @@ for i in 1 2; do
   stop "$rpid"
 done
 
+fi
+
 echo "== bootstrap next to cp"
 "$bench" --addr "127.0.0.1:$pport" --workload put --load --keys "${BOOT_KEYS:-300000}" \
   --value-size 1000 --requests 1 --json >/dev/null
 sync
-rm -rf "$replica_dir" "$work/cp"
-mkdir -p "$work/cp"
-t0=$(date +%s.%N)
-cp "$work/primary/data.mdb" "$work/cp/data.mdb"
-sync
-t1=$(date +%s.%N)
-bytes=$(stat -c %s "$work/primary/data.mdb")
-echo "cp: $bytes bytes in $(echo "$t1 - $t0" | bc) s: $(echo "$bytes / ($t1 - $t0) / 1000000" | bc) MB/s"
-start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
-rport=$port
-rpid=$last_pid
-for _ in $(seq 600); do grep -q "snapshot received" "$work/replica.log" && break; sleep 0.1; done
-grep "snapshot received" "$work/replica.log"
-stop "$rpid"
+# cp of the data file (and its fsync: the bootstrap ends with one too), then a
+# bootstrap of a new replica from it, three times alternated.
+for i in 1 2 3; do
+  rm -rf "$replica_dir" "$work/cp"
+  mkdir -p "$work/cp"
+  t0=$(date +%s.%N)
+  cp "$work/primary/data.mdb" "$work/cp/data.mdb"
+  sync "$work/cp/data.mdb"  # fsync of that file alone, as the bootstrap's
+  t1=$(date +%s.%N)
+  bytes=$(stat -c %s "$work/primary/data.mdb")
+  echo "cp: $bytes bytes in $(echo "$t1 - $t0" | bc) s: $(echo "$bytes / ($t1 - $t0) / 1000000" | bc) MB/s"
+  rm -rf "$work/cp"
+  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+  rpid=$last_pid
+  for _ in $(seq 600); do grep -q "snapshot received" "$work/replica.log" && break; sleep 0.1; done
+  grep -o "snapshot received.*" "$work/replica.log"
+  stop "$rpid"
+done
 stop "$ppid"
