@@ -4,7 +4,8 @@
 #   2. the replica's lag (p50/p99 ms) at half that rate and at full rate;
 #   3. bootstrap throughput (snapshot over loopback into the replica's folder) next to cp
 #      of the same data file.
-# BOOTSTRAP_ONLY=1 runs the last part alone.
+# BOOTSTRAP_ONLY=1 runs the last part alone; REPLICA_FLAGS adds flags to the replica's
+# command line (--replica-apply-delay 2).
 # Usage: bench/replication.sh BUILD_DIR [WORK_DIR] (WORK_DIR on the disk to measure;
 # default a temporary folder under /var/tmp). REPLICA_DIR=/dev/shm/... puts the replica's
 # folder elsewhere (on one machine a replica on the same disk doubles the fsyncs that
@@ -79,10 +80,12 @@ run() {  # run LABEL REPLICA_PORT_OR_EMPTY RATE
 
 # A replica that has caught up, restarted so that its lag summary holds the next run alone.
 fresh_replica() {
-  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+  # shellcheck disable=SC2086  # REPLICA_FLAGS: words
+  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport" ${REPLICA_FLAGS:-}
   wait_caught_up "$pport" "$port"
   stop "$last_pid"
-  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport"
+  # shellcheck disable=SC2086
+  start replica "$work/r.port" --durability sync --replica-of "127.0.0.1:$pport" ${REPLICA_FLAGS:-}
   rport=$port
   rpid=$last_pid
   wait_caught_up "$pport" "$rport"

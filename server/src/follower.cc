@@ -63,7 +63,7 @@ Status SyncPath(const std::string& path, int flags) {
 class Follower::Session {
  public:
   Session(asio::io_context& io, uint32_t max_frame)
-      : socket_(io), timer_(io), max_frame_(max_frame) {
+      : socket_(io), timer_(io), wait_timer_(io), max_frame_(max_frame) {
     in_.resize(64 << 10);
   }
 
@@ -117,6 +117,22 @@ class Follower::Session {
   bool BytesWaiting() {
     asio::error_code ec;
     return socket_.available(ec) > 0 && !ec;
+  }
+
+  // Waits until bytes arrive, at most `d`; whether they did. Nothing is read.
+  awaitable<bool> WaitReadable(std::chrono::steady_clock::duration d) {
+    wait_timer_.expires_after(d);
+    wait_timer_.async_wait([this, gen = ++wait_gen_](const asio::error_code& ec) {
+      if (ec || gen != wait_gen_) return;
+      asio::error_code ignored;
+      socket_.cancel(ignored);  // only the wait below is pending on the socket
+    });
+    asio::error_code ec;
+    co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                                asio::redirect_error(use_awaitable, ec));
+    ++wait_gen_;  // a timer that fired meanwhile must not cancel a later read
+    wait_timer_.cancel();
+    co_return !ec;
   }
 
   void Close() {
@@ -186,8 +202,9 @@ class Follower::Session {
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
+  asio::steady_timer wait_timer_;  // WaitReadable's
   const uint32_t max_frame_;
-  uint64_t gen_ = 0;
+  uint64_t gen_ = 0, wait_gen_ = 0;
   bool timed_out_ = false;
   std::vector<char> in_;
   size_t begin_ = 0, end_ = 0;
@@ -506,6 +523,7 @@ awaitable<Status> Follower::Follow(Session& s) {
 
   std::vector<RawLogEntry> batch;
   size_t bytes = 0;
+  std::chrono::steady_clock::time_point batch_started;
   for (;;) {
     if (Status st = co_await s.Next(&r); !st.ok()) co_return st;
     if (Status st = ErrorOf(r); !st.ok()) co_return st;
@@ -521,6 +539,7 @@ awaitable<Status> Follower::Follow(Session& s) {
                                                   std::to_string(expected));
         }
         std::string_view data = View(e->data());
+        if (batch.empty()) batch_started = std::chrono::steady_clock::now();
         batch.push_back(RawLogEntry{e->commit(), std::string(data)});
         bytes += data.size();
       }
@@ -531,9 +550,15 @@ awaitable<Status> Follower::Follow(Session& s) {
     }
     // Everything already received goes into this batch, up to its bounds: while one
     // batch is being applied (one fsync) the next accumulates in the socket.
+    bool room = batch.size() < options_.max_batch_entries && bytes < options_.max_batch_bytes;
     bool more = s.HasFrame() || s.BytesWaiting();
-    if (more && batch.size() < options_.max_batch_entries && bytes < options_.max_batch_bytes) {
-      continue;
+    if (more && room) continue;
+    if (room && options_.apply_delay.count() > 0) {
+      // --replica-apply-delay: wait a little for more commits before paying an fsync.
+      auto waited = std::chrono::steady_clock::now() - batch_started;
+      if (waited < options_.apply_delay && co_await s.WaitReadable(options_.apply_delay - waited)) {
+        continue;
+      }
     }
     if (Status st = co_await Apply(s, &batch); !st.ok()) co_return st;
     bytes = 0;

@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   unsigned replica_keep_seconds = 3600, replica_timeout_ms = 5000;
+  double replica_apply_delay_ms = 0;
   std::string replica_log_keep_bytes = "4G";
   app.add_option("--replica-of", opts.replica_of,
                  "Run as a replica of the primary at HOST:PORT: bootstrap from its snapshot, "
@@ -217,6 +218,11 @@ int main(int argc, char** argv) {
   app.add_option("--replica-log-keep-bytes", replica_log_keep_bytes,
                  "At most this many bytes of change log are kept for replicas (K, M, G; 0: no "
                  "byte bound)")
+      ->capture_default_str();
+  app.add_option("--replica-apply-delay", replica_apply_delay_ms,
+                 "On a replica: milliseconds a batch may wait for more commits before it is "
+                 "applied (fewer fsyncs, a little more lag; 0: at once)")
+      ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   app.add_option("--replica-timeout", replica_timeout_ms,
                  "Milliseconds a write with `replicas` but no timeout of its own waits")
@@ -321,6 +327,7 @@ int main(int argc, char** argv) {
       fo.data_dir = opts.data_dir;
       fo.name = opts.replica_name;
       fo.max_frame = opts.max_frame;
+      fo.apply_delay = std::chrono::microseconds(int64_t(replica_apply_delay_ms * 1000));
       follower = std::make_unique<cairn::server::Follower>(
           fo, server.engine(), server.commits(), replica_state, [&] {
             asio::post(server.main_context(), [&] {

@@ -362,6 +362,31 @@ TEST_F(ReplicationTest, ConvergesUnderLoadThroughReplicaAndPrimaryKills) {
             stats->counters["replication.applied_commits"]);
 }
 
+TEST_F(ReplicationTest, AnApplyDelayGathersCommitsIntoFewerBatches) {
+  auto primary = StartPrimary();
+  Schema(primary->port());
+  auto replica = StartReplica(primary->port(), "replica", {"--replica-apply-delay", "40"});
+  ASSERT_TRUE(WaitConverged(primary->port(), replica->port()));
+  auto before = StatsOf(replica->port());
+  ASSERT_TRUE(before);
+  // One writer, one commit at a time: without a delay each would be a batch of its own.
+  auto c = Connect(primary->port(), 5);
+  for (int i = 0; i < 200; i++) {
+    auto r = c->Call(req::TxnBuilder().Put("c", "d" + std::to_string(i), R"({"g": 1})").Build(10 + i));
+    ASSERT_TRUE(r && !r->error()) << ErrorText(r);
+  }
+  ASSERT_TRUE(WaitConverged(primary->port(), replica->port()));
+  ExpectSameData("primary", "replica");
+  auto after = StatsOf(replica->port());
+  ASSERT_TRUE(after);
+  uint64_t commits = after->counters["replication.applied_commits"] -
+                     before->counters["replication.applied_commits"];
+  uint64_t batches = after->counters["replication.applied_batches"] -
+                     before->counters["replication.applied_batches"];
+  EXPECT_EQ(commits, 200u);
+  EXPECT_LE(batches * 4, commits) << batches << " batches";
+}
+
 TEST_F(ReplicationTest, RecoversFromConnectionsCutMidSnapshotAndMidStream) {
   auto primary = StartPrimary();
   Schema(primary->port());
