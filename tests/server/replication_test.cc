@@ -121,6 +121,18 @@ std::optional<ReplicasView> ListReplicas(uint16_t port, wire::Request kind = wir
   return v;
 }
 
+// A node's Digest as of commit `at` without waiting: {digest, commit}; nullopt if it is
+// not at `at` (not there yet, or past it).
+std::optional<std::pair<uint64_t, uint64_t>> DigestAt(uint16_t port, uint64_t at) {
+  auto c = Connect(port, 5);
+  FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateRequestFrame(fbb, 2, wire::Request::Digest,
+                                      wire::CreateDigest(fbb, at, 0).Union()));
+  auto r = c->Call(fbb);
+  if (!r || !r->reply_as_DigestReply()) return std::nullopt;
+  return std::make_pair(r->reply_as_DigestReply()->digest(), r->reply_as_DigestReply()->commit());
+}
+
 // A one-put transaction that waits for `replicas` replicas.
 void WaitingPut(FlatBufferBuilder& fbb, uint64_t id, std::string_view key, uint8_t replicas,
                 uint32_t timeout_ms) {
@@ -483,8 +495,13 @@ TEST_F(ReplicationTest, AWriteWaitsForItsReplicasOrTimesOutWithADistinctResult) 
     ASSERT_TRUE(t) << error;
     EXPECT_EQ(t->replicas(), 1);
     EXPECT_FALSE(t->replica_timeout());
-    // Answered only once the replica has it: it is there now.
-    EXPECT_GE(LastCommit(replica->port()), t->commit());
+    // Answered only once the replica has it: it is there now, the same data as here.
+    const uint64_t commit = t->commit();
+    auto p = DigestAt(primary->port(), commit), r = DigestAt(replica->port(), commit);
+    ASSERT_TRUE(p && r) << "no digest at commit " << commit;
+    EXPECT_EQ(p->first, r->first);
+    EXPECT_EQ(p->second, commit);
+    EXPECT_EQ(r->second, commit);
   }
   // Pipelined: the requests behind a waiting write, a plain write and a read, are answered
   // after it, in order.
