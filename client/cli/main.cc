@@ -761,6 +761,45 @@ int PrintDigest(Client& db, const DigestArgs& a) {
   return kOk;
 }
 
+// --- Replication: `cairn replicas`, `cairn promote`.
+
+std::string ReplicasJson(const ReplicasInfo& r) {
+  std::string rows;
+  for (const ReplicaStatus& s : r.replicas) {
+    rows += (rows.empty() ? "" : ",") + std::string("{\"name\":") + Text(s.name) +
+            ",\"address\":" + Text(s.address) + ",\"applied\":" + std::to_string(s.applied) +
+            ",\"lag_commits\":" + std::to_string(s.lag_commits) +
+            ",\"lag_ms\":" + std::to_string(s.lag_ms) +
+            ",\"connected\":" + (s.connected ? "true" : "false") + "}";
+  }
+  std::string out = "{\"role\":" + Text(r.role);
+  if (!r.primary.empty()) out += ",\"primary\":" + Text(r.primary);
+  if (!r.error.empty()) out += ",\"error\":" + Text(r.error);
+  out += ",\"epoch\":" + std::to_string(r.epoch) + ",\"last_commit\":" +
+         std::to_string(r.last_commit) + ",\"replicas\":[" + rows + "]}";
+  return out;
+}
+
+// A table for people: one line per follower.
+void PrintReplicasTable(const ReplicasInfo& r) {
+  std::printf("%s, epoch %llu, last commit %llu", r.role.c_str(), (unsigned long long)r.epoch,
+              (unsigned long long)r.last_commit);
+  if (!r.primary.empty()) std::printf(", following %s", r.primary.c_str());
+  std::printf("\n");
+  if (!r.error.empty()) std::printf("replication stopped: %s\n", r.error.c_str());
+  if (r.replicas.empty()) {
+    std::printf("no replicas\n");
+    return;
+  }
+  std::printf("%-24s %-22s %12s %12s %10s %s\n", "NAME", "ADDRESS", "APPLIED", "LAG_COMMITS",
+              "LAG_MS", "CONNECTED");
+  for (const ReplicaStatus& s : r.replicas) {
+    std::printf("%-24s %-22s %12llu %12llu %10llu %s\n", s.name.c_str(), s.address.c_str(),
+                (unsigned long long)s.applied, (unsigned long long)s.lag_commits,
+                (unsigned long long)s.lag_ms, s.connected ? "yes" : "no");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -786,6 +825,14 @@ int main(int argc, char** argv) {
   };
 
   auto* ping = app.add_subcommand("ping", "Check that the server answers");
+  bool replicas_json = false;
+  auto* replicas = app.add_subcommand(
+      "replicas", "This node's role and the replicas following it (name, address, applied "
+                  "commit, lag in commits and ms, connected)");
+  replicas->add_flag("--json", replicas_json, "Print one JSON object instead of a table");
+  auto* promote = app.add_subcommand(
+      "promote", "Make this replica a primary with a new epoch (manual failover; "
+                 "docs/replication.md says what to do after it)");
   auto* stats = app.add_subcommand("stats", "Server statistics");
   auto* verify = app.add_subcommand(
       "verify", "Check the database's consistency (indexes against records, documents, the "
@@ -992,6 +1039,16 @@ int main(int argc, char** argv) {
       std::printf("{\"ok\":true,\"round_trip_us\":%.0f}\n", us);
     } else if (*stats) {
       std::printf("%s\n", db()->Stats().ToJson().c_str());
+    } else if (*replicas) {
+      ReplicasInfo r = db()->ListReplicas();
+      if (replicas_json) {
+        std::printf("%s\n", ReplicasJson(r).c_str());
+      } else {
+        PrintReplicasTable(r);
+      }
+    } else if (*promote) {
+      ReplicasInfo r = db()->Promote();
+      std::printf("%s\n", ReplicasJson(r).c_str());
     } else if (*verify) {
       VerifyResult v = db()->Verify();
       std::string problems;

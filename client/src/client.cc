@@ -512,6 +512,14 @@ VerifyResult Client::Verify() {
   }
   return Wait(*this, impl_->thread_, detail::VerifyRequest());
 }
+ReplicasInfo Client::ListReplicas() {
+  if (protocol() < 5) throw Error(ErrorCode::kBadRequest, "ListReplicas needs a server that speaks protocol 5");
+  return Wait(*this, impl_->thread_, detail::ListReplicasRequest());
+}
+ReplicasInfo Client::Promote() {
+  if (protocol() < 5) throw Error(ErrorCode::kBadRequest, "Promote needs a server that speaks protocol 5");
+  return Wait(*this, impl_->thread_, detail::PromoteRequest());
+}
 uint64_t Client::CreateCollection(std::string_view name) {
   return Wait(*this, impl_->thread_, detail::CreateCollectionRequest(name));
 }

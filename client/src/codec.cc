@@ -285,7 +285,7 @@ std::string EncodeTxn(const Txn& txn) {
     Offset<flatbuffers::Vector<uint8_t>> idem;
     if (txn.writes()) idem = Bytes(fbb, IdempotencyKey());
     return wire::CreateTxn(fbb, conds.empty() ? 0 : fbb.CreateVector(conds), fbb.CreateVector(ops),
-                           idem)
+                           idem, txn.replicas(), uint32_t(txn.replica_timeout().count()))
         .Union();
   });
 }
@@ -364,6 +364,8 @@ TxnResult DecodeTxnResult(std::string_view payload, std::string_view) {
   TxnResult out;
   out.commit = t->commit();
   out.at = t->at();
+  out.replicas = t->replicas();
+  out.replica_timeout = t->replica_timeout();
   if (t->results()) {
     for (const wire::OpResult* r : *t->results()) {
       OpResult op;
@@ -519,6 +521,25 @@ DatabaseDigest DecodeDigest(std::string_view payload, std::string_view) {
   return {d->commit(), d->digest(), d->collections(), d->records(), d->index_entries()};
 }
 
+ReplicasInfo DecodeReplicas(std::string_view payload, std::string_view) {
+  auto r = codec::Response(payload)->reply_as_Replicas();
+  if (!r) throw Error(ErrorCode::kProtocol, "expected Replicas");
+  auto text = [](const flatbuffers::String* t) { return t ? t->str() : std::string(); };
+  ReplicasInfo out;
+  out.role = text(r->role());
+  out.primary = text(r->primary());
+  out.error = text(r->error());
+  out.last_commit = r->last_commit();
+  out.epoch = r->epoch();
+  if (r->replicas()) {
+    for (const wire::ReplicaInfo* i : *r->replicas()) {
+      out.replicas.push_back(ReplicaStatus{text(i->name()), text(i->address()), i->applied(),
+                                           i->lag_commits(), i->lag_ms(), i->connected()});
+    }
+  }
+  return out;
+}
+
 CollectionInfo DecodeCollection(std::string_view payload, std::string_view request) {
   std::vector<CollectionInfo> v = DecodeCollections(payload, request);
   if (v.empty()) throw Error(ErrorCode::kProtocol, "empty description");
@@ -587,6 +608,19 @@ Request<DatabaseDigest> DigestRequest(uint64_t at, std::chrono::milliseconds wai
                             false, true, &DecodeDigest};
   r.extra_time = std::chrono::milliseconds(wait_ms);
   return r;
+}
+
+Request<ReplicasInfo> ListReplicasRequest() {
+  return {codec::Request(wire::Request::ListReplicas,
+                         [](FlatBufferBuilder& fbb) { return wire::CreateListReplicas(fbb).Union(); }),
+          false, true, &DecodeReplicas};
+}
+
+// Not resent after a lost connection: whether it took effect is for the caller to check.
+Request<ReplicasInfo> PromoteRequest() {
+  return {codec::Request(wire::Request::Promote,
+                         [](FlatBufferBuilder& fbb) { return wire::CreatePromote(fbb).Union(); }),
+          true, false, &DecodeReplicas};
 }
 
 Request<uint64_t> CreateCollectionRequest(std::string_view name) {

@@ -6,6 +6,7 @@
 #include "cairn_generated.h"
 #include "catalog_reply.h"
 #include "fault.h"
+#include "follower.h"
 #include "streams.h"
 
 namespace cairn::server {
@@ -210,6 +211,10 @@ void Connection::GuardHandler(const char* what, F&& handle) {
       Close();
     }
   }
+}
+
+void Connection::Guarded(const char* what, const std::function<void()>& handle) {
+  GuardHandler(what, handle);
 }
 
 void Connection::Drain() {
@@ -495,6 +500,12 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       return;
     }
     case wire::Request::Txn: {
+      if (ctx_.follower && ctx_.follower->bootstrapping()) {
+        SendError(id, Status(Code::kUnavailable, "this replica is bootstrapping (copying its "
+                                                 "primary's data); try again shortly"));
+        Record(RequestKind::kRead, received);
+        return;
+      }
       txn_.conditions.clear();
       txn_.ops.clear();
       txn_.idempotency_key = {};
@@ -517,7 +528,11 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
     case wire::Request::Get: {
       ctx_.stats->ops[size_t(OpKind::kGet)].fetch_add(1, std::memory_order_relaxed);
       Status s;
-      ReadTxn* read = Snapshot(&s);
+      if (ctx_.follower && ctx_.follower->bootstrapping()) {
+        s = Status(Code::kUnavailable,
+                   "this replica is bootstrapping (copying its primary's data); try again shortly");
+      }
+      ReadTxn* read = s.ok() ? Snapshot(&s) : nullptr;
       if (read) s = BuildGetReply(fbb_, id, *read, *f->request_as_Get());
       SendOrError(id, s);
       Record(RequestKind::kRead, received);
@@ -539,11 +554,14 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
       Record(RequestKind::kCatalog, received);
       return;
     }
-    case wire::Request::GetStats:
-      BuildStats(fbb_, id, *ctx_.stats, ctx_.engine->Stats());
+    case wire::Request::GetStats: {
+      ExtraStats extra;
+      AddReplicationStats(&extra);
+      BuildStats(fbb_, id, *ctx_.stats, ctx_.engine->Stats(), &extra);
       Send(id);
       Record(RequestKind::kStats, received);
       return;
+    }
     case wire::Request::VerifyDatabase: {
       // On the checker thread; until it answers, this connection's later reads wait
       // (as behind a write), so responses still leave in order.
@@ -585,6 +603,12 @@ void Connection::ExecuteRead(const void* frame_ptr, Clock::time_point received) 
     }
     case wire::Request::FollowAck:
       return SendError(id, Status(Code::kBadRequest, "FollowAck outside a Follow stream"));
+    case wire::Request::Snapshot:
+    case wire::Request::Follow:
+    case wire::Request::ListReplicas:
+    case wire::Request::Promote:
+      ExecuteReplication(f, received);
+      return;
     default:
       SendError(id, Status(Code::kBadRequest,
                            "unknown request type " + std::to_string(int(f->request_type()))));
@@ -597,9 +621,23 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
   uint64_t id = f->id();
   RequestKind kind =
       f->request_type() == wire::Request::Txn ? RequestKind::kWrite : RequestKind::kCatalog;
-  auto job = std::make_unique<TxnJob>(std::move(payload), [self, id, kind, received](TxnResult r) {
-    self->WriteDone(id, std::move(r), kind, received);
-  });
+  uint8_t replicas = 0;
+  uint32_t replica_timeout_ms = 0;
+  if (f->request_type() == wire::Request::Txn) {
+    replicas = f->request_as_Txn()->replicas();
+    replica_timeout_ms = f->request_as_Txn()->replica_timeout_ms();
+  }
+  if (ctx_.follower && ctx_.follower->replica()) {
+    Status s(Code::kReadOnly, "this server is a replica of " + ctx_.follower->primary() +
+                                  "; send writes there");
+    if (writes_in_flight_ == 0) return SendError(id, s);
+    backlog_.push_front(Pending{std::string(), received, s, id});
+    return;
+  }
+  auto job = std::make_unique<TxnJob>(
+      std::move(payload), [self, id, kind, received, replicas, replica_timeout_ms](TxnResult r) {
+        self->WriteDone(id, std::move(r), kind, received, replicas, replica_timeout_ms);
+      });
   f = Frame(job->payload());  // the job's copy, which outlives this call
   Status s;
   switch (f->request_type()) {
@@ -654,12 +692,14 @@ void Connection::SubmitWrite(std::string payload, Clock::time_point received) {
 }
 
 void Connection::WriteDone(uint64_t id, TxnResult result, RequestKind kind,
-                           Clock::time_point received) {
+                           Clock::time_point received, uint8_t replicas,
+                           uint32_t replica_timeout_ms) {
   bool first;
   {
     std::lock_guard lock(finished_mu_);
     first = finished_.empty();
-    finished_.push_back(Finished{id, std::move(result), kind, received});
+    finished_.push_back(
+        Finished{id, std::move(result), kind, received, replicas, replica_timeout_ms});
   }
   // A group commit finishes many writes of a connection at once: one hand-off for them.
   if (first) asio::post(executor_, [self = shared_from_this()] { self->OnWritesDone(); });
@@ -672,6 +712,7 @@ void Connection::OnWritesDone() {
     finished_taken_.swap(finished_);
   }
   for (Finished& f : finished_taken_) {
+    if (HoldAnswer(f.id, f.result, f.kind, f.received, f.replicas, f.replica_timeout_ms)) continue;
     writes_in_flight_--;
     if (!closed_) {
       if (f.kind == RequestKind::kCatalog && f.result.status.ok()) {
@@ -685,6 +726,7 @@ void Connection::OnWritesDone() {
     Record(f.kind, f.received);
   }
   finished_taken_.clear();
+  ReleaseHeld();
   AfterAnswers();
   });
 }

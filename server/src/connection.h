@@ -11,6 +11,7 @@
 #include <asio.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,6 +41,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the connection, unless its Hello was answered meanwhile, to make room for a
   // newer one. Thread-safe.
   void Displace();
+  // Closes it now, stopping its stream (which lets go of what it holds of the engine: a
+  // snapshot being copied). REQUIRES: the IO threads have stopped (Server::Wait).
+  void CloseStopped() { Close(); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -59,7 +63,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void SubmitWrite(std::string payload, Clock::time_point received);
   // Writer thread: queues a finished write's result; the first of a run posts
   // OnWritesDone, which answers all that are queued by then (one turn, one flush).
-  void WriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received);
+  // `replicas`, `replica_timeout_ms`: the write's Txn.replicas (0: answer at once).
+  void WriteDone(uint64_t id, TxnResult result, RequestKind kind, Clock::time_point received,
+                 uint8_t replicas = 0, uint32_t replica_timeout_ms = 0);
   void OnWritesDone();
   // A Verify request's report, back from the checker thread.
   void OnVerified(uint64_t id, const VerifyReport& report, Clock::time_point received);
@@ -68,6 +74,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // After answers arrive from another thread: run what waited for them, read on, flush.
   void AfterAnswers();
   void HandleHello(uint64_t id, const void* hello);
+
+  // Replication requests (connection_replicas.cc): Snapshot, Follow, ListReplicas,
+  // Promote. Returns false if `frame` is none of them.
+  bool ExecuteReplication(const void* frame, Clock::time_point received);
+  // The synchronous acknowledgement: a write answered only once replicas have its commit.
+  // Its answer, and every answer after it, is held (in order) until then; such a write
+  // stays in writes_in_flight_ so that later reads wait too.
+  struct Held {
+    uint64_t seq = 0;
+    bool ready = false;
+    std::string frame;  // header and payload, once ready
+    RequestKind kind = RequestKind::kWrite;
+    Clock::time_point received;
+  };
+  // Whether a finished write must be held; if so takes it (waits or queues its answer).
+  bool HoldAnswer(uint64_t id, TxnResult& result, RequestKind kind, Clock::time_point received,
+                  uint8_t replicas, uint32_t replica_timeout_ms);
+  void OnReplicated(uint64_t seq, uint64_t id, const TxnResult& result, uint32_t count,
+                    bool timed_out);
+  void ReleaseHeld();  // sends the held answers that are ready, from the front
+  std::string TakeFrame(uint64_t id);  // the response in fbb_, framed (or an error if too large)
+  void AddReplicationStats(ExtraStats* out);
 
   // Streams (stream.h): once started, the connection carries only the stream's frames.
   void StartStream(uint64_t id, std::unique_ptr<Stream> stream);
@@ -109,6 +137,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // unknown: answers Internal (id 0), logs, counts, and closes.
   template <typename F>
   void GuardHandler(const char* what, F&& handle);
+  // The same for files that do not see the template's definition.
+  void Guarded(const char* what, const std::function<void()>& handle);
 
   // Whether buffered frames may be parsed now (limits), and whether the socket may be read
   // (the same, and not draining).
@@ -152,6 +182,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     TxnResult result;
     RequestKind kind;
     Clock::time_point received;
+    uint8_t replicas = 0;
+    uint32_t replica_timeout_ms = 0;
   };
   std::mutex finished_mu_;
   std::vector<Finished> finished_;        // guarded by finished_mu_
@@ -165,6 +197,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool close_after_flush_ = false;
   bool closed_ = false;
   bool holds_slot_ = true;  // of ctx_.admitted
+  std::deque<Held> held_;  // answers waiting for replicas, and those behind them
+  uint64_t next_held_ = 1;
   std::unique_ptr<StreamPort> stream_port_;
   std::unique_ptr<Stream> stream_;  // set once a stream started; then nothing else runs
   std::atomic<bool> stream_wake_posted_{false};

@@ -289,7 +289,7 @@ Offset<flatbuffers::Vector<uint8_t>> Bytes(flatbuffers::FlatBufferBuilder& fbb,
 }  // namespace
 
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
-                   uint32_t protocol, uint64_t at) {
+                   uint32_t protocol, uint64_t at, uint8_t replicas, bool replica_timeout) {
   if (!r.status.ok()) return BuildError(fbb, id, r.status, protocol);
   fbb.Clear();
   std::vector<Offset<wire::OpResult>> results;
@@ -312,7 +312,8 @@ void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnRe
     results.push_back(wire::CreateOpResult(fbb, op.found, op.version, recs, op.count, cont));
   }
   auto vec = fbb.CreateVector(results);
-  auto reply = wire::CreateTxnReply(fbb, r.commit, vec, at ? at : r.commit);
+  auto reply =
+      wire::CreateTxnReply(fbb, r.commit, vec, at ? at : r.commit, replicas, replica_timeout);
   fbb.Finish(wire::CreateResponseFrame(fbb, id, 0, wire::Reply::TxnReply, reply.Union()));
 }
 
@@ -457,7 +458,7 @@ Offset<wire::Latency> Summary(flatbuffers::FlatBufferBuilder& fbb, std::string_v
 }  // namespace
 
 void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,
-                const EngineStats& engine) {
+                const EngineStats& engine, const ExtraStats* extra) {
   fbb.Clear();
   std::vector<Offset<wire::Counter>> counters;
   auto counter = [&](std::string_view name, uint64_t v) {
@@ -489,9 +490,22 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("log.first", engine.log_first);
   counter("readers.used", engine.readers_used);
   counter("corrupted_reads", engine.corrupted_reads);
+  counter("streams.snapshot", stats.snapshot_streams);
+  counter("streams.follow", stats.follow_streams);
+  counter("snapshot.bytes", stats.snapshot_bytes);
+  counter("epoch", engine.epoch);
+  counter("epoch.highest_seen", engine.highest_epoch_seen);
+  counter("fenced", engine.fenced ? 1 : 0);
+  counter("log.hold", engine.log_hold);
+  if (extra) {
+    for (const auto& [name, v] : extra->counters) counter(name, v);
+  }
   std::vector<Offset<wire::Latency>> latencies;
   for (size_t i = 0; i < size_t(RequestKind::kCount); i++) {
     latencies.push_back(Summary(fbb, RequestKindName(RequestKind(i)), stats.latency_ns[i], 1e-3));
+  }
+  if (extra) {
+    for (const auto& [name, h] : extra->latencies) latencies.push_back(Summary(fbb, name, *h, 1));
   }
   auto batches = Summary(fbb, "group_commit_batch", stats.batch_sizes, 1);
   auto cv = fbb.CreateVector(counters);

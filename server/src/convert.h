@@ -41,8 +41,10 @@ void BuildError(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& 
                 uint32_t protocol, uint64_t log_first = 0);
 // `at`: the commit the transaction's reads saw (a read-only one: its snapshot's; 0: the
 // transaction's own commit).
+// `replicas`, `replica_timeout`: a write that waited for replicas (Txn.replicas).
 void BuildTxnReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const TxnResult& r,
-                   uint32_t protocol, uint64_t at = 0);
+                   uint32_t protocol, uint64_t at = 0, uint8_t replicas = 0,
+                   bool replica_timeout = false);
 // Whether a transaction is only gets, without conditions: it can be answered straight
 // from the snapshot's views (BuildGetsReply), without copying records twice.
 bool OnlyGets(const Transaction& t);
@@ -66,7 +68,7 @@ Result<DatabaseDigest> DigestAt(Engine& engine, uint64_t at, std::chrono::millis
 void BuildVerifyReply(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const VerifyReport& r);
 void BuildPong(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view payload);
 void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerStats& stats,
-                const EngineStats& engine);
+                const EngineStats& engine, const ExtraStats* extra = nullptr);
 
 inline std::string_view View(const flatbuffers::String* s) {
   return s ? std::string_view(s->c_str(), s->size()) : std::string_view();

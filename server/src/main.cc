@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cairn/engine/engine.h"
+#include "follower.h"
 #include "restore.h"
 #include "server.h"
 #include "verifier.h"
@@ -199,6 +200,33 @@ int main(int argc, char** argv) {
                  "stopped")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  unsigned replica_keep_seconds = 3600, replica_timeout_ms = 5000;
+  double replica_apply_delay_ms = 0;
+  std::string replica_log_keep_bytes = "4G";
+  app.add_option("--replica-of", opts.replica_of,
+                 "Run as a replica of the primary at HOST:PORT: bootstrap from its snapshot, "
+                 "follow its change log, serve reads, refuse writes (docs/replication.md)");
+  app.add_option("--replica-name", opts.replica_name,
+                 "How the primary lists this replica (default: its listen address)");
+  app.add_option("--replica-keep-seconds", replica_keep_seconds,
+                 "How long the change log is kept for a replica that went away")
+      ->capture_default_str();
+  app.add_option("--replica-log-keep", opts.engine.replica_log_keep,
+                 "At most this many commits of change log are kept for replicas behind; a "
+                 "replica further behind bootstraps again")
+      ->capture_default_str();
+  app.add_option("--replica-log-keep-bytes", replica_log_keep_bytes,
+                 "At most this many bytes of change log are kept for replicas (K, M, G; 0: no "
+                 "byte bound)")
+      ->capture_default_str();
+  app.add_option("--replica-apply-delay", replica_apply_delay_ms,
+                 "On a replica: milliseconds a batch may wait for more commits before it is "
+                 "applied (fewer fsyncs, a little more lag; 0: at once)")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
+  app.add_option("--replica-timeout", replica_timeout_ms,
+                 "Milliseconds a write with `replicas` but no timeout of its own waits")
+      ->capture_default_str();
   // The child cairnd runs for a check (verifier.h); not for people.
   app.add_flag("--verify-child", verify_child)->group("");
   CLI11_PARSE(app, argc, argv);
@@ -208,7 +236,8 @@ int main(int argc, char** argv) {
 
   uint64_t frame_bytes = 0;
   if (!ParseSize(max_size, &opts.engine.max_size) || !ParseSize(max_frame, &frame_bytes) ||
-      !ParseSize(space_reserve, &opts.engine.space_reserve)) {
+      !ParseSize(space_reserve, &opts.engine.space_reserve) ||
+      !ParseSize(replica_log_keep_bytes, &opts.engine.replica_log_keep_bytes)) {
     std::fprintf(stderr, "cairnd: --max-size, --max-frame and --space-reserve take sizes "
                          "like 512M or 64G\n");
     return 2;
@@ -238,6 +267,9 @@ int main(int argc, char** argv) {
                                                         : cairn::Durability::kNoSync;
   opts.engine.flush_interval = std::chrono::milliseconds(flush_ms);
   opts.verify_timeout = std::chrono::milliseconds(int64_t(verify_timeout_s * 1000));
+  opts.replica_keep = std::chrono::seconds(replica_keep_seconds);
+  opts.replica_timeout = std::chrono::milliseconds(std::max(1u, replica_timeout_ms));
+  opts.engine.replica = !opts.replica_of.empty();
   if (opts.verify_timeout.count() < 1) opts.verify_timeout = std::chrono::milliseconds(1);
   if (verify_child) return cairn::server::VerifierChildMain(opts.data_dir, opts.engine.max_size, 1);
   if (verify) return VerifyOffline(opts, json);
@@ -253,52 +285,103 @@ int main(int argc, char** argv) {
   opts.engine.max_value_size = opts.max_frame / 2 - 1024;
 
   ::signal(SIGPIPE, SIG_IGN);
-  auto engine = cairn::Engine::Open(opts.data_dir, opts.engine);
-  if (!engine.ok()) {
-    spdlog::error("cannot open the database in {}: {}", opts.data_dir, engine.status().ToString());
-    return 1;
-  }
-  uint64_t last_commit = (*engine)->LastCommit();
-  cairn::server::Server server(opts, std::move(engine).value());
-  if (cairn::Status s = server.Start(); !s.ok()) {
-    spdlog::error("cannot start: {}", s.ToString());
-    return 1;
-  }
-
-  asio::signal_set signals(server.main_context(), SIGINT, SIGTERM);
-  std::function<void(const asio::error_code&, int)> on_signal =
-      [&](const asio::error_code& ec, int signo) {
-        if (ec) return;
-        static bool stopping = false;
-        if (stopping) {
-          spdlog::warn("second signal ({}): exiting now", signo);
-          std::fflush(nullptr);
-          ::_exit(128 + signo);
-        }
-        stopping = true;
-        spdlog::info("signal {}: finishing in-flight requests (send it again to exit now)", signo);
-        server.Shutdown();
-        signals.async_wait(on_signal);
-      };
-  signals.async_wait(on_signal);
-
-  auto ep = server.endpoint();
-  if (!port_file.empty()) {
-    std::string error;
-    if (!WritePortFile(port_file, ep.port(), &error)) {
-      spdlog::error("cannot write the port file {}", error);
-      server.Shutdown();
-      server.Wait();
+  // A replica's server is restarted in place after a bootstrap: the snapshot replaces the
+  // data file while the engine is closed (Follower::FinishBootstrap), on the same port.
+  cairn::server::ReplicaState replica_state;
+  bool replica = !opts.replica_of.empty();
+  if (!replica) {
+    if (std::string of = cairn::server::Follower::ReplicaMarker(opts.data_dir); !of.empty()) {
+      spdlog::error("{} holds a replica of {}: start it with --replica-of, or promote it first "
+                    "(cairn promote) to make it a primary (docs/replication.md)",
+                    opts.data_dir, of);
       return 1;
     }
   }
-  spdlog::info(
-      "cairnd ready: listening on {}:{} (data {}, last commit {}, {} IO threads, durability {}, "
-      "max size {}, max frame {})",
-      ep.address().to_string(), ep.port(), opts.data_dir, last_commit,
-      opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), durability,
-      Human(opts.engine.max_size), Human(opts.max_frame));
-  server.Wait();
+  uint16_t bound_port = 0;
+  for (;;) {
+    if (replica) {
+      if (cairn::Status s = cairn::server::Follower::FinishBootstrap(opts.data_dir); !s.ok()) {
+        spdlog::error("cannot finish the bootstrap in {}: {}", opts.data_dir, s.ToString());
+        return 1;
+      }
+    }
+    auto engine = cairn::Engine::Open(opts.data_dir, opts.engine);
+    if (!engine.ok()) {
+      spdlog::error("cannot open the database in {}: {}", opts.data_dir, engine.status().ToString());
+      return 1;
+    }
+    uint64_t last_commit = (*engine)->LastCommit();
+    ServerOptions incarnation = opts;
+    if (bound_port != 0) {
+      std::string host, port;
+      cairn::server::ParseHostPort(opts.listen, &host, &port);
+      incarnation.listen = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                           std::to_string(bound_port);
+    }
+    cairn::server::Server server(incarnation, std::move(engine).value());
+    std::unique_ptr<cairn::server::Follower> follower;
+    std::atomic<bool> swap{false};
+    if (replica) {
+      cairn::server::FollowerOptions fo;
+      fo.primary = opts.replica_of;
+      fo.data_dir = opts.data_dir;
+      fo.name = opts.replica_name;
+      fo.max_frame = opts.max_frame;
+      fo.apply_delay = std::chrono::microseconds(int64_t(replica_apply_delay_ms * 1000));
+      follower = std::make_unique<cairn::server::Follower>(
+          fo, server.engine(), server.commits(), replica_state, [&] {
+            asio::post(server.main_context(), [&] {
+              swap = true;
+              server.Shutdown();
+            });
+          });
+      server.SetFollower(follower.get(), [&] { follower->Stop(); });
+    }
+    if (cairn::Status s = server.Start(); !s.ok()) {
+      spdlog::error("cannot start: {}", s.ToString());
+      return 1;
+    }
+    auto ep = server.endpoint();
+    if (follower) follower->Start(ep.address().to_string() + ":" + std::to_string(ep.port()));
+
+    asio::signal_set signals(server.main_context(), SIGINT, SIGTERM);
+    std::function<void(const asio::error_code&, int)> on_signal =
+        [&](const asio::error_code& ec, int signo) {
+          if (ec) return;
+          static bool stopping = false;
+          if (stopping) {
+            spdlog::warn("second signal ({}): exiting now", signo);
+            std::fflush(nullptr);
+            ::_exit(128 + signo);
+          }
+          stopping = true;
+          swap = false;
+          spdlog::info("signal {}: finishing in-flight requests (send it again to exit now)", signo);
+          server.Shutdown();
+          signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+
+    if (!port_file.empty() && bound_port == 0) {
+      std::string error;
+      if (!WritePortFile(port_file, ep.port(), &error)) {
+        spdlog::error("cannot write the port file {}", error);
+        server.Shutdown();
+        server.Wait();
+        return 1;
+      }
+    }
+    spdlog::info(
+        "cairnd ready: listening on {}:{} (data {}, last commit {}, {} IO threads, durability {}, "
+        "max size {}, max frame {}{})",
+        ep.address().to_string(), ep.port(), opts.data_dir, last_commit,
+        opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), durability,
+        Human(opts.engine.max_size), Human(opts.max_frame),
+        replica ? ", replica of " + opts.replica_of : std::string());
+    server.Wait();
+    bound_port = ep.port();
+    if (!swap) break;
+  }
   // Removed unless another cairnd has written its own port there since.
   if (!port_file.empty()) {
     unsigned in_file = 0;
@@ -306,7 +389,7 @@ int main(int argc, char** argv) {
       if (std::fscanf(f, "%u", &in_file) != 1) in_file = 0;
       std::fclose(f);
     }
-    if (in_file == ep.port()) std::remove(port_file.c_str());
+    if (in_file == bound_port) std::remove(port_file.c_str());
   }
   spdlog::info("cairnd stopped cleanly");
   return 0;

@@ -29,6 +29,14 @@ struct ServerOptions {
   // VerifyDatabase runs this binary (cairnd itself) as a child: verifier.h.
   std::string verifier_exe = "/proc/self/exe";
   std::chrono::milliseconds verify_timeout{std::chrono::minutes(10)};  // then it is killed
+  // Replication (docs/replication.md). A replica follows replica_of (HOST:PORT).
+  std::string replica_of;
+  std::string replica_name;  // how the primary lists this replica; empty: its listen address
+  // A follower that went away still holds the change log this long (within
+  // Options::replica_log_keep); then it bootstraps again if it comes back.
+  std::chrono::seconds replica_keep{3600};
+  // A Txn with `replicas` but no replica_timeout_ms waits at most this long.
+  std::chrono::milliseconds replica_timeout{5000};
 };
 
 }  // namespace cairn::server

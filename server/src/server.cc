@@ -19,6 +19,8 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch,
                                      [this] { commits_.Notify(); });
   ctx_.commits = &commits_;
+  replicas_ = std::make_unique<ReplicaRegistry>(*engine_, options_.replica_keep);
+  ctx_.replicas = replicas_.get();
   tasks_ = std::make_unique<Tasks>();
   ctx_.tasks = tasks_.get();
   ctx_.engine = engine_.get();
@@ -44,6 +46,7 @@ Server::~Server() {
   // Pending handlers (and the connections they hold) go with their io_contexts.
   acceptor_.reset();
   drain_timer_.reset();
+  replicas_timer_.reset();
   guards_.clear();
   contexts_.clear();
 }
@@ -79,6 +82,8 @@ Status Server::Start() {
   if (ec) return Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
   endpoint_ = acceptor_->local_endpoint();
   Accept();
+  replicas_timer_ = std::make_unique<asio::steady_timer>(main_context());
+  RefreshReplicas();
   for (auto& c : contexts_) {
     threads_.emplace_back([ctx = c.get()] {
       for (;;) {
@@ -182,12 +187,21 @@ void Server::Reject(asio::ip::tcp::socket socket) {
   });
 }
 
+void Server::RefreshReplicas() {
+  replicas_->Refresh();
+  replicas_timer_->expires_after(std::chrono::seconds(5));
+  replicas_timer_->async_wait([this](const asio::error_code& ec) {
+    if (!ec && !shutting_down_) RefreshReplicas();
+  });
+}
+
 void Server::Shutdown() {
   if (shutting_down_.exchange(true)) return;
   asio::post(main_context(), [this] {
     ctx_.draining = true;
     asio::error_code ec;
     if (acceptor_) acceptor_->close(ec);
+    if (replicas_timer_) replicas_timer_->cancel();
     std::vector<std::shared_ptr<Connection>> open;
     {
       std::lock_guard lock(ctx_.mu);
@@ -224,6 +238,18 @@ void Server::Wait() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  // Connections the grace period left open: their streams must let go of the engine
+  // (a snapshot copy reads it on a thread of its own) before it closes.
+  std::vector<std::shared_ptr<Connection>> left;
+  {
+    std::lock_guard lock(ctx_.mu);
+    for (auto& [ptr, weak] : ctx_.connections) {
+      if (auto c = weak.lock()) left.push_back(std::move(c));
+    }
+  }
+  for (auto& c : left) c->CloseStopped();
+  left.clear();
+  if (before_close_) std::exchange(before_close_, nullptr)();
   if (checker_) checker_->Stop();
   if (tasks_) tasks_->Stop();
   if (writer_) writer_->Stop();  // commits whatever is still queued
@@ -231,6 +257,7 @@ void Server::Wait() {
   // may still use them.
   writer_.reset();
   checker_.reset();
+  replicas_.reset();
   tasks_.reset();
   engine_.reset();
 }

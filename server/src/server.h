@@ -13,6 +13,7 @@
 #include "server_context.h"
 #include "stats.h"
 #include "checker.h"
+#include "replicas.h"
 #include "writer.h"
 
 namespace cairn::server {
@@ -35,12 +36,23 @@ class Server {
   // The io_context that runs signal handling and the acceptor.
   asio::io_context& main_context() { return *contexts_[0]; }
 
+  // Replication: the engine and the commit feed a follower applies to and wakes, and the
+  // follower itself (a replica's; before Start). Wait() calls `before_close` once the IO
+  // threads have stopped and before the engine closes (to stop the follower).
+  Engine& engine() { return *engine_; }
+  CommitFeed& commits() { return commits_; }
+  void SetFollower(Follower* follower, std::function<void()> before_close) {
+    ctx_.follower = follower;
+    before_close_ = std::move(before_close);
+  }
+
  private:
   void Accept();
   void Admit(asio::ip::tcp::socket socket);  // starts a connection, or refuses it at the limit
   void Reject(asio::ip::tcp::socket socket);
   void CheckDrained(std::chrono::steady_clock::time_point deadline);
   void StopContexts();
+  void RefreshReplicas();  // every few seconds: ReplicaRegistry::Refresh
 
   ServerOptions options_;
   std::unique_ptr<Engine> engine_;
@@ -49,12 +61,15 @@ class Server {
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
+  std::unique_ptr<ReplicaRegistry> replicas_;  // before contexts_: their timers refer to it
   ServerContext ctx_;
+  std::function<void()> before_close_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<asio::steady_timer> replicas_timer_;
   asio::ip::tcp::endpoint endpoint_;
   size_t next_context_ = 0;
   std::atomic<bool> shutting_down_{false};

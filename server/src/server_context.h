@@ -20,12 +20,16 @@
 namespace cairn::server {
 
 class Connection;
+class Follower;
+class ReplicaRegistry;
 
 struct ServerContext {
   Engine* engine = nullptr;
   Writer* writer = nullptr;
   Checker* checker = nullptr;
   CommitFeed* commits = nullptr;  // wakes streams waiting for new commits
+  ReplicaRegistry* replicas = nullptr;  // this server's followers (replicas.h)
+  Follower* follower = nullptr;         // set on a replica (--replica-of): follower.h
   Tasks* tasks = nullptr;         // requests that read the whole database (Digest)
   ServerStats* stats = nullptr;
   const ServerOptions* options = nullptr;

@@ -5,7 +5,10 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "cairn/protocol/histogram.h"
 
@@ -37,6 +40,16 @@ struct ServerStats {
   std::atomic<uint64_t> backpressure{0};  // times a connection stopped reading at its limits
   std::atomic<uint64_t> watch_streams{0};  // Watch streams started
   std::atomic<uint64_t> streams_open{0};   // streams (of any kind) running now
+  std::atomic<uint64_t> snapshot_streams{0};  // Snapshot streams started
+  std::atomic<uint64_t> snapshot_bytes{0};    // bytes of snapshots sent whole
+  std::atomic<uint64_t> follow_streams{0};    // Follow streams started
+};
+
+// Counters and summaries that live outside ServerStats (replication: replicas.h,
+// follower.h), added to a Stats reply.
+struct ExtraStats {
+  std::vector<std::pair<std::string, uint64_t>> counters;
+  std::vector<std::pair<std::string, const Histogram*>> latencies;  // in microseconds
 };
 
 }  // namespace cairn::server

@@ -457,7 +457,11 @@ TEST_F(ProtocolRulesTest, StatsReportTheDocumentedCountersAndLatencies) {
                                    "bytes.in", "bytes.out", "backpressure", "commits",
                                    "idempotent_replays", "idempotency_keys", "group_commits",
                                    "log.first", "readers.used", "corrupted_reads", "streams.open",
-                                   "streams.watch"}));
+                                   "streams.watch", "streams.snapshot", "streams.follow",
+                                   "snapshot.bytes", "epoch", "epoch.highest_seen", "fenced",
+                                   "log.hold", "replicas.connected", "replicas.known",
+                                   "replicas.lag_commits_max", "replicas.lag_ms_max",
+                                   "replicas.sync_waiting", "replicas.sync_timeouts"}));
   EXPECT_EQ(latencies,
             (std::set<std::string>{"hello", "ping", "read", "write", "catalog", "stats", "verify"}));
   EXPECT_EQ(r->reply_as_Stats()->batch_sizes()->op()->str(), "group_commit_batch");

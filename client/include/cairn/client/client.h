@@ -342,6 +342,11 @@ class Client : public AsyncCalls<Client>, public std::enable_shared_from_this<Cl
   // Checks the server's database for consistency (protocol 3). Reads all of it: as
   // slow as the database is large; the call's timeout applies.
   VerifyResult Verify();
+  // Replication (protocol 5; docs/replication.md). ListReplicas: this node's role and the
+  // followers it serves. Promote: makes a replica a primary with a new epoch (kBadRequest
+  // on a primary).
+  ReplicasInfo ListReplicas();
+  ReplicasInfo Promote();
   // Catalog changes return their commit number. CreateIndex returns once the index
   // exists: over existing records it is `building` until the server has filled it
   // (DescribeCollection tells; a unique index over duplicates ends `failed`).

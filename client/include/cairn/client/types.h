@@ -96,6 +96,18 @@ class Txn {
   Txn& IfPresent(std::string_view collection, std::string_view key);
   Txn& IfVersion(std::string_view collection, std::string_view key, uint64_t version);
 
+  // The synchronous acknowledgement (protocol 5; docs/replication.md): the server answers
+  // this write only once `n` replicas have applied it, or after `timeout` (0: the server's
+  // default, 5 s); TxnResult::replica_timeout then says so. Either way the write is
+  // durable on the primary: a timeout is not a failure to retry.
+  Txn& WaitForReplicas(uint8_t n, std::chrono::milliseconds timeout = {}) {
+    replicas_ = n;
+    replica_timeout_ = timeout;
+    return *this;
+  }
+  uint8_t replicas() const { return replicas_; }
+  std::chrono::milliseconds replica_timeout() const { return replica_timeout_; }
+
   bool writes() const { return writes_; }
   bool empty() const { return ops_.empty(); }
 
@@ -108,6 +120,8 @@ class Txn {
   std::vector<std::shared_ptr<const OpSpec>> ops_;
   std::vector<std::shared_ptr<const ConditionSpec>> conds_;
   bool writes_ = false;
+  uint8_t replicas_ = 0;
+  std::chrono::milliseconds replica_timeout_{0};
 };
 
 struct OpResult {
@@ -130,6 +144,10 @@ struct TxnResult {
   // Protocol 5: the commit the transaction's reads saw (the server's last commit when
   // its snapshot was taken; on a replica, how far it had applied). 0 from older servers.
   uint64_t at = 0;
+  // A write with Txn::WaitForReplicas: how many replicas had applied it when answered,
+  // and whether the wait ended by its timeout (then fewer than asked).
+  uint8_t replicas = 0;
+  bool replica_timeout = false;
 };
 
 struct IndexSpec {
@@ -166,6 +184,22 @@ struct ServerStats {
   Latency batch_sizes;             // transactions per group commit
   uint64_t last_commit = 0, db_used_bytes = 0, db_file_bytes = 0, db_max_bytes = 0;
   std::string ToJson() const;
+};
+
+// Client::ListReplicas: a node's role and the followers it serves.
+struct ReplicaStatus {
+  std::string name;
+  std::string address;   // the follower's peer address
+  uint64_t applied = 0;  // its last acknowledged commit
+  uint64_t lag_commits = 0, lag_ms = 0;
+  bool connected = false;
+};
+struct ReplicasInfo {
+  std::string role;      // "primary" or "replica"
+  std::string primary;   // a replica: the primary it follows
+  std::string error;     // a replica that stopped following: why
+  uint64_t last_commit = 0, epoch = 0;
+  std::vector<ReplicaStatus> replicas;
 };
 
 // What Client::Verify found: every index entry checked against its record and back,

@@ -21,6 +21,9 @@ Request<ServerStats> StatsRequest();
 Request<VerifyResult> VerifyRequest();
 // Protocol 5: the content digest, at commit `at` (0: the last), waiting up to `wait`.
 Request<DatabaseDigest> DigestRequest(uint64_t at, std::chrono::milliseconds wait);
+// Protocol 5 (replication).
+Request<ReplicasInfo> ListReplicasRequest();
+Request<ReplicasInfo> PromoteRequest();
 // Catalog changes carry no idempotency key: never sent twice. Their answer: the
 // commit number.
 Request<uint64_t> CreateCollectionRequest(std::string_view name);
