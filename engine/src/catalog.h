@@ -69,6 +69,12 @@ inline constexpr std::string_view kMetaHistory = "#history";
 // The highest epoch this node has heard of (u64 BE): above the history's last epoch, the
 // node is fenced.
 inline constexpr std::string_view kMetaFence = "#fence";
+// The node that started the history's last epoch: the id in its folder's cairn.node file
+// (docs/storage.md, "Copies start an epoch of their own").
+inline constexpr std::string_view kMetaEpochOwner = "#epoch_owner";
+// The file, beside data.mdb, that names the node the folder belongs to: not copied by
+// snapshots and backups, so that a copy can tell it is one.
+inline constexpr std::string_view kNodeFile = "cairn.node";
 
 std::string CollectionMetaKey(std::string_view name);
 std::string IndexMetaKey(uint32_t collection_id, std::string_view name);

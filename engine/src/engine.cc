@@ -255,7 +255,7 @@ Status Engine::Impl::Open() {
   if (!fs::exists(fs::path(dir_) / "data.mdb", ec)) {
     for (const auto& entry : fs::directory_iterator(dir_, ec)) {
       std::string name = entry.path().filename().string();
-      if (name != kLockFile && name != "lock.mdb") {
+      if (name != kLockFile && name != "lock.mdb" && name != internal::kNodeFile) {
         return Status(Code::kBadRequest, "folder " + dir_ + " holds other files (" + name +
                                              ") and no cairn database; refusing to use it");
       }
@@ -1150,6 +1150,7 @@ EngineStats Engine::Impl::Stats() const {
     s.highest_epoch_seen = std::max(s.epoch, fence_epoch_.load());
   }
   s.fenced = fenced_;
+  s.epoch_started_at_open = copy_started_epoch_;
   s.log_hold = log_hold_;
   s.log_bytes = log_bytes_;
   s.applied_batches = applied_batches_;
@@ -1166,7 +1167,10 @@ Engine::~Engine() = default;
 Result<std::unique_ptr<Engine>> Engine::Open(const std::string& dir, const Options& options) {
   auto impl = std::make_unique<Impl>(dir, options);
   if (Status s = impl->Open(); !s.ok()) return s;
-  if (!options.read_only) impl->StartBackground();
+  if (!options.read_only) {
+    if (Status s = impl->ClaimEpoch(); !s.ok()) return s;
+    impl->StartBackground();
+  }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

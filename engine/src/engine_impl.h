@@ -4,8 +4,8 @@
 #include <lmdb.h>
 #include <sys/types.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -325,7 +325,16 @@ class Engine::Impl {
   // history and the fence are this node's, not data: docs/storage.md, "Replication").
   // Durable when it returns, whatever Options::durability. REQUIRES: write_mu_ held.
   Status WriteNodeMeta(const std::vector<std::pair<std::string_view, std::string>>& puts);
-  // Sets history_ and the fence flag. REQUIRES: write_mu_ held.
+  // At a writer's open, after LoadHistory: this folder's node id (made on first use), and
+  // if the history's last epoch was started by another node (the data is a copy: a
+  // restored backup, a replica's bootstrap, a copied data.mdb) and this engine is not a
+  // replica's, a new epoch of this node's own, so that its writes can never pass for the
+  // other node's (docs/storage.md, "Copies start an epoch of their own").
+  Status ClaimEpoch();
+  std::string node_id_;      // set at a writer's open
+  std::string stored_owner_;  // meta #epoch_owner as the open found it
+  bool copy_started_epoch_ = false;  // ClaimEpoch started one at this open
+  // Sets history_ and the fence flag. REQUIRES: write_mu_ held, or the open.
   void SetHistory(std::vector<EpochStart> history);
   std::vector<EpochStart> History() const;
   Status AdoptHistory(const std::vector<EpochStart>& theirs);

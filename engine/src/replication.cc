@@ -5,7 +5,14 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "coding.h"
@@ -408,7 +415,68 @@ Status Engine::Impl::LoadHistory(MDB_txn* txn) {
     return MdbStatus(rc, "history");
   }
   fence_epoch_ = internal::ReadMetaU64(txn, dbs_.meta, internal::kMetaFence);
+  MDB_val ok = Val(internal::kMetaEpochOwner), ov;
+  if (mdb_get(txn, dbs_.meta, &ok, &ov) == 0) stored_owner_ = std::string(View(ov));
   SetHistory(std::move(history));
+  return Status::Ok();
+}
+
+namespace {
+
+// This folder's node id: read from its cairn.node, or made (random) and stored there
+// durably on first use.
+Result<std::string> NodeId(const std::string& dir) {
+  std::string path = (std::filesystem::path(dir) / internal::kNodeFile).string();
+  std::string id;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[64] = {};
+    size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    id.assign(buf, n);
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    if (id.size() == 16 && id.find_first_not_of("0123456789abcdef") == std::string::npos) {
+      return id;
+    }
+    return Status(Code::kCorrupted, path + " does not hold a node id (16 hex digits); remove "
+                                           "it to give this folder a new one");
+  }
+  if (errno != ENOENT) return Status(Code::kInternal, "cannot read " + path + ": " + std::strerror(errno));
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)RandomEpochId());
+  id = hex;
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status(Code::kInternal, "cannot create " + tmp + ": " + std::strerror(errno));
+  std::string line = id + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == ssize_t(line.size()) && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
+  ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+  if (ok) {
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0) ::close(dfd);
+  }
+  if (!ok) return Status(Code::kInternal, "cannot write " + path + ": " + std::strerror(errno));
+  return id;
+}
+
+}  // namespace
+
+Status Engine::Impl::ClaimEpoch() {
+  auto id = NodeId(dir_);
+  if (!id.ok()) return id.status();
+  node_id_ = *id;
+  const std::string& owner = stored_owner_;  // read by LoadHistory
+  if (owner.empty()) {
+    // A database made before owners were recorded, or a new one: its epochs are this
+    // node's.
+    std::lock_guard lock(write_mu_);
+    return WriteNodeMeta({{internal::kMetaEpochOwner, node_id_}});
+  }
+  if (owner == node_id_ || replica_) return Status::Ok();
+  auto e = StartEpoch();
+  if (!e.ok()) return e.status();
+  copy_started_epoch_ = true;
   return Status::Ok();
 }
 
@@ -491,7 +559,8 @@ Result<EpochStart> Engine::Impl::StartEpoch() {
   history.push_back(e);
   // The fence goes up with the epoch: this node has now heard of its own.
   if (Status s = WriteNodeMeta({{internal::kMetaHistory, internal::EncodeHistory(history)},
-                                {internal::kMetaFence, U64BE(e.epoch)}});
+                                {internal::kMetaFence, U64BE(e.epoch)},
+                                {internal::kMetaEpochOwner, node_id_}});
       !s.ok()) {
     return s;
   }

@@ -32,6 +32,18 @@ BackupStatus CheckRestored(const ServerOptions& opts, const std::string& folder,
                             ", but the backup's header says " + std::to_string(info.commit) +
                             ": the snapshot is not the one the header describes");
   }
+  // The history the header announced is the one stored with the data.
+  std::vector<EpochStart> stored = (*engine)->History();
+  bool same = stored.size() == info.history.size();
+  for (size_t i = 0; same && i < stored.size(); i++) {
+    same = stored[i].epoch == info.history[i].epoch && stored[i].id == info.history[i].id &&
+           stored[i].first_commit == info.history[i].first_commit;
+  }
+  if (!same) {
+    return BackupStatus(BackupErrorKind::kCheck,
+                        "the restored database's epoch history is not the one the backup's "
+                        "header describes: the snapshot is not the one the header describes");
+  }
   return {};
 }
 

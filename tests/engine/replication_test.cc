@@ -3,6 +3,8 @@
 // the epoch history and the fence, and holding the log for replicas.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <random>
+#include <span>
 #include <thread>
 
 #include "raw_lmdb.h"
@@ -27,6 +31,14 @@ using testing::Txn;
 using Clock = std::chrono::steady_clock;
 
 // --- Helpers.
+
+// Durability does not change what these tests check; fsyncs would only slow them down.
+// (ReplicaTest's replicas keep kSync where they apply only a few batches.)
+Options NoSync() {
+  Options o;
+  o.durability = Durability::kNoSync;
+  return o;
+}
 
 uint32_t Mix(uint64_t i) { return uint32_t((i * 0x9E3779B97F4A7C15ull) >> 40); }
 
@@ -266,6 +278,18 @@ TEST(SnapshotTest, CopyUnderConcurrentWritesIsExactlyItsCommit) {
   size_t bytes = 0;
   Status saved = SaveSnapshot(**copy, dir.Sub("copy"), SIZE_MAX, &bytes);
   const uint64_t after_copy = source->LastCommit();
+  // More snapshots while the writes go on, each exactly at its commit: the race this
+  // guards against (a snapshot taken a commit later than it says) needs a commit to land
+  // in a window of microseconds, so one try alone could miss it.
+  for (int i = 0; i < 4; i++) {
+    auto more = source->StartSnapshot();
+    ASSERT_TRUE(more.ok());
+    std::string sub = dir.Sub("more" + std::to_string(i));
+    ASSERT_TRUE(SaveSnapshot(**more, sub).ok());
+    auto opened = OpenOrDie(sub);
+    ASSERT_TRUE(opened);
+    EXPECT_EQ(opened->LastCommit(), (*more)->commit());
+  }
   stop = true;
   writer.join();
   ASSERT_TRUE(saved.ok()) << saved.ToString();
@@ -279,7 +303,14 @@ TEST(SnapshotTest, CopyUnderConcurrentWritesIsExactlyItsCommit) {
   auto restored = OpenOrDie(dir.Sub("copy"));
   ASSERT_TRUE(restored);
   EXPECT_EQ(restored->LastCommit(), commit);
-  EXPECT_EQ(restored->History(), (*copy)->history());
+  // Opened as a primary's, the copy starts an epoch of its own after the snapshot's
+  // history (docs/storage.md, "Copies start an epoch of their own").
+  std::vector<EpochStart> history = restored->History();
+  ASSERT_EQ(history.size(), (*copy)->history().size() + 1);
+  EXPECT_TRUE(std::equal((*copy)->history().begin(), (*copy)->history().end(), history.begin()));
+  EXPECT_EQ(history.back().epoch, (*copy)->history().back().epoch + 1);
+  EXPECT_EQ(history.back().first_commit, commit + 1);
+  EXPECT_TRUE(restored->Stats().epoch_started_at_open);
   ExpectVerified(*restored);
 
   // The source as it was at `commit`: the same steps on a new engine, up to that commit.
@@ -327,6 +358,54 @@ TEST(SnapshotTest, ReaderThatStopsEarlyEndsTheCopyWithoutHanging) {
   ASSERT_TRUE(whole);
   EXPECT_EQ(whole->LastCommit(), db->LastCommit());
   ExpectSameDigest(*whole, *db);
+}
+
+// docs/storage.md, "Copies start an epoch of their own": a copy of a database opened as
+// a primary's can never write in the epoch of the node it was copied from, so that the two
+// cannot later pass for one history; the node itself and a replica keep their epoch.
+TEST(SnapshotTest, ACopyOpenedAsAPrimaryStartsAnEpochOfItsOwn) {
+  TempDir dir;
+  auto db = OpenOrDie(dir.Sub("source"));
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  const std::vector<EpochStart> original = db->History();
+  db.reset();
+  db = OpenOrDie(dir.Sub("source"));
+  EXPECT_EQ(db->History(), original) << "the node itself, restarted, keeps its epoch";
+  EXPECT_FALSE(db->Stats().epoch_started_at_open);
+
+  auto copy = db->StartSnapshot();
+  ASSERT_TRUE(copy.ok());
+  ASSERT_TRUE(SaveSnapshot(**copy, dir.Sub("replica")).ok());
+  copy = db->StartSnapshot();
+  ASSERT_TRUE(SaveSnapshot(**copy, dir.Sub("primary")).ok());
+  {
+    Options o;
+    o.replica = true;
+    auto replica = OpenOrDie(dir.Sub("replica"), o);
+    EXPECT_EQ(replica->History(), original) << "a replica's copy follows the primary's epochs";
+    EXPECT_FALSE(replica->Stats().epoch_started_at_open);
+  }
+  auto other = OpenOrDie(dir.Sub("primary"));
+  std::vector<EpochStart> h = other->History();
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0], original[0]);
+  EXPECT_EQ(h[1].epoch, 2u);
+  EXPECT_EQ(h[1].first_commit, db->LastCommit() + 1);
+  EXPECT_TRUE(other->Stats().epoch_started_at_open);
+  // Its writes are its epoch's: a replica of the source that saw them would diverge.
+  ASSERT_TRUE(other->CreateCollection("mine").ok());
+  EXPECT_FALSE(Engine::OnHistory(other->History(), other->LastCommit(), db->History(),
+                                 db->LastCommit() + 1));
+  // Reopened, it is its own node now: no further epoch.
+  other.reset();
+  other = OpenOrDie(dir.Sub("primary"));
+  EXPECT_EQ(other->History().size(), 2u);
+  EXPECT_FALSE(other->Stats().epoch_started_at_open);
+  // The replica's copy, later opened as a primary's (a forgotten --replica-of), starts
+  // one too.
+  auto former = OpenOrDie(dir.Sub("replica"));
+  EXPECT_EQ(former->History().size(), 2u);
+  EXPECT_TRUE(former->Stats().epoch_started_at_open);
 }
 
 TEST(SnapshotTest, ReadOnlyEngineRefusesToSnapshot) {
@@ -477,7 +556,7 @@ TEST(DigestTest, DamagedRecordIsReportedNotDigested) {
 class ReplicaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    primary_ = OpenOrDie(dir_.Sub("primary"));
+    primary_ = OpenOrDie(dir_.Sub("primary"), NoSync());
     ASSERT_TRUE(primary_);
   }
   std::string ReplicaDir() const { return dir_.Sub("replica"); }
@@ -495,15 +574,17 @@ class ReplicaTest : public ::testing::Test {
 
 TEST_F(ReplicaTest, ReplicaFollowsMixedWorkloadInBatchesAcrossRestarts) {
   Workload w(primary_.get());
-  w.Run(0, 120);  // the index on users is built over existing records from here on
+  // The replica applies the drop and re-creation of a collection, the drop of an index
+  // and an index built over existing records.
+  w.Run(0, 70);
   uint64_t start;
-  auto replica = Bootstrap(*primary_, ReplicaDir(), &start);
+  auto replica = Bootstrap(*primary_, ReplicaDir(), &start, NoSync());
   ASSERT_TRUE(replica);
   ASSERT_EQ(replica->LastCommit(), start);
-  w.Run(120, 1200);
+  w.Run(70, 1200);
   ASSERT_GT(primary_->LastCommit(), start + 500);
 
-  Follow(*primary_, replica, ReplicaDir(), {1, 7, 64, 1000, 3, 200}, /*reopen_every=*/3);
+  Follow(*primary_, replica, ReplicaDir(), {1, 7, 64, 1000, 3, 200}, /*reopen_every=*/3, NoSync());
   EXPECT_EQ(replica->LastCommit(), primary_->LastCommit());
   ExpectSameDigest(*primary_, *replica);
   ExpectVerified(*primary_);
@@ -526,6 +607,74 @@ TEST_F(ReplicaTest, ReplicaFollowsMixedWorkloadInBatchesAcrossRestarts) {
   EXPECT_EQ(users->indexes[0].state, IndexState::kReady);
   EXPECT_EQ(users->indexes[1].spec.name, "by_email");
   EXPECT_TRUE(users->indexes[1].spec.unique);
+}
+
+// Runs in a child process: opens the replica in `dir` and applies `entries` from its
+// next commit on, in batches of 1 to 64, reporting each acknowledged batch's last
+// commit on `fd`, until the entries run out (then it waits to be killed).
+[[noreturn]] void ChildApplier(const std::string& dir, const std::vector<RawLogEntry>& entries,
+                               int fd) {
+  Options o;
+  o.replica = true;  // kSync: an acknowledged batch is on the disk
+  auto opened = Engine::Open(dir, o);
+  if (!opened.ok()) _exit(2);
+  Engine& db = **opened;
+  std::mt19937 rng(uint32_t(db.LastCommit()));
+  size_t next = size_t(db.LastCommit() - entries.front().commit + 1);
+  while (next < entries.size()) {
+    size_t n = std::min<size_t>(1 + rng() % 64, entries.size() - next);
+    if (!db.ApplyLog(std::span(entries).subspan(next, n)).ok()) _exit(3);
+    next += n;
+    uint64_t acked = db.LastCommit();
+    if (::write(fd, &acked, sizeof acked) != sizeof acked) _exit(4);
+  }
+  for (;;) ::pause();
+}
+
+TEST_F(ReplicaTest, ReplicaKilledWhileApplyingResumesWhereItWas) {
+  Workload w(primary_.get());
+  w.Run(0, 30);
+  uint64_t start;
+  auto replica = Bootstrap(*primary_, ReplicaDir(), &start, NoSync());
+  replica.reset();
+  w.Run(30, 3000);
+  std::vector<RawLogEntry> entries;
+  ASSERT_TRUE(primary_->ReadRawLog(start + 1, 1 << 20, size_t{1} << 30, &entries).ok());
+  ASSERT_EQ(entries.back().commit, primary_->LastCommit());
+  // No engine is open while the children run (fork copies one thread only).
+  primary_.reset();
+
+  for (int round = 0; round < 4; round++) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      ChildApplier(ReplicaDir(), entries, fds[1]);
+    }
+    ::close(fds[1]);
+    uint64_t acked = 0, a;
+    size_t acks = 0;
+    while (acks < 8 && ::read(fds[0], &a, sizeof a) == sizeof a) acked = a, acks++;
+    ::kill(pid, SIGKILL);
+    while (::read(fds[0], &a, sizeof a) == sizeof a) acked = a;
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the applier failed on its own, status " << status;
+    Options o;
+    o.replica = true;
+    auto reopened = OpenOrDie(ReplicaDir(), o);
+    ASSERT_TRUE(reopened);
+    EXPECT_GE(reopened->LastCommit(), acked) << "an acknowledged batch was lost";
+    ExpectVerified(*reopened);
+  }
+  Options o = NoSync();
+  o.replica = true;
+  replica = OpenOrDie(ReplicaDir(), o);
+  ASSERT_TRUE(replica->ApplyLog(std::span(entries).subspan(replica->LastCommit() - start)).ok());
+  primary_ = OpenOrDie(dir_.Sub("primary"), NoSync());
+  ExpectSameDigest(*primary_, *replica);
 }
 
 TEST_F(ReplicaTest, BatchesThatDoNotFollowOnAreRefusedAndChangeNothing) {
@@ -667,7 +816,7 @@ TEST_F(ReplicaTest, ReplicaRefusesWritesUntilPromotedThenRemembersItsPrimarysKey
 TEST_F(ReplicaTest, FullReplicaRefusesTheBatchAndStaysConsistent) {
   ASSERT_TRUE(primary_->CreateCollection("c").ok());
   uint64_t start;
-  Options small;
+  Options small = NoSync();
   small.max_size = 2 << 20;
   small.space_reserve = 256 << 10;
   auto replica = Bootstrap(*primary_, ReplicaDir(), &start, small);
@@ -689,7 +838,7 @@ TEST_F(ReplicaTest, FullReplicaRefusesTheBatchAndStaysConsistent) {
   ExpectVerified(*replica);
   // With a higher cap it resumes where it stopped.
   replica.reset();
-  Options o;
+  Options o = NoSync();
   o.max_size = 64 << 20;
   o.replica = true;
   replica = OpenOrDie(ReplicaDir(), o);
@@ -871,7 +1020,7 @@ TEST(HistoryTest, FenceStopsWritesUntilANewEpochAndSurvivesRestart) {
 
 TEST(LogHoldTest, HoldKeepsEntriesWithinTheCommitBound) {
   TempDir dir;
-  Options o;
+  Options o = NoSync();
   o.log_retention = 10;
   o.replica_log_keep = 50;
   auto db = OpenOrDie(dir.path(), o);
@@ -920,7 +1069,7 @@ uint64_t LogBytes(Engine& db) {
 
 TEST(LogHoldTest, HoldNeverKeepsMoreThanTheByteBoundPlusTheTrimmingLag) {
   TempDir dir;
-  Options o;
+  Options o = NoSync();
   o.log_retention = 10;
   o.replica_log_keep_bytes = 32 << 10;
   auto db = OpenOrDie(dir.path(), o);
@@ -952,11 +1101,11 @@ TEST(LogHoldTest, HoldNeverKeepsMoreThanTheByteBoundPlusTheTrimmingLag) {
 
 TEST(LogHoldTest, ReplicaTrimsItsOwnLogByItsOwnRetention) {
   TempDir dir;
-  auto primary = OpenOrDie(dir.Sub("p"));
+  auto primary = OpenOrDie(dir.Sub("p"), NoSync());
   Workload w(primary.get());
   w.Run(0, 10);
   uint64_t start;
-  Options o;
+  Options o = NoSync();
   o.log_retention = 20;
   auto replica = Bootstrap(*primary, dir.Sub("r"), &start, o);
   w.Run(10, 400);

@@ -5,6 +5,8 @@
 // must refuse, each leaving DIR as it was.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <optional>
 #include <lmdb.h>
 #include <unistd.h>
 
@@ -118,13 +120,15 @@ class CairndRestoreTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     commit_ = db->LastCommit();
+    for (const EpochStart& e : db->History()) history_.push_back({e.epoch, e.id, e.first_commit});
     catalog_ = Names(db->ListCollections());
     records_ = DumpAll(*db);
   }
 
   // The snapshot as the Snapshot stream would carry it: LMDB's compacting copy of the
   // closed database, read from a pipe in 1 MiB pieces into a BackupWriter.
-  void Backup(const std::string& path, uint64_t commit) {
+  void Backup(const std::string& path, uint64_t commit,
+              std::optional<std::vector<BackupEpoch>> history = std::nullopt) {
     MDB_env* env;
     ASSERT_EQ(mdb_env_create(&env), 0);
     mdb_env_set_maxdbs(env, 16);
@@ -138,8 +142,7 @@ class CairndRestoreTest : public ::testing::Test {
     });
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     BackupWriter w(fd, path);
-    std::vector<BackupEpoch> history = {{1, 0x5eed, 1}};
-    EXPECT_TRUE(w.Begin(commit, kSnapshotFormatLmdb, history).ok());
+    EXPECT_TRUE(w.Begin(commit, kSnapshotFormatLmdb, history ? *history : history_).ok());
     std::string buf(1 << 20, '\0');
     uint64_t offset = 0;
     BackupDataChecksum all;
@@ -167,6 +170,7 @@ class CairndRestoreTest : public ::testing::Test {
 
   TempDir scratch_;
   std::string source_ = scratch_.Sub("source"), backup_ = scratch_.Sub("db.cairnbak");
+  std::vector<BackupEpoch> history_;  // the source's
   Transaction keyed_;
   uint64_t keyed_commit_ = 0, commit_ = 0, snapshot_size_ = 0;
   std::string catalog_;
@@ -256,6 +260,19 @@ TEST_F(CairndRestoreTest, AHeaderThatNamesAnotherCommitIsRefused) {
                          ": the restored database's last commit is " + std::to_string(commit_) +
                          ", but the backup's header says " + std::to_string(commit_ + 1) +
                          ": the snapshot is not the one the header describes\n");
+  EXPECT_FALSE(Exists(scratch_.Sub("new")));
+}
+
+TEST_F(CairndRestoreTest, AHeaderThatNamesAnotherHistoryIsRefused) {
+  std::vector<BackupEpoch> other = history_;
+  other.back().id ^= 1;
+  Backup(backup_, commit_, other);
+  std::string target = scratch_.Sub("new/db");
+  CommandRun run = Restore(backup_, target);
+  EXPECT_EQ(run.code, 1);
+  EXPECT_NE(run.err.find("epoch history is not the one the backup's header describes"),
+            std::string::npos)
+      << run.err;
   EXPECT_FALSE(Exists(scratch_.Sub("new")));
 }
 

@@ -103,7 +103,8 @@ class Engine {
   // one read snapshot) on a thread of its own, and returns once the snapshot is taken:
   // SnapshotCopy::commit() is the last commit it holds. Read the copy's bytes from
   // SnapshotCopy::fd() until end of file; writes go on meanwhile (they wait only while
-  // the snapshot is being taken, well under a millisecond).
+  // the snapshot is being taken, well under a millisecond). kBadRequest on a read-only
+  // engine, which cannot hold other processes' writers back.
   Result<std::unique_ptr<SnapshotCopy>> StartSnapshot() const;
 
   // A digest (XXH3-64) of the catalog, every record and every entry of the ready indexes,
@@ -118,8 +119,10 @@ class Engine {
   // the primary's, idempotency keys included) and the last commit, all or nothing. So a
   // replica killed at any moment resumes at LastCommit() + 1: nothing skipped, nothing
   // applied twice. kBadRequest if the commits are not the next ones; kCorrupted if an
-  // entry fails its checksum or cannot be applied. Only on an engine opened with
-  // Options::replica; other writes on such an engine get kReadOnly.
+  // entry fails its checksum or cannot be applied (the replica no longer holds what its
+  // primary did: bootstrap again); kDatabaseFull as for other writes. Only on an engine
+  // opened with Options::replica and not promoted since (kBadRequest on a primary's);
+  // other writes on such an engine get kReadOnly.
   Status ApplyLog(std::span<const RawLogEntry> entries);
 
   // The history of this database: the epochs of its primaries, oldest first (a new
@@ -133,7 +136,9 @@ class Engine {
   // `theirs`: its last commit was made by the same epoch there, and `theirs` has it.
   static bool OnHistory(const std::vector<EpochStart>& mine, uint64_t commit,
                         const std::vector<EpochStart>& theirs, uint64_t their_last);
-  // A replica takes its primary's history (which extends its own: REQUIRES OnHistory).
+  // A replica takes its primary's history (which extends its own): kDiverged if its last
+  // commit was made by another epoch there, kBadRequest if `theirs` is malformed or this
+  // is a primary's database.
   Status AdoptHistory(const std::vector<EpochStart>& theirs);
   // Starts a new epoch (the highest epoch heard of + 1, with a random id) whose first
   // commit is LastCommit() + 1, and clears any fence: this database becomes a primary's.
@@ -144,7 +149,8 @@ class Engine {
   uint64_t HighestEpochSeen() const;
 
   // Keeps change-log entries from `commit` on (a replica still needs them), within
-  // Options::replica_log_keep. 0 lets go. Thread-safe.
+  // Options::replica_log_keep and replica_log_keep_bytes: past either, the hold is
+  // ignored. 0 lets go. Thread-safe.
   void HoldLog(uint64_t commit);
 
   EngineStats Stats() const;

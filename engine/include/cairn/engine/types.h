@@ -279,6 +279,10 @@ struct EngineStats {
   uint64_t epoch = 0;            // of the last epoch in the history
   uint64_t highest_epoch_seen = 0;
   bool fenced = false;           // a higher epoch exists: writes refused
+  // This open found the data to be a copy made on another node (a restored backup, a
+  // replica's snapshot, a copied data.mdb) and, as a primary's, started an epoch of its
+  // own (docs/storage.md, "Copies start an epoch of their own").
+  bool epoch_started_at_open = false;
   uint64_t log_hold = 0;         // oldest commit kept for replicas (0: none held)
   uint64_t log_bytes = 0;        // bytes of change-log entries kept (replica_log_keep_bytes)
   uint64_t applied_batches = 0;  // ApplyLog calls that committed, since open
