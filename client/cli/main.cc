@@ -543,7 +543,9 @@ int WatchChanges(Client& db, const WatchArgs& a) {
     }
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kLogTruncated) {
-      throw Failure(kServer, "commit " + std::to_string(a.from) +
+      // At the start (--from), or later: a watcher that fell behind the log's retention.
+      uint64_t wanted = a.from > w.through() ? a.from : w.through() + 1;
+      throw Failure(kServer, "commit " + std::to_string(wanted) +
                                  " is no longer in the server's change log; the oldest it keeps is " +
                                  std::to_string(e.log_first()) + ": run again with --from " +
                                  std::to_string(e.log_first()) +
