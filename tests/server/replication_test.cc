@@ -481,6 +481,29 @@ TEST_F(ReplicationTest, AReplicaAwayPastTheLogKeepBootstrapsAgainAndTheLogStaysB
   EXPECT_NE(replica->output().find("bootstrapping again"), std::string::npos);
 }
 
+TEST_F(ReplicationTest, AReplicaGoneLongerThanTheKeepTimeHoldsNothing) {
+  auto primary = StartPrimary({"--replica-keep-seconds", "1"});
+  Schema(primary->port());
+  auto replica = StartReplica(primary->port());
+  ASSERT_TRUE(WaitConverged(primary->port(), replica->port()));
+  auto held = StatsOf(primary->port());
+  ASSERT_TRUE(held);
+  EXPECT_GT(held->counters["log.hold"], 0u);
+  replica->Stop();
+  // Once a second has passed, the registry's next look (at GetStats here, or its timer
+  // every 5 s) forgets the replica and lets go of the log.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::optional<Node> now;
+  while (std::chrono::steady_clock::now() < deadline) {
+    now = StatsOf(primary->port());
+    if (now && now->counters["log.hold"] == 0) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->counters["log.hold"], 0u);
+  EXPECT_EQ(now->counters["replicas.known"], 0u);
+}
+
 // --- The synchronous acknowledgement.
 
 TEST_F(ReplicationTest, AWriteWaitsForItsReplicasOrTimesOutWithADistinctResult) {
