@@ -378,6 +378,12 @@ int main(int argc, char** argv) {
         opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), durability,
         Human(opts.engine.max_size), Human(opts.max_frame),
         replica ? ", replica of " + opts.replica_of : std::string());
+    if (cairn::EngineStats es = server.engine().Stats(); es.epoch_started_at_open) {
+      spdlog::warn("the database in {} was copied from another node (a restored backup or a "
+                   "copied data.mdb): it started epoch {} of its own from commit {}, so that "
+                   "its writes can never pass for the other node's",
+                   opts.data_dir, es.epoch, last_commit + 1);
+    }
     server.Wait();
     bound_port = ep.port();
     if (!swap) break;
