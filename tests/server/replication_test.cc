@@ -6,6 +6,8 @@
 // loopback and every wait is bounded.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <atomic>
 #include <filesystem>
 #include <random>
@@ -567,6 +569,37 @@ TEST_F(ReplicationTest, AWriteWaitsForItsReplicasOrTimesOutWithADistinctResult) 
 }
 
 // --- Promotion, fencing, divergence.
+
+// Several replicas of one primary: each follows on its own, the primary lists both, and
+// a write may wait for both.
+TEST_F(ReplicationTest, TwoReplicasOfOnePrimaryFollowAndAWriteCanWaitForBoth) {
+  auto primary = StartPrimary();
+  Schema(primary->port());
+  auto one = StartReplica(primary->port(), "one");
+  auto two = StartReplica(primary->port(), "two");
+  { Load load(primary->port(), 2, 200); }
+  ASSERT_TRUE(WaitConverged(primary->port(), one->port())) << one->output();
+  ASSERT_TRUE(WaitConverged(primary->port(), two->port())) << two->output();
+  auto c = Connect(primary->port(), 5);
+  std::string error;
+  auto t = WriteWaiting(*c, 7, "both", 2, 5000, &error);
+  ASSERT_TRUE(t) << error;
+  EXPECT_EQ(t->replicas(), 2);
+  EXPECT_FALSE(t->replica_timeout());
+  auto p = DigestAt(primary->port(), t->commit());
+  auto a = DigestAt(one->port(), t->commit()), b = DigestAt(two->port(), t->commit());
+  ASSERT_TRUE(p && a && b);
+  EXPECT_EQ(a->first, p->first);
+  EXPECT_EQ(b->first, p->first);
+  auto v = ListReplicas(primary->port());
+  ASSERT_TRUE(v);
+  std::set<std::string> names;
+  for (const auto& row : v->rows) {
+    EXPECT_TRUE(row.connected) << row.name;
+    names.insert(row.name);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"one", "two"}));
+}
 
 TEST_F(ReplicationTest, PromotionFencesTheOldPrimaryWhichThenFollowsTheNewOne) {
   auto primary = StartPrimary();
