@@ -92,8 +92,8 @@ class CairndRestoreTest : public ::testing::Test {
     }
     std::string changed = Doc("{\"email\": \"new@example.com\", \"age\": 1, \"city\": \"x\"}");
     ASSERT_TRUE(db->Execute(testing::Txn({PutOp{"users", keys[1], changed}})).status.ok());
-    keyed_.ops = {PutOp{"users", "keyed", Doc("{\"email\": \"k@example.com\"}"), ValueKind::kDocument,
-                        PutMode::kInsert}};
+    keyed_doc_ = Doc("{\"email\": \"k@example.com\"}");  // keyed_ views it
+    keyed_.ops = {PutOp{"users", "keyed", keyed_doc_, ValueKind::kDocument, PutMode::kInsert}};
     keyed_.idempotency_key = "the-client's-retry-key";
     TxnResult first = db->Execute(keyed_);
     ASSERT_TRUE(first.status.ok());
@@ -171,6 +171,7 @@ class CairndRestoreTest : public ::testing::Test {
   TempDir scratch_;
   std::string source_ = scratch_.Sub("source"), backup_ = scratch_.Sub("db.cairnbak");
   std::vector<BackupEpoch> history_;  // the source's
+  std::string keyed_doc_;
   Transaction keyed_;
   uint64_t keyed_commit_ = 0, commit_ = 0, snapshot_size_ = 0;
   std::string catalog_;

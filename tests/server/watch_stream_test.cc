@@ -193,7 +193,14 @@ TEST_F(WatchStreamTest, AWatcherThatNeverReadsDoesNotGrowTheServer) {
   size_t rss_after = server_->RssKb();
   // The stream holds at most the connection's output limit (4 MiB) plus socket buffers;
   // allow for the engine's own growth (the map pages touched).
+#if !defined(__SANITIZE_ADDRESS__)
+  // (Not under ASan: its quarantine keeps every freed block for a while, and the writes
+  // alone free 120 MB of request buffers.)
   EXPECT_LT(rss_after, rss_before + 64 * 1024) << rss_before << " KiB -> " << rss_after;
+#else
+  (void)rss_before;
+  (void)rss_after;
+#endif
   // Reading it now, it is still in order and complete from its start.
   std::vector<Seen> seen;
   uint64_t last = db_->Stats().last_commit;
