@@ -268,6 +268,10 @@ wire::ErrorCode ToWire(Code code, uint32_t protocol) {
   if (code == Code::kUnknownName && protocol < 3) return wire::ErrorCode::NotFound;
   if (code == Code::kCorrupted && protocol < 4) return wire::ErrorCode::Internal;
   if (code == Code::kDiverged && protocol < 5) return wire::ErrorCode::BadRequest;
+  // Access control came with protocol 6; an older client on a server with users can only
+  // have failed to authenticate.
+  if (code == Code::kPermissionDenied && protocol < 6) return wire::ErrorCode::BadRequest;
+  if (code == Code::kAuthFailed && protocol < 6) return wire::ErrorCode::BadRequest;
   // The enums share their numbering (cairn/protocol/codes.h checks it).
   return wire::ToWire(code);
 }

@@ -32,6 +32,8 @@ enum class Code : uint8_t {
   kUnknownName = 12,      // the collection or index named does not exist (protocol 3)
   kCorrupted = 13,        // stored data failed its checksum or is malformed (protocol 4)
   kDiverged = 14,         // a follower's history is not its primary's (protocol 5)
+  kPermissionDenied = 15, // the connection's user may not do this (protocol 6)
+  kAuthFailed = 16,       // authentication failed or is required first (protocol 6)
   // libcairn's own:
   kTimeout = 100,           // no answer within the call's timeout
   kConnectionFailed = 101,  // could not connect, or lost the connection and gave up retrying
@@ -59,6 +61,8 @@ constexpr std::string_view CodeName(Code code) {
     case Code::kUnknownName: return "unknown name";
     case Code::kCorrupted: return "corrupted";
     case Code::kDiverged: return "diverged";
+    case Code::kPermissionDenied: return "permission denied";
+    case Code::kAuthFailed: return "authentication failed";
     case Code::kTimeout: return "timeout";
     case Code::kConnectionFailed: return "connection failed";
     case Code::kProtocol: return "protocol error";

@@ -31,8 +31,10 @@ CAIRN_SAME_NUMBER(ErrorCode::LogTruncated, Code::kLogTruncated);
 CAIRN_SAME_NUMBER(ErrorCode::UnknownName, Code::kUnknownName);
 CAIRN_SAME_NUMBER(ErrorCode::Corrupted, Code::kCorrupted);
 CAIRN_SAME_NUMBER(ErrorCode::Diverged, Code::kDiverged);
+CAIRN_SAME_NUMBER(ErrorCode::PermissionDenied, Code::kPermissionDenied);
+CAIRN_SAME_NUMBER(ErrorCode::AuthFailed, Code::kAuthFailed);
 // A code added to cairn.fbs must be added to cairn::Code (and checked above) too.
-CAIRN_SAME_NUMBER(ErrorCode::MAX, Code::kDiverged);
+CAIRN_SAME_NUMBER(ErrorCode::MAX, Code::kAuthFailed);
 static_assert(uint8_t(ErrorCode::MAX) < kFirstClientCode, "server codes stay below 100");
 
 CAIRN_SAME_NUMBER(ValueKind::Document, cairn::ValueKind::kDocument);

@@ -14,7 +14,7 @@ namespace cairn::wire {
 // 3 added the UnknownName error code, the failed condition/operation in Error, and
 // the Verify request.
 // 4 added the Corrupted error code.
-inline constexpr uint32_t kProtocolVersion = 5;
+inline constexpr uint32_t kProtocolVersion = 6;
 inline constexpr size_t kFrameHeaderSize = 4;
 // Default and bounds for the largest payload (server --max-frame).
 inline constexpr uint32_t kDefaultMaxFrame = 16 << 20;
