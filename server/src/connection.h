@@ -1,5 +1,9 @@
-// One client connection: reads frames, runs reads on its IO thread, hands
-// writes to the writer, and writes responses back, in request order.
+// One client connection: the socket, its timers, and the step after every event (parse
+// what arrived, run what may run, flush). What a request is and needs is in the request
+// table (requests.h); the order requests run in is the sequencer's (sequencer.h); the bytes
+// read and not yet parsed are the frame buffer's (frame_buffer.h). The handlers of the
+// requests answered here are in connection_requests.cc, the replication ones in
+// connection_replicas.cc.
 //
 // Threading: every member is touched only on the connection's executor (one
 // io_context, run by one thread), but for finished_ (under finished_mu_) and the
@@ -19,10 +23,15 @@
 #include <vector>
 
 #include "flatbuffers/flatbuffers.h"
+#include "frame_buffer.h"
+#include "sequencer.h"
 #include "server_context.h"
 #include "stream.h"
 
 namespace cairn::server {
+
+struct RequestRow;
+struct RequestTable;
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -47,20 +56,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Pending {            // a request waiting for earlier requests of this connection
-    std::string payload;
-    Clock::time_point received;
-    std::optional<Status> error;  // set: answer this error in turn instead
-    uint64_t error_id = 0;        // the id to answer it with
-  };
-
   void DoRead();
   void OnRead(const asio::error_code& ec, size_t n);
   void ProcessInput();          // parses and handles the complete frames buffered
   void HandleFrame(std::string_view payload, Clock::time_point received);
-  void Pump();                  // runs backlog requests that may now run
-  void ExecuteRead(const void* frame, Clock::time_point received);
-  void SubmitWrite(std::string payload, Clock::time_point received);
+  // Runs a request whose turn it is. `owned`: the payload's own string, if it has one to give.
+  void Run(const RequestRow& row, const wire::RequestFrame* f, std::string_view payload,
+           std::string* owned, Clock::time_point received);
+  void Pump();                  // runs the waiting requests that may now run
+  void SubmitWrite(const RequestRow& row, std::string payload, Clock::time_point received);
+
+  // The handlers of the request table (requests.cc).
+  friend struct RequestTable;
+  void OnHello(const wire::RequestFrame& f, Clock::time_point received);
+  void OnPing(const wire::RequestFrame& f, Clock::time_point received);
+  void OnTxnRead(const wire::RequestFrame& f, Clock::time_point received);
+  void OnGet(const wire::RequestFrame& f, Clock::time_point received);
+  void OnListCollections(const wire::RequestFrame& f, Clock::time_point received);
+  void OnDescribeCollection(const wire::RequestFrame& f, Clock::time_point received);
+  void OnGetStats(const wire::RequestFrame& f, Clock::time_point received);
+  void OnVerifyDatabase(const wire::RequestFrame& f, Clock::time_point received);
+  void OnDigest(const wire::RequestFrame& f, Clock::time_point received);
+  void OnWatch(const wire::RequestFrame& f, Clock::time_point received);
+  void OnFollowAck(const wire::RequestFrame& f, Clock::time_point received);
+  void OnReplication(const wire::RequestFrame& f, Clock::time_point received);
+  // Whether reads can be served now (not on a replica that is bootstrapping).
+  Status ReadableNow();
+
   // Writer thread: queues a finished write's result; the first of a run posts
   // OnWritesDone, which answers all that are queued by then (one turn, one flush).
   // `replicas`, `replica_timeout_ms`: the write's Txn.replicas (0: answer at once).
@@ -70,17 +92,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A Verify request's report, back from the checker thread.
   void OnVerified(uint64_t id, const VerifyReport& report, Clock::time_point received);
   // A Digest request's outcome, back from the tasks thread.
-  void OnDigest(uint64_t id, const Result<DatabaseDigest>& digest, Clock::time_point received);
+  void OnDigestDone(uint64_t id, const Result<DatabaseDigest>& digest, Clock::time_point received);
   // After answers arrive from another thread: run what waited for them, read on, flush.
   void AfterAnswers();
-  void HandleHello(uint64_t id, const void* hello);
 
   // Replication requests (connection_replicas.cc): Snapshot, Follow, ListReplicas,
   // Promote. Returns false if `frame` is none of them.
   bool ExecuteReplication(const void* frame, Clock::time_point received);
   // The synchronous acknowledgement: a write answered only once replicas have its commit.
   // Its answer, and every answer after it, is held (in order) until then; such a write
-  // stays in writes_in_flight_ so that later reads wait too.
+  // stays handed off (seq_) so that later reads wait too.
   struct Held {
     uint64_t seq = 0;
     bool ready = false;
@@ -145,8 +166,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool CanParse() const;
   bool CanAccept() const;
   bool HasBufferedFrame() const;  // a complete (or bad) frame waits in in_
+  uint32_t FrameLimit() const;    // the largest frame payload accepted now
   bool OutputFull() const;
-  size_t inflight() const { return backlog_.size() + writes_in_flight_; }
+  size_t inflight() const { return seq_.inflight(); }
   void Record(RequestKind kind, Clock::time_point received);
   // Ends a turn of the event loop: releases the read snapshot, records latencies.
   void FinishTurn();
@@ -160,8 +182,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Clock::time_point> frame_started_;  // a partial frame is buffered since
   Clock::time_point last_write_progress_;  // when the socket last took response bytes
 
-  std::vector<char> in_;       // bytes read; [in_begin_, in_end_) not yet parsed
-  size_t in_begin_ = 0, in_end_ = 0;
+  FrameBuffer in_;             // bytes read, not yet parsed
   std::string out_;            // responses waiting for the socket
   std::string out_writing_;    // responses being written
   flatbuffers::FlatBufferBuilder fbb_;
@@ -172,9 +193,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Transaction txn_;
   std::vector<std::pair<RequestKind, Clock::time_point>> answered_;  // this turn's, for stats
 
-  std::deque<Pending> backlog_;
-  // Writes with the writer, and Verify requests with the checker: reads wait for them.
-  size_t writes_in_flight_ = 0;
+  // This connection's requests in order: those waiting their turn, and those out on the
+  // writer or another thread (reads wait for them).
+  Sequencer seq_;
 
   // Results of writes, handed over by the writer thread.
   struct Finished {

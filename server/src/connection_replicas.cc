@@ -69,11 +69,11 @@ bool Connection::ExecuteReplication(const void* frame_ptr, Clock::time_point rec
         return true;
       }
       // On the follower's thread; until it answers, later requests wait (as behind a write).
-      writes_in_flight_++;
+      seq_.HandedOff();
       ctx_.follower->Promote([self = shared_from_this(), id, received](Result<EpochStart> r) {
         asio::post(self->executor_, [self, id, received, r = std::move(r)] {
           self->Guarded("promote", [&] {
-            self->writes_in_flight_--;
+            self->seq_.Answered();
             if (!self->closed_) {
               if (r.ok()) {
                 BuildReplicas(self->fbb_, id, self->ctx_, self->ctx_.replicas->List(), r->epoch);
@@ -157,7 +157,7 @@ void Connection::OnReplicated(uint64_t seq, uint64_t id, const TxnResult& result
 void Connection::ReleaseHeld() {
   while (!held_.empty() && held_.front().ready) {
     Held& h = held_.front();
-    writes_in_flight_--;
+    seq_.Answered();
     if (!closed_) out_.append(h.frame);
     Record(h.kind, h.received);
     held_.pop_front();

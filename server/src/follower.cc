@@ -14,6 +14,7 @@
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
 #include "convert.h"
+#include "frame_buffer.h"
 #include "replicas.h"
 #include "server.h"
 
@@ -63,9 +64,7 @@ Status SyncPath(const std::string& path, int flags) {
 class Follower::Session {
  public:
   Session(asio::io_context& io, uint32_t max_frame)
-      : socket_(io), timer_(io), wait_timer_(io), max_frame_(max_frame) {
-    in_.resize(64 << 10);
-  }
+      : socket_(io), timer_(io), wait_timer_(io), max_frame_(max_frame) {}
 
   awaitable<Status> Connect(const std::string& hostport) {
     std::string host, port;
@@ -108,12 +107,7 @@ class Follower::Session {
 
   // Whether a whole frame is buffered, or bytes are waiting in the socket: then the
   // follower takes them into the current batch before applying it.
-  bool HasFrame() const {
-    std::string_view payload;
-    size_t consumed;
-    return wire::ParseFrame(std::string_view(in_.data() + begin_, end_ - begin_), max_frame_,
-                            &payload, &consumed) != wire::FrameStatus::kNeedMore;
-  }
+  bool HasFrame() const { return in_.HasFrame(max_frame_); }
   bool BytesWaiting() {
     asio::error_code ec;
     return socket_.available(ec) > 0 && !ec;
@@ -157,9 +151,7 @@ class Follower::Session {
   Status Parse(const wire::ResponseFrame** out) {
     *out = nullptr;
     std::string_view payload;
-    size_t consumed = 0;
-    switch (wire::ParseFrame(std::string_view(in_.data() + begin_, end_ - begin_), max_frame_,
-                             &payload, &consumed)) {
+    switch (in_.Next(max_frame_, &payload)) {
       case wire::FrameStatus::kNeedMore:
         return Status::Ok();
       case wire::FrameStatus::kTooLarge:
@@ -171,7 +163,6 @@ class Follower::Session {
       case wire::FrameStatus::kComplete:
         break;
     }
-    begin_ += consumed;
     if (!wire::VerifyResponseFrame(payload)) {
       return Status(Code::kBadRequest, "the primary sent a frame that is not a valid ResponseFrame");
     }
@@ -180,23 +171,16 @@ class Follower::Session {
   }
 
   awaitable<Status> ReadSome() {
-    if (begin_ > 0) {
-      std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
-    }
-    if (end_ == in_.size()) {
-      in_.resize(std::min(in_.size() * 2, size_t(max_frame_) + wire::kFrameHeaderSize));
-    }
+    auto [room, size] = in_.Room(max_frame_);
     asio::error_code ec;
     Arm(kReadTimeout);
-    size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + end_, in_.size() - end_),
+    size_t n = co_await socket_.async_read_some(asio::buffer(room, size),
                                                 asio::redirect_error(use_awaitable, ec));
     timer_.cancel();
     if (timed_out_) co_return Status(Code::kTimeout, "the primary sent nothing for 5 s");
     if (ec == asio::error::eof) co_return Status(Code::kUnavailable, "the primary closed the connection");
     if (ec) co_return Status(Code::kUnavailable, "reading from the primary: " + ec.message());
-    end_ += n;
+    in_.Filled(n);
     co_return Status::Ok();
   }
 
@@ -206,8 +190,7 @@ class Follower::Session {
   const uint32_t max_frame_;
   uint64_t gen_ = 0, wait_gen_ = 0;
   bool timed_out_ = false;
-  std::vector<char> in_;
-  size_t begin_ = 0, end_ = 0;
+  FrameBuffer in_;
 };
 
 // --- Follower.

@@ -46,7 +46,7 @@ TEST_F(ServerTest, HelloReportsVersionAndLimits) {
 
 TEST_F(ServerTest, NewerClientVersionIsNegotiatedDown) {
   WireClient c(server_->port());
-  auto r = c.Call(*req::Hello(1, 5));
+  auto r = c.Call(*req::Hello(1, wire::kProtocolVersion + 10));
   ASSERT_TRUE(r && r->reply_as_HelloReply());
   EXPECT_EQ(r->reply_as_HelloReply()->protocol_version(), wire::kProtocolVersion);
   WireClient old(server_->port());

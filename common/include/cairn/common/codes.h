@@ -62,7 +62,7 @@ constexpr std::string_view CodeName(Code code) {
     case Code::kCorrupted: return "corrupted";
     case Code::kDiverged: return "diverged";
     case Code::kPermissionDenied: return "permission denied";
-    case Code::kAuthFailed: return "authentication failed";
+    case Code::kAuthFailed: return "auth failed";
     case Code::kTimeout: return "timeout";
     case Code::kConnectionFailed: return "connection failed";
     case Code::kProtocol: return "protocol error";

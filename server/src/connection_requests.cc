@@ -1,0 +1,427 @@
+// A connection's requests: how a frame becomes a request (the table in requests.cc), the
+// order they run in (sequencer.h), and the handlers of the requests answered here.
+#include <spdlog/spdlog.h>
+
+#include "auth.h"
+#include "cairn/protocol/frame.h"
+#include "cairn_generated.h"
+#include "catalog_reply.h"
+#include "connection.h"
+#include "fault.h"
+#include "follower.h"
+#include "requests.h"
+#include "streams.h"
+
+namespace cairn::server {
+
+namespace {
+
+const char* kServerVersion = "cairnd 0.1.0";
+
+// connection to answer, and the request's bookkeeping.
+class TxnJob : public WriteJob {
+ public:
+  using Done = std::function<void(TxnResult)>;
+  TxnJob(std::string payload, Done done) : payload_(std::move(payload)), done_(std::move(done)) {}
+
+  std::string_view payload() const { return payload_; }
+  Transaction& transaction() { return txn_; }
+  void set_catalog(std::function<Status(Engine&)> fn) { catalog_ = std::move(fn); }
+
+  const Transaction* txn() const override { return catalog_ ? nullptr : &txn_; }
+  Status RunCatalog(Engine& engine) override { return catalog_(engine); }
+  void Complete(TxnResult result) override { done_(std::move(result)); }
+
+ private:
+  std::string payload_;
+  Transaction txn_;
+  std::function<Status(Engine&)> catalog_;
+  Done done_;
+};
+
+const wire::RequestFrame* Frame(std::string_view payload) {
+  return flatbuffers::GetRoot<wire::RequestFrame>(payload.data());
+}
+
+
+}  // namespace
+
+// --- From a frame to a request, in order.
+
+void Connection::HandleFrame(std::string_view payload, Clock::time_point received) {
+  ctx_.stats->requests++;
+  if (!wire::VerifyRequestFrame(payload)) {
+    ctx_.stats->bad_frames++;
+    ErrorInTurn(0, Status(Code::kBadRequest, "frame is not a valid RequestFrame"));
+    return;
+  }
+  if (stream_) return StreamFrame(payload);
+  const wire::RequestFrame* f = Frame(payload);
+  const RequestRow* row = FindRequest(f->request_type());
+  if (!row) {
+    ErrorInTurn(f->id(), Status(Code::kBadRequest, "unknown request type " +
+                                                       std::to_string(int(f->request_type()))));
+    return;
+  }
+  // The verifier accepts a union whose type is set and whose table is absent; only the
+  // requests without fields can do without it.
+  if (!f->request() && !row->bare) {
+    ctx_.stats->bad_frames++;
+    ErrorInTurn(f->id(), Status(Code::kBadRequest, "request without its table"));
+    return;
+  }
+  if (!hello_done_ && row->kind != wire::Request::Hello) {
+    SendError(f->id(), Status(Code::kBadRequest, "handshake required: send Hello first"));
+    CloseAfterFlush();
+    return;
+  }
+  if (row->since > protocol_) {
+    ErrorInTurn(f->id(), Status(Code::kBadRequest,
+                                std::string(wire::EnumNameRequest(f->request_type())) +
+                                    " needs protocol " + std::to_string(row->since) +
+                                    "; this connection agreed on " + std::to_string(protocol_)));
+    return;
+  }
+  if (f->request_type() == wire::Request::Ping) {
+    InjectFault("connection", View(f->request_as_Ping()->payload()));
+  }
+  bool write = GoesToWriter(*row, *f);
+  if (seq_.MayRun(write)) {
+    Run(*row, f, payload, nullptr, received);
+  } else {
+    seq_.Wait(Sequencer::Item{std::string(payload), received, write, std::nullopt, 0});
+  }
+}
+
+void Connection::Run(const RequestRow& row, const wire::RequestFrame* f, std::string_view payload,
+                     std::string* owned, Clock::time_point received) {
+  GuardRequest(f->id(), wire::EnumNameRequest(f->request_type()), [&] {
+    if (GoesToWriter(row, *f)) {
+      SubmitWrite(row, owned ? std::move(*owned) : std::string(payload), received);
+    } else {
+      (this->*row.handler)(*f, received);
+    }
+  });
+}
+
+void Connection::ErrorInTurn(uint64_t id, const Status& s) {
+  if (seq_.MayAnswer()) return SendError(id, s);
+  seq_.Wait(Sequencer::Item{std::string(), Clock::now(), false, s, id});
+}
+
+void Connection::Pump() {
+  // Once the connection is being closed (a refused handshake), nothing more runs.
+  while (!closed_ && !close_after_flush_) {
+    // Frames sent behind a stream's request go to the stream.
+    std::optional<Sequencer::Item> next = stream_ ? seq_.Take() : seq_.Next();
+    if (!next) return;
+    if (next->error) {
+      SendError(next->error_id, *next->error);
+    } else if (stream_) {
+      StreamFrame(next->payload);
+    } else {
+      const wire::RequestFrame* f = Frame(next->payload);
+      Run(*FindRequest(f->request_type()), f, next->payload, &next->payload, next->received);
+    }
+  }
+}
+
+template <typename F>
+void Connection::GuardRequest(uint64_t id, std::string_view kind, F&& handle) {
+  size_t handed_off = seq_.out();
+  try {
+    handle();
+  } catch (const std::exception& e) {
+    ctx_.stats->internal_errors++;
+    snapshot_.reset();
+    fbb_.Clear();
+    bool unknown = seq_.out() != handed_off;
+    spdlog::error("internal error handling a {} request (id {}): {}{}", kind, id, e.what(),
+                  unknown ? "; closing its connection" : "");
+    SendError(id, Status(Code::kInternal, "internal error handling this " + std::string(kind) +
+                                              " request; the server log has the details"));
+    if (unknown) CloseAfterFlush();
+  }
+}
+
+// --- Requests answered here.
+
+void Connection::OnHello(const wire::RequestFrame& f, Clock::time_point received) {
+  auto hello = f.request_as_Hello();
+  uint64_t id = f.id();
+  Record(RequestKind::kHello, received);
+  if (hello->protocol_version() < 1) {
+    SendError(id, Status(Code::kBadRequest, "protocol version " +
+                                                std::to_string(hello->protocol_version()) +
+                                                " is not supported; this server speaks 1 to " +
+                                                std::to_string(wire::kProtocolVersion)));
+    CloseAfterFlush();
+    return;
+  }
+  if (!hello_done_) LeaveHandshakeList();
+  hello_done_ = true;
+  protocol_ = std::min(hello->protocol_version(), wire::kProtocolVersion);
+  if (hello->client_name()) {
+    spdlog::debug("client '{}' connected", View(hello->client_name()));
+  }
+  fbb_.Clear();
+  auto reply = wire::CreateHelloReply(
+      fbb_, protocol_, fbb_.CreateString(kServerVersion), ctx_.options->max_frame,
+      ctx_.options->max_inflight, uint32_t(ctx_.engine->options().max_value_size),
+      uint32_t(kMaxKeySize));
+  fbb_.Finish(wire::CreateResponseFrame(fbb_, id, 0, wire::Reply::HelloReply, reply.Union()));
+  Send(id);
+}
+
+void Connection::OnPing(const wire::RequestFrame& f, Clock::time_point received) {
+  InjectFault("read", View(f.request_as_Ping()->payload()));
+  BuildPong(fbb_, f.id(), View(f.request_as_Ping()->payload()));
+  Send(f.id());
+  Record(RequestKind::kPing, received);
+}
+
+Status Connection::ReadableNow() {
+  if (ctx_.follower && ctx_.follower->bootstrapping()) {
+    return Status(Code::kUnavailable, "this replica is bootstrapping (copying its primary's "
+                                      "data); try again shortly");
+  }
+  return Status::Ok();
+}
+
+void Connection::OnTxnRead(const wire::RequestFrame& f, Clock::time_point received) {
+  uint64_t id = f.id();
+  Record(RequestKind::kRead, received);
+  Status s = ReadableNow();
+  if (s.ok()) {
+    txn_.conditions.clear();
+    txn_.ops.clear();
+    txn_.idempotency_key = {};
+    s = DecodeTxn(*f.request_as_Txn(), ctx_.limits, &txn_);
+  }
+  ReadTxn* read = s.ok() ? Snapshot(&s) : nullptr;
+  if (read) {
+    CountOps(txn_, ctx_.stats);
+    if (OnlyGets(txn_)) {
+      s = BuildGetsReply(fbb_, id, *read, txn_);
+    } else {
+      TxnResult r = read->Execute(txn_);
+      s = r.status;
+      if (s.ok()) BuildTxnReply(fbb_, id, r, protocol_, read->commit());
+    }
+  }
+  SendOrError(id, s);
+}
+
+void Connection::OnGet(const wire::RequestFrame& f, Clock::time_point received) {
+  ctx_.stats->ops[size_t(OpKind::kGet)].fetch_add(1, std::memory_order_relaxed);
+  Record(RequestKind::kRead, received);
+  Status s = ReadableNow();
+  ReadTxn* read = s.ok() ? Snapshot(&s) : nullptr;
+  if (read) s = BuildGetReply(fbb_, f.id(), *read, *f.request_as_Get());
+  SendOrError(f.id(), s);
+}
+
+void Connection::OnListCollections(const wire::RequestFrame& f, Clock::time_point received) {
+  auto l = f.request_as_ListCollections();  // may be absent: no fields set
+  SendOrError(f.id(), BuildCollectionsPage(fbb_, f.id(), ctx_.engine->ListCollections(),
+                                           l ? View(l->after()) : std::string_view(),
+                                           /*paged=*/protocol_ >= 3, ctx_.options->max_frame));
+  Record(RequestKind::kCatalog, received);
+}
+
+void Connection::OnDescribeCollection(const wire::RequestFrame& f, Clock::time_point received) {
+  auto info = ctx_.engine->DescribeCollection(View(f.request_as_DescribeCollection()->name()));
+  SendOrError(f.id(), info.ok() ? BuildDescription(fbb_, f.id(), *info, ctx_.options->max_frame)
+                                : info.status());
+  Record(RequestKind::kCatalog, received);
+}
+
+void Connection::OnGetStats(const wire::RequestFrame& f, Clock::time_point received) {
+  ExtraStats extra;
+  AddReplicationStats(&extra);
+  BuildStats(fbb_, f.id(), *ctx_.stats, ctx_.engine->Stats(), &extra);
+  Send(f.id());
+  Record(RequestKind::kStats, received);
+}
+
+void Connection::OnVerifyDatabase(const wire::RequestFrame& f, Clock::time_point received) {
+  // On the checker thread; until it answers, this connection's later requests wait (as
+  // behind a write), so responses still leave in order.
+  seq_.HandedOff();
+  ctx_.checker->Submit([self = shared_from_this(), id = f.id(), received](VerifyReport report) {
+    asio::post(self->executor_, [self, id, received, report = std::move(report)] {
+      self->OnVerified(id, report, received);
+    });
+  });
+}
+
+void Connection::OnDigest(const wire::RequestFrame& f, Clock::time_point received) {
+  // On the tasks thread (it reads the whole database); later requests wait for it.
+  auto d = f.request_as_Digest();
+  uint64_t at = d ? d->at() : 0;
+  auto wait = std::chrono::milliseconds(d ? d->wait_ms() : 0);
+  seq_.HandedOff();
+  ctx_.tasks->Submit([self = shared_from_this(), id = f.id(), received, at, wait](bool stopping) {
+    Result<DatabaseDigest> r =
+        stopping ? Result<DatabaseDigest>(Status(Code::kUnavailable, "the server is stopping"))
+                 : DigestAt(*self->ctx_.engine, at, wait);
+    asio::post(self->executor_, [self, id, received, r = std::move(r)] {
+      self->OnDigestDone(id, r, received);
+    });
+  });
+}
+
+void Connection::OnWatch(const wire::RequestFrame& f, Clock::time_point) {
+  auto stream = MakeWatchStream(ctx_, f.request_as_Watch());
+  if (!stream.ok()) {
+    uint64_t first =
+        stream.status().code() == Code::kLogTruncated ? ctx_.engine->Stats().log_first : 0;
+    ctx_.stats->errors++;
+    BuildError(fbb_, f.id(), stream.status(), protocol_, first);
+    return Send(f.id());
+  }
+  ctx_.stats->watch_streams++;
+  StartStream(f.id(), std::move(stream).value());
+}
+
+void Connection::OnFollowAck(const wire::RequestFrame& f, Clock::time_point) {
+  SendError(f.id(), Status(Code::kBadRequest, "FollowAck outside a Follow stream"));
+}
+
+void Connection::OnReplication(const wire::RequestFrame& f, Clock::time_point received) {
+  ExecuteReplication(&f, received);
+}
+
+// --- Writes.
+
+void Connection::SubmitWrite(const RequestRow& row, std::string payload,
+                             Clock::time_point received) {
+  auto self = shared_from_this();
+  const wire::RequestFrame* f = Frame(payload);
+  uint64_t id = f->id();
+  RequestKind kind = row.kind == wire::Request::Txn ? RequestKind::kWrite : RequestKind::kCatalog;
+  uint8_t replicas = 0;
+  uint32_t replica_timeout_ms = 0;
+  if (row.kind == wire::Request::Txn) {
+    replicas = f->request_as_Txn()->replicas();
+    replica_timeout_ms = f->request_as_Txn()->replica_timeout_ms();
+  }
+  auto refuse = [&](const Status& s) {
+    if (seq_.out() == 0) return SendError(id, s);
+    // Earlier writes are still out: answer in turn, ahead of whatever waits behind this.
+    seq_.WaitFirst(Sequencer::Item{std::string(), received, false, s, id});
+  };
+  if (ctx_.follower && ctx_.follower->replica()) {
+    return refuse(Status(Code::kReadOnly, "this server is a replica of " +
+                                              ctx_.follower->primary() + "; send writes there"));
+  }
+  auto job = std::make_unique<TxnJob>(
+      std::move(payload), [self, id, kind, received, replicas, replica_timeout_ms](TxnResult r) {
+        self->WriteDone(id, std::move(r), kind, received, replicas, replica_timeout_ms);
+      });
+  f = Frame(job->payload());  // the job's copy, which outlives this call
+  Status s;
+  if (row.kind == wire::Request::Txn) {
+    s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &job->transaction());
+    if (s.ok()) CountOps(job->transaction(), ctx_.stats);
+    InjectFault("decode", job->transaction().idempotency_key);
+    // Documents are checked here, on this connection's IO thread, not on the writer: a
+    // large or costly document then delays its own connection, not every writer.
+    if (s.ok()) s = ctx_.engine->CheckDocuments(job->transaction());
+    job->transaction().documents_checked = true;
+  } else {
+    CatalogJob fn;
+    s = row.job(*f, ctx_, &fn);
+    if (s.ok()) job->set_catalog(std::move(fn));
+  }
+  if (!s.ok()) return refuse(s);
+  seq_.HandedOff();
+  ctx_.writer->Submit(std::move(job));
+}
+
+void Connection::WriteDone(uint64_t id, TxnResult result, RequestKind kind,
+                           Clock::time_point received, uint8_t replicas,
+                           uint32_t replica_timeout_ms) {
+  bool first;
+  {
+    std::lock_guard lock(finished_mu_);
+    first = finished_.empty();
+    finished_.push_back(
+        Finished{id, std::move(result), kind, received, replicas, replica_timeout_ms});
+  }
+  // A group commit finishes many writes of a connection at once: one hand-off for them.
+  if (first) asio::post(executor_, [self = shared_from_this()] { self->OnWritesDone(); });
+}
+
+void Connection::OnWritesDone() {
+  Guarded("write results", [&] {
+  {
+    std::lock_guard lock(finished_mu_);
+    finished_taken_.swap(finished_);
+  }
+  for (Finished& f : finished_taken_) {
+    if (HoldAnswer(f.id, f.result, f.kind, f.received, f.replicas, f.replica_timeout_ms)) continue;
+    seq_.Answered();
+    if (!closed_) {
+      if (f.kind == RequestKind::kCatalog && f.result.status.ok()) {
+        BuildDone(fbb_, f.id, f.result.commit);
+      } else {
+        BuildTxnReply(fbb_, f.id, f.result, protocol_);
+      }
+      if (!f.result.status.ok()) ctx_.stats->errors++;
+      Send(f.id);
+    }
+    Record(f.kind, f.received);
+  }
+  finished_taken_.clear();
+  ReleaseHeld();
+  AfterAnswers();
+  });
+}
+
+void Connection::OnVerified(uint64_t id, const VerifyReport& report,
+                            Clock::time_point received) {
+  Guarded("verify report", [&] {
+  seq_.Answered();
+  if (!closed_) {
+    BuildVerifyReply(fbb_, id, report);
+    Send(id);
+  }
+  Record(RequestKind::kVerify, received);
+  AfterAnswers();
+  });
+}
+
+void Connection::OnDigestDone(uint64_t id, const Result<DatabaseDigest>& digest,
+                          Clock::time_point received) {
+  Guarded("digest", [&] {
+  seq_.Answered();
+  if (!closed_) {
+    if (digest.ok()) {
+      BuildDigestReply(fbb_, id, *digest);
+      Send(id);
+    } else {
+      SendError(id, digest.status());
+    }
+  }
+  Record(RequestKind::kVerify, received);
+  AfterAnswers();
+  });
+}
+
+ReadTxn* Connection::Snapshot(Status* error) {
+  if (!snapshot_) {
+    auto r = ctx_.engine->BeginRead();
+    if (!r.ok()) {
+      *error = r.status();
+      return nullptr;
+    }
+    snapshot_.emplace(std::move(r).value());
+  }
+  return &*snapshot_;
+}
+
+// --- Streams.
+
+
+}  // namespace cairn::server
