@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libgmock-dev
   libcli11-dev
   libspdlog-dev libfmt-dev
+  # The libFuzzer harnesses (scripts/fuzz.sh): clang with its fuzzer and sanitizer runtimes.
+  clang llvm libclang-rt-dev
 )
 # Extra packages for benchmarks and comparisons: ./scripts/install-deps.sh --bench
 if [[ "${1:-}" == "--bench" ]]; then

@@ -178,6 +178,7 @@ class FlexCheck {
         if (!ValidWidth(key_width)) return Fail("bad key vector width");
         uint8_t keys_height;
         if (!Shared(at - off, FBT_VECTOR_KEY, uint8_t(key_width), level, &keys_height)) return false;
+        if (!SortedKeys(at - off, uint8_t(key_width), n)) return false;
       }
     } else {
       // A typed vector of keys (or, deprecated, of strings with 1-byte sizes): n offsets.
@@ -189,6 +190,34 @@ class FlexCheck {
       }
     }
     *height = uint8_t(h + 1);
+    return true;
+  }
+
+  // A map's keys (the checked key vector at `p`, of `width`-byte offsets) must be sorted
+  // by strcmp and distinct, and as many as its values: readers find fields by binary
+  // search (flexbuffers::Map, index fields), so a map out of order would hide fields that
+  // FlexToJson shows, and duplicates would give a field two values. Every builder sorts
+  // (flexbuffers::Builder::EndMap). Checked once per key vector when memo_ is set, at one
+  // step per byte compared.
+  bool SortedKeys(size_t p, uint8_t width, uint64_t values) {
+    uint64_t n = Read(p - width, width);  // Shared checked it
+    if (n != values) return Fail("map with more keys than values or fewer");
+    // FBT_NULL parts do not exist (null is inline): the memo's entry for "keys sorted".
+    uint64_t key = uint64_t(p) << 8 | uint64_t(std::countr_zero(width));
+    if (memo_ && memo_->count(key)) return true;
+    const uint8_t* prev = nullptr;
+    for (uint64_t i = 0; i < n; i++) {
+      size_t at = p + i * width;
+      const uint8_t* k = buf_ + (at - Read(at, width));  // in bounds and terminated
+      if (prev) {
+        size_t j = 0;
+        while (prev[j] != 0 && prev[j] == k[j]) j++;
+        if (!Spend(j + 1)) return false;
+        if (prev[j] >= k[j]) return Fail("map keys not sorted, or repeated");
+      }
+      prev = k;
+    }
+    if (memo_) memo_->emplace(key, 0);
     return true;
   }
 

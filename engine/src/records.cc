@@ -204,6 +204,8 @@ Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor&
     uint8_t kind;
     uint32_t id;
     if (!r.U8(&kind) || kind != kScanToken || !r.U32BE(&id) || id != c->id) return BadToken();
+    // The position is a primary key: longer, LMDB would refuse the seek (kTooLarge).
+    if (r.rest().size() > kMaxKeySize) return BadToken();
     std::string at = prefix;
     at.append(r.rest());
     if (!spec.reverse && at >= lo) {
@@ -367,6 +369,11 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
     std::string_view at_key;
     if (!r.U8(&kind) || kind != kQueryToken || !r.U32BE(&id) || id != ix->id ||
         !r.Bytes(&at_key) || !StartsWith(at_key, std::string_view(prefix).substr(0, 4))) {
+      return BadToken();
+    }
+    // The position is an index entry (its key, then a primary key): of sizes LMDB can
+    // seek, else the seek fails with kTooLarge rather than the token being refused.
+    if (at_key.size() > kMaxIndexKey || r.rest().empty() || r.rest().size() > kMaxKeySize) {
       return BadToken();
     }
     // A token names the last entry returned, which lies inside this query's range.

@@ -117,6 +117,52 @@ TEST(CheckDocumentTest, SharedKeysAndKeyVectorsFromTheBuilderAreAccepted) {
                                                "it could replace CheckFlexBuffer's memo";
 }
 
+// Found by fuzz/document_fuzz: a map whose keys are out of order passed the check, and
+// then read inconsistently: readers find fields by binary search (an index on "u" missed
+// the record's "u"), while FlexToJson showed every key, in stored order. Repeated keys gave
+// a field two values. Both are refused now; what builders write is not.
+TEST(CheckDocumentTest, MapKeysMustBeSortedAndDistinct) {
+  flexbuffers::Builder b;
+  b.Map([&] {
+    b.Int("a", 1);
+    b.Int("b", 2);
+    b.Int("c", 3);
+  });
+  b.Finish();
+  std::string good(reinterpret_cast<const char*>(b.GetBuffer().data()), b.GetSize());
+  ASSERT_TRUE(CheckDocument(good).ok()) << CheckDocument(good).ToString();
+  // The key strings are stored in the order they were given; the key vector points at
+  // them sorted. Rewriting their bytes reorders (or repeats) the keys without moving them.
+  size_t a = good.find(std::string("a\0", 2)), c = good.find(std::string("c\0", 2));
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(c, std::string::npos);
+  std::string unsorted = good;
+  std::swap(unsorted[a], unsorted[c]);  // keys "c", "b", "a"
+  Status s = CheckDocument(unsorted);
+  EXPECT_EQ(s.code(), Code::kBadRequest);
+  EXPECT_NE(s.message().find("map keys not sorted"), std::string::npos) << s.ToString();
+  std::string repeated = good;
+  repeated[a] = 'b';  // keys "b", "b", "c"
+  s = CheckDocument(repeated);
+  EXPECT_EQ(s.code(), Code::kBadRequest);
+  EXPECT_NE(s.message().find("map keys not sorted, or repeated"), std::string::npos)
+      << s.ToString();
+  // The same deep inside a document, and as the fuzzer found it (keys "", "ype!d", "u").
+  std::string nested, error;
+  ASSERT_TRUE(JsonToDocument(R"({"x": [{"y": {"a": 1, "b": 2, "c": 3}}]})", &nested, &error));
+  ASSERT_TRUE(CheckDocument(nested).ok());
+  size_t na = nested.find(std::string("a\0", 2)), nc = nested.find(std::string("c\0", 2));
+  std::swap(nested[na], nested[nc]);
+  EXPECT_EQ(CheckDocument(nested).code(), Code::kBadRequest);
+  const unsigned char found[] = {
+      0x66, 0x00, 0x74, 0x79, 0x70, 0x65, 0x21, 0x64, 0x00, 0x02, 0x01, 0x02, 0x04, 0x04, 0x75,
+      0x00, 0x03, 0x10, 0x0f, 0x05, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x03,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3f, 0x1b, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00,
+      0x0e, 0x28, 0x06, 0x0f, 0x26, 0x01};
+  EXPECT_EQ(CheckDocument(std::string(reinterpret_cast<const char*>(found), sizeof found)).code(),
+            Code::kBadRequest);
+}
+
 // A chain of `n` vectors, each holding the next (the last holds an int); returns the first.
 size_t Chain(Raw& r, size_t n, std::optional<size_t> last_target = std::nullopt) {
   size_t p = last_target ? r.Vector({Raw::Ref(*last_target)}) : r.Vector({Raw::Int(1)});
@@ -162,7 +208,8 @@ TEST(CheckDocumentTest, AgreesWithTheLibraryOnMutatedDocuments) {
   // fail here). What the library accepts and CheckFlexBuffer does not is a laxity of the
   // library's (2.0.8): a string whose terminator byte is not 0 (it checks only that the
   // byte is in the buffer), a key with no terminator (its loop returns at the first
-  // non-zero byte), a deprecated vector of strings whose elements it checks as keys.
+  // non-zero byte), a deprecated vector of strings whose elements it checks as keys, a map
+  // whose keys are out of order or repeated, or not as many as its values.
   std::vector<std::string> seeds;
   for (const char* json :
        {R"({"a": 1, "b": [1, 2.5, "x", null, true], "c": {"d": {"e": "deep"}}})",
@@ -191,7 +238,9 @@ TEST(CheckDocumentTest, AgreesWithTheLibraryOnMutatedDocuments) {
       const std::string& m = ours.message();
       EXPECT_TRUE(m.find("string not terminated") != std::string::npos ||
                   m.find("key not terminated") != std::string::npos ||
-                  m.find("string or blob past the end") != std::string::npos)
+                  m.find("string or blob past the end") != std::string::npos ||
+                  m.find("map keys not sorted") != std::string::npos ||
+                  m.find("more keys than values") != std::string::npos)
           << "seed " << seed << " round " << round << ": " << m;
     }
   }

@@ -405,6 +405,24 @@ TEST_F(ScanTest, ForeignContinuationIsRefused) {
   EXPECT_EQ(r.status.code(), Code::kBadRequest);
 }
 
+// Found by fuzz/token_fuzz: a scan token whose position is longer than a primary key
+// reached LMDB's seek, which failed with kTooLarge; it is a bad token.
+TEST_F(ScanTest, TokenWithAPositionLongerThanAKeyIsRefused) {
+  std::string token;
+  ScanKeys({.limit = 1}, &token);
+  ASSERT_GE(token.size(), 5u);
+  std::string bad = token.substr(0, 5) + std::string(kMaxKeySize + 1, 'k');
+  for (bool reverse : {false, true}) {
+    TxnResult r = db_->Execute(
+        Txn({ScanOp{ScanSpec{.collection = "c", .reverse = reverse, .continuation = bad}}}));
+    EXPECT_EQ(r.status.code(), Code::kBadRequest) << r.status.ToString();
+  }
+  // The longest key is a position like any other.
+  std::string longest = token.substr(0, 5) + std::string(kMaxKeySize, 'k');
+  TxnResult r = db_->Execute(Txn({ScanOp{ScanSpec{.collection = "c", .continuation = longest}}}));
+  EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+}
+
 TEST_F(ScanTest, CountHonoursBounds) {
   TxnResult r = db_->Execute(Txn({CountOp{ScanSpec{.collection = "c"}},
                                   CountOp{ScanSpec{.collection = "c",

@@ -579,6 +579,31 @@ TEST_F(IndexPagingTest, ForeignOrGarbageContinuationIsRefused) {
   EXPECT_EQ(Keys({.index = "by_v", .limit = 1, .continuation = v_token}), "a1");
 }
 
+// Found by fuzz/token_fuzz: a token of the right kind and index whose position is longer
+// than any index entry (or whose primary key is empty or too long) reached LMDB's seek,
+// which failed with kTooLarge; it is a bad token.
+TEST_F(IndexPagingTest, TokenWithAPositionNoEntryCanHaveIsRefused) {
+  std::string v_token;
+  ASSERT_EQ(Keys({.index = "by_v", .limit = 1}, &v_token), "a0");
+  std::string id = v_token.substr(1, 4);
+  auto token = [&](std::string_view at_key, std::string_view pk) {
+    std::string t = "Q" + id;
+    size_t n = at_key.size();
+    for (; n >= 0x80; n >>= 7) t.push_back(char(n | 0x80));
+    t.push_back(char(n));
+    return t.append(at_key).append(pk);
+  };
+  std::string long_key = id + std::string(600, '\x40');
+  EXPECT_EQ(Keys({.index = "by_v", .limit = 1, .continuation = token(long_key, "a0")}),
+            "!bad request");
+  EXPECT_EQ(Keys({.index = "by_v", .limit = 1, .continuation = token(id + "\x40", std::string(600, 'k'))}),
+            "!bad request");
+  EXPECT_EQ(Keys({.index = "by_v", .limit = 1, .continuation = token(id + "\x40", "")}),
+            "!bad request");
+  // A position of sizes LMDB takes, though not an entry, still resumes after it.
+  EXPECT_NE(Keys({.index = "by_v", .limit = 1, .continuation = token(id + "\x40", "a0")})[0], '!');
+}
+
 TEST_F(IndexPagingTest, ContinuationNeverLeadsOutsideTheQueryRange) {
   // A token from one range of the index, passed to a query of another range of the same
   // index, must not yield records outside the second range.

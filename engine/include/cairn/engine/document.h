@@ -19,7 +19,8 @@ namespace cairn {
 inline constexpr size_t kMaxDocumentDepth = 64;
 
 // ok if `bytes` is a well-formed FlexBuffer: every offset, size and type within the
-// buffer, strings and keys terminated, at most `max_depth` levels (counted as above).
+// buffer, strings and keys terminated, every map's keys sorted (strcmp), distinct and as
+// many as its values, at most `max_depth` levels (counted as above).
 // kBadRequest otherwise, its message a predicate ("not a valid FlexBuffer (why)", "too
 // costly to check: ...") to follow the name of what was checked. Alignment is not checked (LMDB stores values
 // 2-byte aligned; x86-64 and arm64 read unaligned scalars).
