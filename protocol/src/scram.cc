@@ -461,15 +461,14 @@ std::string Server::Challenge(const std::optional<Credentials>& credentials) {
   if (started_) return server_first_;
   started_ = true;
   credentials_ = credentials;
-  if (!credentials_) {
-    // An unknown user gets what a known one would: a salt of its own, the same at every
-    // attempt (derived from the server's secret), and the usual iteration count. Its keys
-    // are random: no proof can match them, and Finish fails as for a wrong password.
-    mock_.salt = Hmac(secret_, "salt" + user_).substr(0, kSaltSize);
-    mock_.iterations = mock_iterations_;
-    mock_.stored_key = RandomBytes(kKeySize);
-    mock_.server_key = RandomBytes(kKeySize);
-  }
+  // An unknown user gets what a known one would: a salt of its own, the same at every
+  // attempt (derived from the server's secret), and the usual iteration count; Finish
+  // fails for it as for a wrong password. The mock is derived for known users too, so
+  // that both take the same time here.
+  mock_.salt = Hmac(secret_, "salt" + user_).substr(0, kSaltSize);
+  mock_.iterations = mock_iterations_;
+  mock_.stored_key = Hmac(secret_, "stored key" + user_);
+  mock_.server_key.clear();  // never used: the exchange fails before
   const Credentials& c = credentials_ ? *credentials_ : mock_;
   server_first_ = "r=" + nonce_ + ",s=" + Base64(c.salt) + ",i=" + std::to_string(c.iterations);
   return server_first_;
