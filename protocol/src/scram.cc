@@ -20,7 +20,7 @@ constexpr size_t kKeySize = 32;  // SHA-256
 constexpr size_t kSaltSize = 16;
 constexpr size_t kNonceBytes = 18;  // 24 base64 characters
 // A server that asks for more than this would make the client spend seconds per
-// connection (about 0.5 us per iteration here): the client refuses it.
+// connection (about 0.25 us per iteration here): the client refuses it.
 constexpr uint32_t kMaxIterations = 10'000'000;
 constexpr std::string_view kWrongProof = "wrong password or unknown user";
 
