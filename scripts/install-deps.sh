@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev
   libcli11-dev
   libspdlog-dev libfmt-dev
+  libssl-dev openssl
   # The libFuzzer harnesses (scripts/fuzz.sh): clang with its fuzzer and sanitizer runtimes.
   clang llvm libclang-rt-dev
 )

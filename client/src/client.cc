@@ -14,6 +14,7 @@
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/frame.h"
 #include "cairn/protocol/json.h"
+#include "cairn/protocol/scram.h"
 #include "cairn_generated.h"
 #include "codec.h"
 #include "stream_connection.h"
@@ -106,7 +107,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  // Fails every call and closes the socket; calls are retried elsewhere unless `final`.
+  // Fails every call and closes the socket; calls are retried elsewhere unless `final`,
+  // or unless authentication failed: retrying a wrong password is pointless, and feeds
+  // the server's slow-down of failed attempts.
   void Fail(const Error& why, bool final = false) {
     generation_++;  // handlers of the abandoned socket see this and stand down
     // A closing client's IO thread ends when no work is left: a pending sweep would
@@ -126,13 +129,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writing_ = false;
     in_len_ = 0;
     hello_id_ = 0;
+    auth_id_ = 0;
+    scram_.reset();
+    bool retry = !final && why.code() != ErrorCode::kAuthFailed;
     std::vector<CallPtr> calls;
     for (auto& c : inflight_) calls.push_back(std::move(c));
     for (auto& c : waiting_) calls.push_back(std::move(c));
     inflight_.clear();
     waiting_.clear();
     for (auto& c : calls) {
-      if (final) {
+      if (!retry) {
         c->Fail(why);
       } else {
         impl_.Retry(c, why);
@@ -168,6 +174,68 @@ class Connection : public std::enable_shared_from_this<Connection> {
     } catch (const Error& e) {
       return Fail(e);
     }
+    if (!impl_.options_.user.empty()) return StartAuth();
+    Ready();
+  }
+
+  // SCRAM-SHA-256 (docs/security.md): AuthStart -> AuthChallenge, AuthContinue -> AuthOk,
+  // whose server signature proves that the server knows the password too. The password
+  // stays here; PBKDF2 runs once per connection, on the IO thread.
+  void StartAuth() {
+    if (protocol_ < 6) {
+      return Fail(Error(ErrorCode::kAuthFailed, "the server does not support authentication"));
+    }
+    scram_ = std::make_unique<scram::Client>(impl_.options_.user, impl_.options_.password);
+    std::string first = scram_->Start();
+    std::string frame =
+        codec::Request(wire::Request::AuthStart, [&](flatbuffers::FlatBufferBuilder& fbb) {
+          auto mechanism = fbb.CreateString(scram::kMechanism.data(), scram::kMechanism.size());
+          auto message =
+              fbb.CreateVector(reinterpret_cast<const uint8_t*>(first.data()), first.size());
+          return wire::CreateAuthStart(fbb, mechanism, message).Union();
+        });
+    auth_id_ = codec::FrameId(frame);
+    Enqueue(frame);
+  }
+
+  void OnAuthReply(std::string_view payload) {
+    auto text = [](const flatbuffers::Vector<uint8_t>* v) {
+      return v ? std::string_view(reinterpret_cast<const char*>(v->data()), v->size())
+               : std::string_view();
+    };
+    try {
+      auto r = codec::Response(payload);  // throws the server's error (AuthFailed: final)
+      std::string error;
+      if (auto c = r->reply_as_AuthChallenge()) {
+        std::optional<std::string> final = scram_->Challenge(text(c->message()), &error);
+        if (!final) throw Error(ErrorCode::kAuthFailed, "the server's challenge: " + error);
+        std::string frame =
+            codec::Request(wire::Request::AuthContinue, [&](flatbuffers::FlatBufferBuilder& fbb) {
+              return wire::CreateAuthContinue(
+                         fbb, fbb.CreateVector(reinterpret_cast<const uint8_t*>(final->data()),
+                                               final->size()))
+                  .Union();
+            });
+        auth_id_ = codec::FrameId(frame);
+        Enqueue(frame);
+        return;
+      }
+      auto ok = r->reply_as_AuthOk();
+      if (!ok) throw Error(ErrorCode::kProtocol, "expected AuthChallenge or AuthOk");
+      if (!scram_->Verify(text(ok->message()), &error)) {
+        throw Error(ErrorCode::kAuthFailed, "the server could not prove it knows the password");
+      }
+    } catch (const Error& e) {
+      return Fail(e);
+    } catch (const std::exception& e) {  // OpenSSL failed
+      return Fail(Error(ErrorCode::kAuthFailed, e.what()));
+    }
+    auth_id_ = 0;
+    scram_.reset();
+    Ready();
+  }
+
+  void Ready() {
     state_ = kReady;
     std::deque<CallPtr> waiting;
     waiting.swap(waiting_);
@@ -255,6 +323,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       uint64_t id = r->id();
       if (id == hello_id_ && state_ == kConnecting) {
         OnHelloReply(payload);
+      } else if (auth_id_ != 0 && id == auth_id_ && state_ == kConnecting) {
+        OnAuthReply(payload);
       } else if (id == 0) {
         // A connection-level error: the connection is over.
         const wire::Error* e = r->error();
@@ -321,6 +391,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state_ = kIdle;
   uint64_t generation_ = 0;  // bumped when a socket is abandoned; stale handlers check it
   uint64_t hello_id_ = 0;
+  uint64_t auth_id_ = 0;                   // the auth request being answered
+  std::unique_ptr<scram::Client> scram_;   // during authentication
   uint32_t max_frame_ = wire::kDefaultMaxFrame;
   uint32_t protocol_ = 1;  // agreed in the handshake
   Clock::time_point connect_deadline_;
@@ -441,6 +513,10 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
   try {
     client->Ping();
   } catch (const Error& e) {
+    if (e.code() == ErrorCode::kAuthFailed) {
+      throw Error(e.code(), "cannot authenticate to cairnd at " + options.address + " as '" +
+                                options.user + "': " + e.message());
+    }
     throw Error(e.code() == ErrorCode::kTimeout ? ErrorCode::kConnectionFailed : e.code(),
                 "cannot reach cairnd at " + options.address + ": " + e.message());
   }

@@ -6,6 +6,7 @@
 
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/frame.h"
+#include "cairn/protocol/scram.h"
 #include "cairn_generated.h"
 #include "codec.h"
 
@@ -94,6 +95,61 @@ void StreamConnection::OnHelloReply(const wire::ResponseFrame& r) {
                           "; streams need " + std::to_string(kStreamProtocol)));
   }
   max_frame_ = std::max<uint32_t>(h->max_frame(), wire::kMinMaxFrame);
+  if (target_.options.user.empty()) return StartStreaming();
+  if (h->protocol_version() < 6) {
+    return Fail(Error(ErrorCode::kAuthFailed, "the server does not support authentication"));
+  }
+  state_ = State::kAuth;
+  scram_ = std::make_unique<scram::Client>(target_.options.user, target_.options.password);
+  std::string first = scram_->Start();
+  std::string frame =
+      codec::Request(wire::Request::AuthStart, [&](flatbuffers::FlatBufferBuilder& fbb) {
+        auto mechanism = fbb.CreateString(scram::kMechanism.data(), scram::kMechanism.size());
+        auto message =
+            fbb.CreateVector(reinterpret_cast<const uint8_t*>(first.data()), first.size());
+        return wire::CreateAuthStart(fbb, mechanism, message).Union();
+      });
+  auth_id_ = codec::FrameId(frame);
+  Send(std::move(frame));
+}
+
+void StreamConnection::OnAuthReply(const wire::ResponseFrame& r) {
+  if (const wire::Error* e = r.error()) {
+    return Fail(Error(wire::FromWire(e->code()), e->message() ? e->message()->str() : ""));
+  }
+  auto text = [](const flatbuffers::Vector<uint8_t>* v) {
+    return v ? std::string_view(reinterpret_cast<const char*>(v->data()), v->size())
+             : std::string_view();
+  };
+  std::string error;
+  try {
+    if (const wire::AuthChallenge* c = r.reply_as_AuthChallenge()) {
+      std::optional<std::string> final = scram_->Challenge(text(c->message()), &error);
+      if (!final) return Fail(Error(ErrorCode::kAuthFailed, "the server's challenge: " + error));
+      std::string frame =
+          codec::Request(wire::Request::AuthContinue, [&](flatbuffers::FlatBufferBuilder& fbb) {
+            return wire::CreateAuthContinue(
+                       fbb, fbb.CreateVector(reinterpret_cast<const uint8_t*>(final->data()),
+                                             final->size()))
+                .Union();
+          });
+      auth_id_ = codec::FrameId(frame);
+      return Send(std::move(frame));
+    }
+    const wire::AuthOk* ok = r.reply_as_AuthOk();
+    if (!ok) return Fail(Error(ErrorCode::kProtocol, "expected AuthChallenge or AuthOk"));
+    if (!scram_->Verify(text(ok->message()), &error)) {
+      return Fail(
+          Error(ErrorCode::kAuthFailed, "the server could not prove it knows the password"));
+    }
+  } catch (const std::exception& e) {  // OpenSSL failed
+    return Fail(Error(ErrorCode::kAuthFailed, e.what()));
+  }
+  scram_.reset();
+  StartStreaming();
+}
+
+void StreamConnection::StartStreaming() {
   state_ = State::kStreaming;
   deadline_ = Clock::now() + idle_timeout_;
   Send(request_);
@@ -196,6 +252,10 @@ void StreamConnection::Frame(std::string_view payload) {
       return Fail(Error(ErrorCode::kProtocol, "a frame before the HelloReply"));
     }
     return OnHelloReply(*r);
+  }
+  if (state_ == State::kAuth) {
+    if (r->id() != auth_id_) return Fail(Error(ErrorCode::kProtocol, "a frame before AuthOk"));
+    return OnAuthReply(*r);
   }
   if (r->id() != request_id_) {
     return Fail(Error(ErrorCode::kProtocol,

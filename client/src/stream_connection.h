@@ -26,6 +26,9 @@
 namespace cairn::wire {
 struct ResponseFrame;
 }
+namespace cairn::scram {
+class Client;
+}
 
 namespace cairn::client::internal {
 
@@ -87,10 +90,14 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
   const std::string& what() const { return what_; }
 
  private:
-  enum class State : uint8_t { kIdle, kConnecting, kHello, kStreaming, kEnded };
+  enum class State : uint8_t { kIdle, kConnecting, kHello, kAuth, kStreaming, kEnded };
 
   void OnConnected();
   void OnHelloReply(const wire::ResponseFrame& r);
+  // SCRAM-SHA-256 when the options name a user (docs/security.md), as the pool's
+  // connections do; then the stream's request.
+  void OnAuthReply(const wire::ResponseFrame& r);
+  void StartStreaming();
   void Send(std::string frame);
   void Read();
   void OnRead(const asio::error_code& ec, size_t n);
@@ -105,6 +112,8 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
   std::string request_;
   uint64_t request_id_ = 0;
   uint64_t hello_id_ = 0;
+  uint64_t auth_id_ = 0;
+  std::unique_ptr<scram::Client> scram_;
   const std::string what_;
   const std::chrono::milliseconds idle_timeout_;
 

@@ -37,7 +37,8 @@ bool ValidUserName(std::string_view name);
 
 // Derives the credentials for `password` with a fresh random salt. Costs `iterations`
 // PBKDF2 rounds (about 5 ms at the default): done once, by the client that sets a password.
-// Throws std::runtime_error if OpenSSL fails (it does not for valid input).
+// Throws std::runtime_error if OpenSSL fails (it does not for valid input), and
+// std::invalid_argument for fewer than kMinIterations or an empty salt.
 Credentials MakeCredentials(std::string_view password, uint32_t iterations = kDefaultIterations);
 // The same with a given salt (tests, the RFC's vectors).
 Credentials MakeCredentials(std::string_view password, std::string_view salt,
@@ -93,6 +94,7 @@ class Server {
   std::string user_;
   std::optional<Credentials> credentials_;  // nullopt: unknown user (mock exchange)
   Credentials mock_;
+  std::string gs2_header_;  // "n,," or "y,,": what the client-final's "c=" must encode
   std::string client_first_bare_, server_first_;
   bool started_ = false, finished_ = false;
 };
