@@ -70,7 +70,11 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       ctx_(ctx),
-      timer_(socket_.get_executor()) {
+      timer_(socket_.get_executor()),
+      auth_timer_(socket_.get_executor()) {
+  asio::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  peer_ = ec ? "unknown" : ep.address().to_string();
 }
 
 Connection::~Connection() {
@@ -108,7 +112,7 @@ void Connection::LeaveHandshakeList() {
 
 void Connection::Displace() {
   asio::post(executor_, [self = shared_from_this()] {
-    if (self->closed_ || self->hello_done_ || self->close_after_flush_) return;
+    if (self->closed_ || self->HandshakeDone() || self->close_after_flush_) return;
     self->ctx_.stats->handshakes_displaced++;
     self->SendError(0, Status(Code::kUnavailable,
                               "too many connections without a handshake: closed to make room "
@@ -165,7 +169,11 @@ bool Connection::CanAccept() const { return CanParse() && !draining_; }
 
 bool Connection::HasBufferedFrame() const { return in_.HasFrame(FrameLimit()); }
 
-uint32_t Connection::FrameLimit() const { return ctx_.options->max_frame; }
+uint32_t Connection::FrameLimit() const {
+  // Before authentication only the handshake's small frames are taken.
+  return NeedsAuth() ? std::min(wire::kPreAuthMaxFrame, ctx_.options->max_frame)
+                     : ctx_.options->max_frame;
+}
 
 void Connection::DoRead() {
   if (reading_ || closed_) return;
@@ -391,7 +399,7 @@ Connection::Clock::time_point Connection::NextDeadline() const {
   const ServerOptions& o = *ctx_.options;
   Clock::time_point t = last_activity_ + o.idle_timeout;
   if (writing_) t = std::min(t, last_write_progress_ + o.idle_timeout);
-  if (!hello_done_) t = std::min(t, accepted_ + o.hello_timeout);
+  if (!HandshakeDone()) t = std::min(t, accepted_ + o.hello_timeout);
   if (frame_started_) t = std::min(t, *frame_started_ + o.frame_timeout);
   if (stream_) t = std::min(t, next_tick_);
   return t;
@@ -421,10 +429,10 @@ void Connection::OnTimer(const asio::error_code& ec) {
     spdlog::debug("closing a connection whose client stopped reading");
     return Close();
   }
-  if (!hello_done_ && now - accepted_ >= o.hello_timeout) {
+  if (!HandshakeDone() && now - accepted_ >= o.hello_timeout) {
     return Timeout(ctx_.stats->hello_timeouts,
-                   "no Hello within " + std::to_string(o.hello_timeout.count()) +
-                       " s of connecting");
+                   std::string(hello_done_ ? "not authenticated" : "no Hello") + " within " +
+                       std::to_string(o.hello_timeout.count()) + " s of connecting");
   }
   if (frame_started_) {
     if (!reading_) {

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "auth.h"
 #include "flatbuffers/flatbuffers.h"
 #include "frame_buffer.h"
 #include "sequencer.h"
@@ -80,6 +81,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnWatch(const wire::RequestFrame& f, Clock::time_point received);
   void OnFollowAck(const wire::RequestFrame& f, Clock::time_point received);
   void OnReplication(const wire::RequestFrame& f, Clock::time_point received);
+  void OnAuthStart(const wire::RequestFrame& f, Clock::time_point received);
+  void OnAuthContinue(const wire::RequestFrame& f, Clock::time_point received);
+
+  // Authentication (docs/security.md). Whether this connection must still authenticate:
+  // the server has users and it has not.
+  bool NeedsAuth() const;
+  // Hello answered, and authenticated if the server has users.
+  bool HandshakeDone() const { return hello_done_ && !NeedsAuth(); }
+  // Whether the connection's user may send this request now (re-resolving the user if
+  // users or roles changed since); AuthFailed ends the connection.
+  Status Admit(const RequestRow& row, const wire::RequestFrame& f);
+  void AuthFail(uint64_t id, const std::string& why);
+  void SendChallenge(uint64_t id, const std::string& message);
+  // Closes the connection if its user was dropped. Thread-safe (posts).
+ public:
+  void RecheckUser();
+
+ private:
   // Whether reads can be served now (not on a replica that is bootstrapping).
   Status ReadableNow();
 
@@ -224,6 +243,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<Stream> stream_;  // set once a stream started; then nothing else runs
   std::atomic<bool> stream_wake_posted_{false};
   Clock::time_point next_tick_;
+  std::shared_ptr<const Principal> principal_;  // set once authenticated
+  std::unique_ptr<scram::Server> scram_;        // the exchange under way
+  asio::steady_timer auth_timer_;               // holds an answer back (AuthThrottle)
+  std::string peer_;                            // the client's address, for logs and throttling
   // Where this connection is in ctx_.handshaking, if it is; guarded by ctx_.mu.
   std::optional<ServerContext::HandshakeList::iterator> handshake_pos_;
 };

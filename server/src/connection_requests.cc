@@ -96,6 +96,11 @@ void Connection::HandleFrame(std::string_view payload, Clock::time_point receive
 void Connection::Run(const RequestRow& row, const wire::RequestFrame* f, std::string_view payload,
                      std::string* owned, Clock::time_point received) {
   GuardRequest(f->id(), wire::EnumNameRequest(f->request_type()), [&] {
+    if (Status s = Admit(row, *f); !s.ok()) {
+      if (s.code() == Code::kAuthFailed) return AuthFail(f->id(), s.message());
+      ctx_.stats->permission_denied++;
+      return SendError(f->id(), s);
+    }
     if (GoesToWriter(row, *f)) {
       SubmitWrite(row, owned ? std::move(*owned) : std::string(payload), received);
     } else {
@@ -158,9 +163,9 @@ void Connection::OnHello(const wire::RequestFrame& f, Clock::time_point received
     CloseAfterFlush();
     return;
   }
-  if (!hello_done_) LeaveHandshakeList();
   hello_done_ = true;
   protocol_ = std::min(hello->protocol_version(), wire::kProtocolVersion);
+  if (HandshakeDone()) LeaveHandshakeList();  // else once authenticated
   if (hello->client_name()) {
     spdlog::debug("client '{}' connected", View(hello->client_name()));
   }
@@ -290,6 +295,117 @@ void Connection::OnFollowAck(const wire::RequestFrame& f, Clock::time_point) {
 
 void Connection::OnReplication(const wire::RequestFrame& f, Clock::time_point received) {
   ExecuteReplication(&f, received);
+}
+
+// --- Authentication (docs/security.md, "SCRAM-SHA-256").
+
+bool Connection::NeedsAuth() const { return ctx_.auth && ctx_.auth->enabled() && !principal_; }
+
+Status Connection::Admit(const RequestRow& row, const wire::RequestFrame& f) {
+  if (row.before_auth) return Status::Ok();
+  if (principal_ && ctx_.auth->generation() != principal_->generation) {
+    // Users or roles changed: what this user may do now.
+    std::string user = principal_->user;
+    principal_ = ctx_.auth->Resolve(user);
+    if (!principal_) return Status(Code::kAuthFailed, "user '" + user + "' was dropped");
+  }
+  if (!principal_ && NeedsAuth()) {
+    ctx_.stats->auth_required++;
+    return Status(Code::kAuthFailed,
+                  std::string(wire::EnumNameRequest(f.request_type())) +
+                      " before authentication: this server has users; connect with a user and "
+                      "password (cairn --user, ClientOptions::user)");
+  }
+  return CheckAccess(row, principal_.get(), f);
+}
+
+void Connection::AuthFail(uint64_t id, const std::string& why) {
+  ctx_.stats->auth_failures++;
+  scram_.reset();
+  SendError(id, Status(Code::kAuthFailed, why));
+  CloseAfterFlush();
+}
+
+void Connection::OnAuthStart(const wire::RequestFrame& f, Clock::time_point received) {
+  Record(RequestKind::kHello, received);
+  auto a = f.request_as_AuthStart();
+  uint64_t id = f.id();
+  if (!ctx_.auth || !ctx_.auth->enabled()) {
+    return AuthFail(id, "this server has no users, so authentication is off; create the first "
+                        "admin with cairnd --init-admin, or cairn user create over loopback");
+  }
+  if (principal_ || scram_) return AuthFail(id, "AuthStart sent twice on one connection");
+  if (View(a->mechanism()) != scram::kMechanism) {
+    return AuthFail(id, "mechanism '" + std::string(View(a->mechanism())) +
+                            "' is not offered; this server offers " + std::string(scram::kMechanism));
+  }
+  scram_ = std::make_unique<scram::Server>(ctx_.scram_secret, scram::kDefaultIterations);
+  std::string error;
+  std::optional<std::string> user = scram_->Receive(View(a->message()), &error);
+  if (!user) return AuthFail(id, "bad client-first message: " + error);
+  std::string challenge = scram_->Challenge(ctx_.auth->Credentials(*user));
+  // An address that failed recently waits its turn (AuthThrottle); others go on meanwhile.
+  Clock::time_point now = Clock::now(), at = ctx_.throttle->Reserve(peer_, now);
+  if (at <= now) return SendChallenge(id, challenge);
+  seq_.HandedOff();  // later frames wait behind this answer
+  auth_timer_.expires_at(at);
+  auth_timer_.async_wait([self = shared_from_this(), id, challenge](const asio::error_code& ec) {
+    self->Guarded("authentication", [&] {
+      self->seq_.Answered();
+      if (ec || self->closed_) return;
+      self->SendChallenge(id, challenge);
+      self->AfterAnswers();
+    });
+  });
+}
+
+void Connection::SendChallenge(uint64_t id, const std::string& message) {
+  fbb_.Clear();
+  auto bytes = fbb_.CreateVector(reinterpret_cast<const uint8_t*>(message.data()), message.size());
+  auto reply = wire::CreateAuthChallenge(fbb_, bytes);
+  fbb_.Finish(wire::CreateResponseFrame(fbb_, id, 0, wire::Reply::AuthChallenge, reply.Union()));
+  Send(id);
+}
+
+void Connection::OnAuthContinue(const wire::RequestFrame& f, Clock::time_point received) {
+  Record(RequestKind::kHello, received);
+  uint64_t id = f.id();
+  if (!scram_) return AuthFail(id, "AuthContinue without an AuthStart before it");
+  std::string error;
+  std::optional<std::string> final = scram_->Finish(View(f.request_as_AuthContinue()->message()),
+                                                    &error);
+  std::string user = scram_->user();
+  if (final) principal_ = ctx_.auth->Resolve(user);
+  if (!final || !principal_) {
+    ctx_.throttle->Failed(peer_, Clock::now());
+    spdlog::warn("authentication failed for user '{}' from {} ({} recent failures from there)",
+                 user, peer_, ctx_.throttle->failures(peer_));
+    return AuthFail(id, "authentication failed: wrong password or unknown user");
+  }
+  scram_.reset();
+  ctx_.throttle->Succeeded(peer_);
+  ctx_.stats->auth_ok++;
+  LeaveHandshakeList();
+  spdlog::debug("user '{}' authenticated from {}", user, peer_);
+  fbb_.Clear();
+  auto message = fbb_.CreateVector(reinterpret_cast<const uint8_t*>(final->data()), final->size());
+  std::vector<flatbuffers::Offset<flatbuffers::String>> roles;
+  for (const std::string& r : principal_->roles) roles.push_back(fbb_.CreateString(r));
+  auto reply = wire::CreateAuthOk(fbb_, message, fbb_.CreateString(user), fbb_.CreateVector(roles));
+  fbb_.Finish(wire::CreateResponseFrame(fbb_, id, 0, wire::Reply::AuthOk, reply.Union()));
+  Send(id);
+}
+
+void Connection::RecheckUser() {
+  asio::post(executor_, [self = shared_from_this()] {
+    self->Guarded("user check", [&] {
+      if (self->closed_ || !self->principal_) return;
+      if (self->ctx_.auth->Resolve(self->principal_->user)) return;
+      self->SendError(0, Status(Code::kAuthFailed,
+                                "user '" + self->principal_->user + "' was dropped"));
+      self->CloseAfterFlush();
+    });
+  });
 }
 
 // --- Writes.

@@ -476,6 +476,10 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("connections.refused", stats.connections_refused);
   counter("connections.displaced", stats.handshakes_displaced);
   counter("timeouts.hello", stats.hello_timeouts);
+  counter("auth.ok", stats.auth_ok);
+  counter("auth.failures", stats.auth_failures);
+  counter("auth.required", stats.auth_required);
+  counter("auth.permission_denied", stats.permission_denied);
   counter("timeouts.frame", stats.frame_timeouts);
   counter("timeouts.idle", stats.idle_timeouts);
   counter("errors.internal", stats.internal_errors);

@@ -52,11 +52,20 @@ struct RequestRow {
   void (Connection::*handler)(const wire::RequestFrame& f, std::chrono::steady_clock::time_point);
   // kWriter: builds the job (nullptr for Txn, which the connection decodes itself).
   Status (*job)(const wire::RequestFrame& f, ServerContext& ctx, CatalogJob* out);
+  // Scope::kCollection: the collection the request names.
+  std::string_view (*collection)(const wire::RequestFrame& f) = nullptr;
 };
 
 // The row of a request kind; nullptr for a kind this server does not know.
 const RequestRow* FindRequest(wire::Request kind);
 // Whether this request goes to the writer.
 bool GoesToWriter(const RequestRow& row, const wire::RequestFrame& f);
+
+struct Principal;
+// Whether `user` may send this request (PermissionDenied naming the permission and the
+// collection if not). `user` nullptr: the server has no users (everything but the system
+// collections is open; protected mode keeps such a server on loopback). A request that
+// names a system collection ('$') is refused whoever sends it.
+Status CheckAccess(const RequestRow& row, const Principal* user, const wire::RequestFrame& f);
 
 }  // namespace cairn::server

@@ -6,6 +6,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "cairn/engine/engine.h"
@@ -19,6 +20,8 @@
 
 namespace cairn::server {
 
+class AuthStore;
+class AuthThrottle;
 class Connection;
 class Follower;
 class ReplicaRegistry;
@@ -33,6 +36,9 @@ struct ServerContext {
   Tasks* tasks = nullptr;         // requests that read the whole database (Digest)
   ServerStats* stats = nullptr;
   const ServerOptions* options = nullptr;
+  AuthStore* auth = nullptr;         // users and roles (auth.h)
+  AuthThrottle* throttle = nullptr;  // slows password guessing (auth_throttle.h)
+  std::string scram_secret;          // per process: mock salts for unknown users (scram.h)
   RequestLimits limits;
   std::atomic<bool> draining{false};
 

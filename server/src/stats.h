@@ -43,6 +43,10 @@ struct ServerStats {
   std::atomic<uint64_t> snapshot_streams{0};  // Snapshot streams started
   std::atomic<uint64_t> snapshot_bytes{0};    // bytes of snapshots sent whole
   std::atomic<uint64_t> follow_streams{0};    // Follow streams started
+  std::atomic<uint64_t> auth_ok{0};            // connections that authenticated
+  std::atomic<uint64_t> auth_failures{0};      // exchanges that failed (wrong password, ...)
+  std::atomic<uint64_t> auth_required{0};      // requests refused for coming before authentication
+  std::atomic<uint64_t> permission_denied{0};  // requests refused for want of a permission
 };
 
 // Counters and summaries that live outside ServerStats (replication: replicas.h,

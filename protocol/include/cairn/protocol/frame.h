@@ -14,11 +14,17 @@ namespace cairn::wire {
 // 3 added the UnknownName error code, the failed condition/operation in Error, and
 // the Verify request.
 // 4 added the Corrupted error code.
+// 5 added streams (Snapshot, Watch, Follow), Digest and the replication requests.
+// 6 added authentication (AuthStart, AuthContinue), users and roles, PermissionDenied
+// and AuthFailed.
 inline constexpr uint32_t kProtocolVersion = 6;
 inline constexpr size_t kFrameHeaderSize = 4;
 // Default and bounds for the largest payload (server --max-frame).
 inline constexpr uint32_t kDefaultMaxFrame = 16 << 20;
 inline constexpr uint32_t kMinMaxFrame = 64 << 10;
+// The largest frame a server takes from a connection that has not authenticated yet (its
+// Hello and the SCRAM messages are a few hundred bytes).
+inline constexpr uint32_t kPreAuthMaxFrame = 4 << 10;
 
 enum class FrameStatus {
   kComplete,  // a whole frame: *payload and *consumed are set
