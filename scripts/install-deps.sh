@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev
   libcli11-dev
   libspdlog-dev libfmt-dev
+  libssl-dev openssl
 )
 # Extra packages for benchmarks and comparisons: ./scripts/install-deps.sh --bench
 if [[ "${1:-}" == "--bench" ]]; then

@@ -43,6 +43,14 @@ struct ServerStats {
   std::atomic<uint64_t> snapshot_streams{0};  // Snapshot streams started
   std::atomic<uint64_t> snapshot_bytes{0};    // bytes of snapshots sent whole
   std::atomic<uint64_t> follow_streams{0};    // Follow streams started
+  // TLS (tls.h): handshakes completed and failed, plaintext clients refused on the TLS
+  // port, client certificates verified, context reloads done and refused.
+  std::atomic<uint64_t> tls_handshakes{0};
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<uint64_t> tls_plaintext_refused{0};
+  std::atomic<uint64_t> tls_client_certs{0};
+  std::atomic<uint64_t> tls_reloads{0};
+  std::atomic<uint64_t> tls_reload_failures{0};
 };
 
 // Counters and summaries that live outside ServerStats (replication: replicas.h,
