@@ -148,13 +148,11 @@ void Connection::Start() {
   last_activity_ = Clock::now();
   ArmTimer();
   if (ctx_.draining) return Drain();
-  // TLS: the handshake first, within the Hello deadline (the timer's: Close ends it).
-  if (socket_.tls()) {
-    return socket_.Start([self = shared_from_this()](const asio::error_code& ec) {
-      self->GuardHandler("TLS handshake", [&] { self->OnTransportStarted(ec); });
-    });
-  }
-  DoRead();
+  // The first bytes are looked at (TLS on a plaintext port, or the reverse), and with TLS
+  // the handshake done, within the Hello deadline (the timer's: Close ends it).
+  socket_.Start([self = shared_from_this()](const asio::error_code& ec) {
+    self->GuardHandler("connection start", [&] { self->OnTransportStarted(ec); });
+  });
 }
 
 void Connection::OnTransportStarted(const asio::error_code& ec) {
@@ -163,6 +161,9 @@ void Connection::OnTransportStarted(const asio::error_code& ec) {
     if (ec == make_error_code(Transport::StartError::kPlaintextPeer)) {
       ctx_.stats->tls_plaintext_refused++;
       spdlog::debug("a plaintext cairn client on the TLS port: answered that TLS is required");
+    } else if (ec == make_error_code(Transport::StartError::kTlsPeer)) {
+      ctx_.stats->bad_frames++;
+      spdlog::debug("a TLS client on the plaintext port: answered that TLS is not served");
     } else if (ec != asio::error::operation_aborted) {
       ctx_.stats->tls_handshake_failures++;
       spdlog::debug("TLS handshake with {} failed: {}", StreamPort(*this, 0).peer(),
@@ -170,7 +171,7 @@ void Connection::OnTransportStarted(const asio::error_code& ec) {
     }
     return Close();
   }
-  ctx_.stats->tls_handshakes++;
+  if (socket_.tls()) ctx_.stats->tls_handshakes++;
   if (!socket_.peer_identity().empty()) {
     ctx_.stats->tls_client_certs++;
     spdlog::debug("TLS connection from {} ({}), client certificate of '{}'",

@@ -89,6 +89,10 @@ Status Server::Start() {
     tls_refusal_ = ErrorFrame(Status(Code::kUnavailable,
                                      "this server requires TLS: connect with TLS (cairn --tls, "
                                      "ClientOptions::tls)"));
+  } else {
+    tls_refusal_ = ErrorFrame(Status(Code::kBadRequest,
+                                     "this server does not serve TLS: connect without TLS, or "
+                                     "start cairnd with --tls-cert and --tls-key"));
   }
   std::string host, port;
   if (!ParseHostPort(options_.listen, &host, &port)) {
@@ -156,7 +160,7 @@ void Server::Admit(asio::ip::tcp::socket socket) {
   stats_.connections_total++;
   // The TLS context current at accept: a reload affects the connections accepted after it.
   Transport transport = tls_ ? Transport(std::move(socket), tls_->Current(), tls_refusal_)
-                             : Transport(std::move(socket));
+                             : Transport(std::move(socket), tls_refusal_);
   auto c = std::make_shared<Connection>(std::move(transport), ctx_);  // owns the slot now
   std::shared_ptr<Connection> displaced;
   {

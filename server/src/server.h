@@ -68,7 +68,8 @@ class Server {
   std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
   std::unique_ptr<TlsContexts> tls_;  // set with --tls-cert
-  std::string tls_refusal_;           // the framed Error for a plaintext client on the TLS port
+  std::string tls_refusal_;  // the framed Error for a plaintext client on the TLS port,
+                             // or for a TLS client on the plaintext port
   std::unique_ptr<ReplicaRegistry> replicas_;  // before contexts_: their timers refer to it
   ServerContext ctx_;
   std::function<void()> before_close_;

@@ -156,6 +156,8 @@ class StartCategory : public std::error_category {
         return "the first bytes are not a TLS ClientHello";
       case Transport::StartError::kHandshake:
         return "TLS handshake failed";
+      case Transport::StartError::kTlsPeer:
+        return "a TLS client on the plaintext port";
     }
     return "TLS start failed";
   }
@@ -199,35 +201,41 @@ const std::error_category& Transport::category() {
 }
 
 void Transport::Start(std::function<void(const asio::error_code&)> done) {
-  if (!tls_) {
+  if (!tls_ && refusal_.empty()) {
     asio::post(plain_.get_executor(), [done = std::move(done)] { done({}); });
     return;
   }
-  // Nothing is consumed: the handshake reads the ClientHello from the socket itself.
-  auto s = tls_;
-  s->next_layer().async_wait(
+  // Nothing is consumed: the handshake (or the connection) reads the bytes itself.
+  auto s = tls_;  // kept alive while the wait is pending
+  lowest_layer().async_wait(
       Tcp::socket::wait_read, [this, s, done = std::move(done)](const asio::error_code& ec) mutable {
         if (ec || closed_) return done(ec ? ec : asio::error::operation_aborted);
         std::array<unsigned char, 4> b{};
         asio::error_code pec;
-        size_t n = s->next_layer().receive(asio::buffer(b), Tcp::socket::message_peek, pec);
+        size_t n = lowest_layer().receive(asio::buffer(b), Tcp::socket::message_peek, pec);
         if (pec || n == 0) return done(pec ? pec : asio::error::eof);
         // A TLS record of the handshake type (0x16) of TLS major version 3.
-        if (b[0] == 0x16 && (n < 2 || b[1] == 0x03)) return Handshake(std::move(done));
+        bool hello = b[0] == 0x16 && (n < 2 || b[1] == 0x03);
+        if (!tls_) {
+          if (!hello) return done({});
+          Refuse(plain_);
+          return done(make_error_code(StartError::kTlsPeer));
+        }
+        if (hello) return Handshake(std::move(done));
         uint32_t len = uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 |
                        uint32_t(b[3]) << 24;
         // A cairn client's first frame is its Hello: a few dozen bytes.
         if (n == 4 && len > 0 && len <= wire::kMinMaxFrame) {
-          RefusePlaintext();
+          Refuse(tls_->next_layer());
           return done(make_error_code(StartError::kPlaintextPeer));
         }
         done(make_error_code(StartError::kNotTls));
       });
 }
 
-void Transport::RefusePlaintext() {
+void Transport::Refuse(Tcp::socket& socket) {
   handed_off_ = true;
-  SendErrorAndClose(std::move(tls_->next_layer()), std::move(plaintext_reply_));
+  SendErrorAndClose(std::move(socket), std::move(refusal_));
 }
 
 void Transport::Handshake(std::function<void(const asio::error_code&)> done) {

@@ -31,8 +31,10 @@ class Transport {
   using Tcp = asio::ip::tcp;
   using TlsStream = asio::ssl::stream<Tcp::socket>;
 
-  // Plain TCP.
-  explicit Transport(Tcp::socket socket) : plain_(std::move(socket)) {}
+  // Plain TCP. `tls_refusal`: the framed cairn Error sent to a peer whose first bytes
+  // are a TLS ClientHello (empty: none, and no sniffing).
+  explicit Transport(Tcp::socket socket, std::string tls_refusal = {})
+      : plain_(std::move(socket)), refusal_(std::move(tls_refusal)) {}
   // TLS with `context` (the server's context at accept time: a reload makes new
   // connections use a new one, and this one keeps the one it started with).
   // `plaintext_reply`: the framed cairn Error sent to a peer whose first bytes are a
@@ -42,7 +44,7 @@ class Transport {
       : plain_(socket.get_executor()),
         context_(std::move(context)),
         tls_(std::make_shared<TlsStream>(std::move(socket), *context_)),
-        plaintext_reply_(std::move(plaintext_reply)) {}
+        refusal_(std::move(plaintext_reply)) {}
   Transport(Transport&&) = default;
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
@@ -56,13 +58,16 @@ class Transport {
     kPlaintextPeer = 1,  // a cairn frame on the TLS port: answered in plaintext, closing
     kNotTls,             // other bytes that are not a ClientHello: closed
     kHandshake,          // the TLS handshake failed (details: start_failure())
+    kTlsPeer,            // a TLS ClientHello on the plaintext port: answered, closing
   };
   static const std::error_category& category();
 
-  // Plain: calls `done` with no error at once (through the executor). TLS: peeks at the
-  // first bytes (MSG_PEEK, nothing consumed): a ClientHello (0x16 0x03) goes to the
-  // handshake, a cairn frame header gets plaintext_reply and a close, anything else a
-  // close; then `done(ec)`. Bounded by the caller's timer: Close() ends it.
+  // Peeks at the first bytes (MSG_PEEK: nothing is consumed), then calls `done(ec)`.
+  // TLS: a ClientHello (0x16 0x03) goes on to the handshake; a cairn frame header gets
+  // the plaintext reply and a close (kPlaintextPeer); anything else a close (kNotTls).
+  // Plain: a ClientHello gets the TLS refusal and a close (kTlsPeer); anything else is
+  // the client's first frame (no error). Bounded by the caller's timer: Close() ends it.
+  // `done` must keep the Transport's owner alive.
   void Start(std::function<void(const asio::error_code&)> done);
   // The handshake's failure, for the log ("certificate verify failed: ...").
   const std::string& start_failure() const { return start_failure_; }
@@ -128,12 +133,12 @@ class Transport {
  private:
   void Handshake(std::function<void(const asio::error_code&)> done);
   void OnHandshake(const asio::error_code& ec, std::function<void(const asio::error_code&)> done);
-  void RefusePlaintext();
+  void Refuse(Tcp::socket& socket);  // sends refusal_ on it (taking it) and closes
 
   Tcp::socket plain_;  // the socket (plain), or an unused one on the same executor (TLS)
   std::shared_ptr<asio::ssl::context> context_;
   std::shared_ptr<TlsStream> tls_;
-  std::string plaintext_reply_;
+  std::string refusal_;
   std::string start_failure_;
   std::string peer_identity_;
   bool established_ = false;
