@@ -29,18 +29,18 @@ struct ClientOptions {
 
   // Authentication (docs/security.md): with a user set, every connection authenticates
   // with SCRAM-SHA-256 right after its Hello. The password stays in this process.
-  std::string user;
-  std::string password;
+  std::string user = {};
+  std::string password = {};
 
   // TLS: on when `tls` is set (or any file below is given). The server's certificate is
   // checked against `tls_ca` (a PEM file; empty: the system's store) and its name against
   // `tls_server_name` (empty: the host of `address`). A client certificate for mutual TLS:
   // `tls_cert` and `tls_key` (PEM files).
   bool tls = false;
-  std::string tls_ca;
-  std::string tls_cert;
-  std::string tls_key;
-  std::string tls_server_name;
+  std::string tls_ca = {};
+  std::string tls_cert = {};
+  std::string tls_key = {};
+  std::string tls_server_name = {};
 };
 
 // One enum each with the engine and the wire (cairn/common/codes.h).
