@@ -975,7 +975,8 @@ int main(int argc, char** argv) {
   for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--addr") {
+    if (a == "--addr" || a == "--tls-ca" || a == "--tls-cert" || a == "--tls-key" ||
+        a == "--tls-server-name") {  // the top level's options with a value
       i++;
       continue;
     }

@@ -217,7 +217,8 @@ void Transport::Start(std::function<void(const asio::error_code&)> done) {
         // A TLS record of the handshake type (0x16) of TLS major version 3.
         bool hello = b[0] == 0x16 && (n < 2 || b[1] == 0x03);
         if (!tls_) {
-          if (!hello) return done({});
+          // Strictly a ClientHello here: a trickled cairn frame of 22 bytes starts 0x16 too.
+          if (!hello || n < 2) return done({});
           Refuse(plain_);
           return done(make_error_code(StartError::kTlsPeer));
         }

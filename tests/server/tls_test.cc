@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cairn/client/client.h"
+#include "command.h"
 #include "server_process.h"
 #include "test_certs.h"
 
@@ -410,6 +411,34 @@ TEST_F(TlsTest, AShutdownThePeerNeverAnswersIsBoundedThenTheSocketIsClosed) {
   }
   EXPECT_TRUE(eof);
   EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1000 + 1500 + 1000));
+}
+
+TEST_F(TlsTest, TheCliTakesTlsFromFlagsOrTheEnvironment) {
+  ServerProcess server(dir_.Sub("db"),
+                       TlsFlags(Certs().server(), {"--tls-ca", Certs().ca(), "--tls-client-auth",
+                                                   "require"}));
+  ASSERT_TRUE(server.ready()) << server.output();
+  std::string addr = " --addr 127.0.0.1:" + std::to_string(server.port());
+  std::string cli = CAIRN_CLI_PATH;
+  const TestCerts& c = Certs();
+  CommandRun r = RunCommand(cli + addr + " --tls-ca " + c.ca() + " --tls-cert " + c.client().cert +
+                                " --tls-key " + c.client().key + " ping",
+                            dir_);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  r = RunCommand("CAIRN_TLS_CA=" + c.ca() + " CAIRN_TLS_CERT=" + c.client().cert +
+                     " CAIRN_TLS_KEY=" + c.client().key +
+                     " CAIRN_TLS_SERVER_NAME=localhost " + cli + addr + " ping",
+                 dir_);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  r = RunCommand("CAIRN_TLS_CA=" + c.ca() + " CAIRN_TLS_CERT=" + c.client().cert +
+                     " CAIRN_TLS_KEY=" + c.client().key +
+                     " CAIRN_TLS_SERVER_NAME=db.elsewhere.example " + cli + addr + " ping",
+                 dir_);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("not valid for the name 'db.elsewhere.example'"), std::string::npos) << r.err;
+  r = RunCommand(cli + addr + " ping", dir_);  // no TLS
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("requires TLS"), std::string::npos) << r.err;
 }
 
 TEST_F(TlsTest, BadTlsFlagsAreRefusedAtStartup) {
