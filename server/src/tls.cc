@@ -61,11 +61,14 @@ std::string OpenSslError() {
 namespace {
 
 // TLS 1.2's suites: ephemeral ECDH key exchange (forward secrecy) and AEAD ciphers only.
-// TLS 1.3's are OpenSSL's defaults (all AEAD and forward-secret).
+// TLS 1.3's are all AEAD and forward-secret. AES-128-GCM first in both (the server's
+// order decides): as strong as needed, and cheaper per byte than AES-256.
 constexpr const char* kTls12Ciphers =
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+constexpr const char* kTls13Suites =
+    "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
 
 Status Fail(const std::string& what, const std::string& file, const asio::error_code& ec) {
   ERR_clear_error();
@@ -79,7 +82,8 @@ Result<std::shared_ptr<asio::ssl::context>> MakeServerContext(const TlsOptions& 
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX* c = ctx->native_handle();
   if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1 ||
-      SSL_CTX_set_cipher_list(c, kTls12Ciphers) != 1) {
+      SSL_CTX_set_cipher_list(c, kTls12Ciphers) != 1 ||
+      SSL_CTX_set_ciphersuites(c, kTls13Suites) != 1) {
     return Status(Code::kInternal, "cannot configure TLS: " + OpenSslError());
   }
   SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
