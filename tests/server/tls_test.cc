@@ -159,6 +159,21 @@ TEST_F(TlsTest, AGoodCertificateCarriesTransactionsByAddressAndByName) {
   EXPECT_EQ(Counter(*c2, "tls.handshake_failures"), 0u);
 }
 
+TEST_F(TlsTest, StreamsRunOverTlsToo) {
+  ServerProcess server(dir_.Sub("db"), TlsFlags(Certs().server()));
+  ASSERT_TRUE(server.ready()) << server.output();
+  ClientOptions o = Options(server.port(), Certs().ca());
+  o.tls_server_name = "localhost";
+  auto c = Client::Connect(o);
+  c->CreateCollection("t");
+  uint64_t first = c->Put("t", "a", Document::FromJson(R"({"v": 1})"));
+  client::Watcher w = c->Watch({.collection = "t", .from = first});
+  client::WatchBatch b = w.Next();
+  ASSERT_FALSE(b.changes.empty());
+  EXPECT_EQ(b.changes.front().key, "a");
+  EXPECT_EQ(b.changes.front().commit, first);
+}
+
 TEST_F(TlsTest, TheClientRefusesAnotherCaAnExpiredCertificateAndAnotherHostsName) {
   {
     ServerProcess server(dir_.Sub("a"), TlsFlags(Certs().server()));
