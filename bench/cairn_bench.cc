@@ -85,6 +85,16 @@ struct Config {
   bool json = false;
   std::string collection = "bench";
   int txn_ops = 4;
+  // TLS, as the cairn CLI's flags (docs/security.md).
+  bool tls = false;
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
+  void Apply(ClientOptions* o) const {
+    o->tls = tls;
+    o->tls_ca = tls_ca;
+    o->tls_cert = tls_cert;
+    o->tls_key = tls_key;
+    o->tls_server_name = tls_server_name;
+  }
 };
 
 // 16-byte keys, "k" + 15 digits (redis-benchmark's are "key:" + 12 digits).
@@ -165,6 +175,7 @@ class Driver {
     o.address = c.addr;
     o.connections = size_t(std::max(1, connections));
     o.client_name = "cairn-bench";
+    c.Apply(&o);
     client_ = Client::Connect(o);
     connections_ = std::max(1, connections);
     // Inserted keys (ycsb-d, ycsb-e) lie past the loaded ones, apart for each thread and
@@ -332,6 +343,7 @@ void Load(const Config& c, const Values& values) {
   o.address = c.addr;
   o.connections = 2;
   o.client_name = "cairn-bench-load";
+  c.Apply(&o);
   auto db = Client::Connect(o);
   try {
     db->CreateCollection(c.collection);
@@ -373,6 +385,15 @@ int main(int argc, char** argv) {
   app.add_option("--addr", c.addr, "HOST:PORT of cairnd (if not given: $CAIRN_ADDR, else this)")
       ->envname("CAIRN_ADDR")
       ->capture_default_str();
+  app.add_flag("--tls", c.tls, "connect with TLS");
+  app.add_option("--tls-ca", c.tls_ca, "CA (PEM) for the server's certificate; implies --tls")
+      ->envname("CAIRN_TLS_CA");
+  app.add_option("--tls-cert", c.tls_cert, "client certificate (PEM); implies --tls")
+      ->envname("CAIRN_TLS_CERT");
+  app.add_option("--tls-key", c.tls_key, "its key (PEM)")->envname("CAIRN_TLS_KEY");
+  app.add_option("--tls-server-name", c.tls_server_name,
+                 "name the server's certificate must have (default: the host of --addr)")
+      ->envname("CAIRN_TLS_SERVER_NAME");
   app.add_option("--workload", c.workload,
                  "get, put, mixed, txn, query, ycsb-a ... ycsb-f")
       ->check(CLI::IsMember({"get", "put", "mixed", "txn", "query", "ycsb-a", "ycsb-b", "ycsb-c",

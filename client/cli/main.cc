@@ -814,6 +814,25 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("CAIRN_ADDR");
   std::string addr = env && *env ? env : "127.0.0.1:7420";
   app.add_option("--addr", addr, "HOST:PORT of cairnd (or $CAIRN_ADDR)")->capture_default_str();
+  // TLS (docs/security.md, "TLS"): the files also from $CAIRN_TLS_CA, $CAIRN_TLS_CERT,
+  // $CAIRN_TLS_KEY, and the name from $CAIRN_TLS_SERVER_NAME; any of them turns TLS on.
+  bool tls = false;
+  auto env_or = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  std::string tls_ca = env_or("CAIRN_TLS_CA"), tls_cert = env_or("CAIRN_TLS_CERT"),
+              tls_key = env_or("CAIRN_TLS_KEY"), tls_server_name = env_or("CAIRN_TLS_SERVER_NAME");
+  app.add_flag("--tls", tls, "Connect with TLS, checking the server's certificate against the "
+                             "system's CAs (or --tls-ca)");
+  app.add_option("--tls-ca", tls_ca, "CA certificates (PEM) to check the server's against "
+                                     "(or $CAIRN_TLS_CA); implies --tls");
+  app.add_option("--tls-cert", tls_cert, "Client certificate (PEM) for mutual TLS (or "
+                                         "$CAIRN_TLS_CERT); implies --tls");
+  app.add_option("--tls-key", tls_key, "The key of --tls-cert (PEM; or $CAIRN_TLS_KEY)");
+  app.add_option("--tls-server-name", tls_server_name,
+                 "The name the server's certificate must have (default: the host of --addr; or "
+                 "$CAIRN_TLS_SERVER_NAME); implies --tls");
 
   std::string coll, key, json, index, fields, from, to, eq, file = "-", key_field = "id";
   std::optional<uint64_t> if_version;
@@ -956,7 +975,8 @@ int main(int argc, char** argv) {
   for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--addr") {
+    if (a == "--addr" || a == "--tls-ca" || a == "--tls-cert" || a == "--tls-key" ||
+        a == "--tls-server-name") {  // the top level's options with a value
       i++;
       continue;
     }
@@ -1007,6 +1027,11 @@ int main(int argc, char** argv) {
         o.address = addr;
         o.connections = 1;
         o.client_name = "cairn-cli";
+        o.tls = tls;
+        o.tls_ca = tls_ca;
+        o.tls_cert = tls_cert;
+        o.tls_key = tls_key;
+        o.tls_server_name = tls_server_name;
         client = Client::Connect(o);
       }
       return client.get();

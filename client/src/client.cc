@@ -18,6 +18,7 @@
 #include "cairn_generated.h"
 #include "codec.h"
 #include "stream_connection.h"
+#include "tls.h"
 
 namespace cairn::client {
 
@@ -57,6 +58,7 @@ class Client::Impl {
 
   ClientOptions options_;
   std::string host_, port_;
+  std::shared_ptr<asio::ssl::context> tls_;  // null: plain TCP (tls.h)
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::vector<std::shared_ptr<Connection>> conns_;  // IO thread
@@ -73,7 +75,7 @@ class Client::Impl {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   explicit Connection(Client::Impl& impl)
-      : impl_(impl), socket_(impl.io_), resolver_(impl.io_), sweep_(impl.io_) {}
+      : impl_(impl), socket_(impl.io_, impl.tls_), resolver_(impl.io_), sweep_(impl.io_) {}
 
   void Send(CallPtr call) {
     if (state_ == kReady) {
@@ -96,13 +98,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                                                   auto results) {
       if (gen != self->generation_) return;
       if (ec) return self->Fail(Error(ErrorCode::kConnectionFailed, "resolve: " + ec.message()));
-      asio::async_connect(self->socket_, results, [self, gen](const asio::error_code& ec,
-                                                              const auto&) {
+      asio::async_connect(self->socket_.socket(), results, [self, gen](const asio::error_code& ec,
+                                                                       const auto&) {
         if (gen != self->generation_) return;
         if (ec) return self->Fail(Error(ErrorCode::kConnectionFailed, ec.message()));
         asio::error_code ignored;
-        self->socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-        self->Handshake();
+        self->socket_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+        const ClientOptions& o = self->impl_.options_;
+        self->socket_.Handshake(o.tls_server_name.empty() ? self->impl_.host_ : o.tls_server_name,
+                                [self, gen](const std::string& tls_error) {
+                                  if (gen != self->generation_) return;
+                                  if (!tls_error.empty()) {
+                                    return self->Fail(Error(ErrorCode::kConnectionFailed, tls_error));
+                                  }
+                                  self->Handshake();
+                                });
       });
     });
   }
@@ -119,8 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     state_ = kIdle;
     asio::error_code ignored;
     resolver_.cancel();
-    socket_.close(ignored);
-    socket_ = asio::ip::tcp::socket(impl_.io_);
+    socket_.Reset();
     out_.clear();
     // The abandoned socket's pending write is cancelled and never completes here (its
     // handler sees another generation): drop what it was writing, or it would go out
@@ -280,7 +289,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writing_ = true;
     out_writing_.swap(out_);
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(out_writing_),
+    socket_.async_write(asio::buffer(out_writing_),
                       [self, gen = generation_](const asio::error_code& ec, size_t) {
                         if (gen != self->generation_) return;
                         self->writing_ = false;
@@ -385,7 +394,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Client::Impl& impl_;
-  asio::ip::tcp::socket socket_;
+  internal::ClientTransport socket_;
   asio::ip::tcp::resolver resolver_;
   asio::steady_timer sweep_;
   State state_ = kIdle;
@@ -489,6 +498,7 @@ std::shared_ptr<Client> Client::Connect(const ClientOptions& options) {
   if (!ParseAddress(options.address, &impl->host_, &impl->port_)) {
     throw Error(ErrorCode::kBadRequest, "address must be HOST:PORT, not '" + options.address + "'");
   }
+  impl->tls_ = internal::MakeClientTlsContext(options);
   size_t n = std::max<size_t>(1, options.connections);
   for (size_t i = 0; i < n; i++) impl->conns_.push_back(std::make_shared<Connection>(*impl));
   Impl* raw = impl.get();
@@ -634,7 +644,8 @@ DatabaseDigest Client::Digest(uint64_t at, std::chrono::milliseconds wait) {
 // --- Streams.
 
 internal::StreamTarget Client::Target() const {
-  return {&impl_->io_, impl_->options_, impl_->host_, impl_->port_, impl_->thread_.get_id()};
+  return {&impl_->io_, impl_->options_, impl_->host_, impl_->port_, impl_->thread_.get_id(),
+          impl_->tls_};
 }
 
 Watcher Client::Watch(const WatchOptions& options) {

@@ -31,7 +31,7 @@ StreamConnection::StreamConnection(const StreamTarget& target, std::string reque
       request_id_(codec::FrameId(request_)),
       what_(std::move(what)),
       idle_timeout_(idle_timeout),
-      socket_(*target.io),
+      socket_(*target.io, target.tls),
       resolver_(*target.io),
       timer_(*target.io) {}
 
@@ -52,7 +52,7 @@ void StreamConnection::Start() {
           return self->Fail(Error(ErrorCode::kConnectionFailed,
                                   "cannot resolve " + self->target_.host + ": " + ec.message()));
         }
-        asio::async_connect(self->socket_, results,
+        asio::async_connect(self->socket_.socket(), results,
                             [self](const asio::error_code& ec, const auto&) {
                               if (self->ended_) return;
                               if (ec) {
@@ -61,14 +61,26 @@ void StreamConnection::Start() {
                                     "cannot reach cairnd at " + self->target_.options.address +
                                         ": " + ec.message()));
                               }
-                              self->OnConnected();
+                              const ClientOptions& o = self->target_.options;
+                              self->socket_.Handshake(
+                                  o.tls_server_name.empty() ? self->target_.host : o.tls_server_name,
+                                  [self](const std::string& tls_error) {
+                                    if (self->ended_) return;
+                                    if (!tls_error.empty()) {
+                                      return self->Fail(Error(ErrorCode::kConnectionFailed,
+                                                              "cannot reach cairnd at " +
+                                                                  self->target_.options.address +
+                                                                  ": " + tls_error));
+                                    }
+                                    self->OnConnected();
+                                  });
                             });
       });
 }
 
 void StreamConnection::OnConnected() {
   asio::error_code ignored;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
   state_ = State::kHello;
   std::string hello =
       codec::Request(wire::Request::Hello, [&](flatbuffers::FlatBufferBuilder& fbb) {
@@ -160,7 +172,7 @@ void StreamConnection::Send(std::string frame) {
   // its bytes until its handler runs.
   auto bytes = std::make_shared<std::string>(std::move(frame));
   auto self = shared_from_this();
-  asio::async_write(socket_, asio::buffer(*bytes),
+  socket_.async_write(asio::buffer(*bytes),
                     [self, bytes](const asio::error_code& ec, size_t) {
                       if (self->ended_) return;
                       if (ec) {
@@ -191,7 +203,8 @@ void StreamConnection::Read() {
 void StreamConnection::OnRead(const asio::error_code& ec, size_t n) {
   reading_ = false;
   if (ended_) return;
-  if (ec == asio::error::eof) {
+  // A TLS server that closes without close_notify ends the stream as an EOF would.
+  if (ec == asio::error::eof || ClientTransport::IsTruncation(ec)) {
     if (state_ != State::kStreaming) {
       return Fail(Error(ErrorCode::kConnectionFailed,
                         "the server closed the connection during the handshake"));
@@ -286,8 +299,8 @@ void StreamConnection::End(std::exception_ptr error) {
   asio::error_code ignored;
   resolver_.cancel();
   timer_.cancel();
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  socket_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.Close();
   std::vector<char>().swap(in_);
   in_len_ = 0;
   OnEnd(error);

@@ -22,6 +22,7 @@
 #include "cairn/client/error.h"
 #include "cairn/client/stream.h"
 #include "cairn/client/types.h"
+#include "tls.h"
 
 namespace cairn::wire {
 struct ResponseFrame;
@@ -38,6 +39,7 @@ struct StreamTarget {
   ClientOptions options;
   std::string host, port;
   std::thread::id io_thread;
+  std::shared_ptr<asio::ssl::context> tls;  // the client's TLS context; null: plain TCP
 };
 
 // The oldest protocol version that has streams.
@@ -117,7 +119,7 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
   const std::string what_;
   const std::chrono::milliseconds idle_timeout_;
 
-  asio::ip::tcp::socket socket_;
+  ClientTransport socket_;
   asio::ip::tcp::resolver resolver_;
   asio::steady_timer timer_;
   State state_ = State::kIdle;

@@ -66,7 +66,7 @@ class Connection::StreamPort : public StreamOutput {
   const uint64_t id_;
 };
 
-Connection::Connection(asio::ip::tcp::socket socket, ServerContext& ctx)
+Connection::Connection(Transport socket, ServerContext& ctx)
     : socket_(std::move(socket)),
       executor_(socket_.get_executor()),
       ctx_(ctx),
@@ -94,7 +94,43 @@ void Connection::Start() {
   last_activity_ = Clock::now();
   ArmTimer();
   if (ctx_.draining) return Drain();
+  // The first bytes are looked at (TLS on a plaintext port, or the reverse), and with TLS
+  // the handshake done, within the Hello deadline (the timer's: Close ends it).
+  socket_.Start([self = shared_from_this()](const asio::error_code& ec) {
+    self->GuardHandler("connection start", [&] { self->OnTransportStarted(ec); });
+  });
+}
+
+void Connection::OnTransportStarted(const asio::error_code& ec) {
+  if (closed_) return;
+  if (ec) {
+    if (ec == make_error_code(Transport::StartError::kPlaintextPeer)) {
+      ctx_.stats->tls_plaintext_refused++;
+      spdlog::debug("a plaintext cairn client on the TLS port: answered that TLS is required");
+    } else if (ec == make_error_code(Transport::StartError::kTlsPeer)) {
+      ctx_.stats->bad_frames++;
+      spdlog::debug("a TLS client on the plaintext port: answered that TLS is not served");
+    } else if (ec != asio::error::operation_aborted) {
+      ctx_.stats->tls_handshake_failures++;
+      spdlog::debug("TLS handshake with {} failed: {}", StreamPort(*this, 0).peer(),
+                    socket_.start_failure().empty() ? ec.message() : socket_.start_failure());
+    }
+    return Close();
+  }
+  if (socket_.tls()) ctx_.stats->tls_handshakes++;
+  if (!socket_.peer_identity().empty()) {
+    ctx_.stats->tls_client_certs++;
+    spdlog::debug("TLS connection from {} ({}), client certificate of '{}'",
+                  StreamPort(*this, 0).peer(), socket_.cipher(), socket_.peer_identity());
+    // A verified client certificate names its user (as etcd's --client-cert-auth): the
+    // user whose name is the certificate's identity is authenticated, without a password.
+    if (ctx_.auth && ctx_.auth->enabled()) {
+      principal_ = ctx_.auth->Resolve(socket_.peer_identity());
+      if (principal_) ctx_.stats->auth_ok++;
+    }
+  }
   DoRead();
+  Flush();
 }
 
 void Connection::ReleaseSlot() {
@@ -197,7 +233,13 @@ void Connection::OnRead(const asio::error_code& ec, size_t n) {
   reading_ = false;
   if (ec) {
     if (draining_ && ec == asio::error::operation_aborted) return MaybeFinish();
-    if (ec == asio::error::eof) {
+    // A TLS peer that closes without close_notify: between frames as an EOF; inside a
+    // frame the frame is cut short (possibly by someone else), an error.
+    if (Transport::IsTruncation(ec) && !in_.empty()) {
+      spdlog::debug("TLS connection closed without close_notify inside a frame");
+      return Close();
+    }
+    if (ec == asio::error::eof || Transport::IsTruncation(ec)) {
       // The client is done sending (it may have half-closed): finish and answer what it
       // sent, then close.
       draining_ = true;
@@ -331,14 +373,14 @@ void Connection::SendError(uint64_t id, const Status& s) {
 }
 
 void Connection::Flush() {
-  if (writing_ || out_.empty() || closed_) return;
+  if (writing_ || out_.empty() || closed_ || !socket_.established()) return;
   out_writing_.swap(out_);
   writing_ = true;
   last_write_progress_ = Clock::now();
-  asio::async_write(socket_, asio::buffer(out_writing_),
-                    [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                      self->OnWritten(ec, n);
-                    });
+  socket_.async_write(asio::buffer(out_writing_),
+                      [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                        self->OnWritten(ec, n);
+                      });
 }
 
 void Connection::OnWritten(const asio::error_code& ec, size_t n) {
@@ -362,7 +404,8 @@ void Connection::OnWritten(const asio::error_code& ec, size_t n) {
 
 void Connection::CloseAfterFlush() {
   close_after_flush_ = true;
-  if (!writing_ && out_.empty()) return Close();
+  // Before the TLS handshake is done nothing can be sent: closed at once.
+  if ((!writing_ && out_.empty()) || !socket_.established()) return Close();
   Flush();
 }
 
@@ -382,9 +425,7 @@ void Connection::Close() {
     // Close may run inside the stream's own call (Fail): destroy it after that returns.
     asio::post(executor_, [stream = std::move(stream_), port = std::move(stream_port_)] {});
   }
-  asio::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  socket_.Close();  // TLS: close_notify, bounded (transport.h)
   timer_.cancel();
   seq_.Clear();
   snapshot_.reset();

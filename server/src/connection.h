@@ -28,6 +28,7 @@
 #include "sequencer.h"
 #include "server_context.h"
 #include "stream.h"
+#include "transport.h"
 
 namespace cairn::server {
 
@@ -36,7 +37,7 @@ struct RequestTable;
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(asio::ip::tcp::socket socket, ServerContext& ctx);
+  Connection(Transport socket, ServerContext& ctx);
   ~Connection();
 
   void Start();  // REQUIRES: running on executor()
@@ -57,6 +58,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   using Clock = std::chrono::steady_clock;
+  void OnTransportStarted(const asio::error_code& ec);  // TLS: the handshake's end
   void DoRead();
   void OnRead(const asio::error_code& ec, size_t n);
   void ProcessInput();          // parses and handles the complete frames buffered
@@ -192,7 +194,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Ends a turn of the event loop: releases the read snapshot, records latencies.
   void FinishTurn();
 
-  asio::ip::tcp::socket socket_;
+  Transport socket_;  // plain TCP or TLS (transport.h)
   const asio::any_io_executor executor_;  // the socket's, for other threads to post to
   ServerContext& ctx_;
   asio::steady_timer timer_;

@@ -501,6 +501,12 @@ void BuildStats(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const ServerSt
   counter("streams.snapshot", stats.snapshot_streams);
   counter("streams.follow", stats.follow_streams);
   counter("snapshot.bytes", stats.snapshot_bytes);
+  counter("tls.handshakes", stats.tls_handshakes);
+  counter("tls.handshake_failures", stats.tls_handshake_failures);
+  counter("tls.plaintext_refused", stats.tls_plaintext_refused);
+  counter("tls.client_certs", stats.tls_client_certs);
+  counter("tls.reloads", stats.tls_reloads);
+  counter("tls.reload_failures", stats.tls_reload_failures);
   counter("epoch", engine.epoch);
   counter("epoch.highest_seen", engine.highest_epoch_seen);
   counter("fenced", engine.fenced ? 1 : 0);

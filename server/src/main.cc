@@ -227,6 +227,21 @@ int main(int argc, char** argv) {
   app.add_option("--replica-timeout", replica_timeout_ms,
                  "Milliseconds a write with `replicas` but no timeout of its own waits")
       ->capture_default_str();
+  std::string tls_client_auth = "none";
+  app.add_option("--tls-cert", opts.tls.cert_file,
+                 "Serve TLS only, with this certificate (PEM; the server's first, then its "
+                 "chain); reloaded on SIGHUP")
+      ->option_text("FILE");
+  app.add_option("--tls-key", opts.tls.key_file, "The private key of --tls-cert (PEM)")
+      ->option_text("FILE");
+  app.add_option("--tls-ca", opts.tls.ca_file,
+                 "CA certificates (PEM) that client certificates must chain to (mutual TLS)")
+      ->option_text("FILE");
+  app.add_option("--tls-client-auth", tls_client_auth,
+                 "Client certificates: none (not asked for), optional (checked if sent), "
+                 "require (a connection without a valid one is refused); needs --tls-ca")
+      ->check(CLI::IsMember({"none", "optional", "require"}))
+      ->capture_default_str();
   // The child cairnd runs for a check (verifier.h); not for people.
   app.add_flag("--verify-child", verify_child)->group("");
   CLI11_PARSE(app, argc, argv);
@@ -256,6 +271,11 @@ int main(int argc, char** argv) {
   }
   if (hello_seconds == 0 || frame_seconds == 0 || idle_seconds == 0) {
     std::fprintf(stderr, "cairnd: --hello-timeout, --frame-timeout and --idle-timeout must be at least 1\n");
+    return 2;
+  }
+  cairn::server::ParseClientAuth(tls_client_auth, &opts.tls.client_auth);
+  if (cairn::Status s = cairn::server::CheckTlsOptions(opts.tls); !s.ok()) {
+    std::fprintf(stderr, "cairnd: %s\n", s.message().c_str());
     return 2;
   }
   opts.max_frame = uint32_t(frame_bytes);
@@ -361,6 +381,23 @@ int main(int argc, char** argv) {
           signals.async_wait(on_signal);
         };
     signals.async_wait(on_signal);
+    // SIGHUP: the TLS certificate and key (and CA) are read again (docs/security.md).
+    asio::signal_set hangups(server.main_context(), SIGHUP);
+    std::function<void(const asio::error_code&, int)> on_hangup =
+        [&](const asio::error_code& ec, int) {
+          if (ec) return;
+          if (!opts.tls.enabled()) {
+            spdlog::info("SIGHUP: nothing to reload (no --tls-cert)");
+          } else if (cairn::Status s = server.ReloadTls(); s.ok()) {
+            spdlog::info("SIGHUP: reloaded the TLS certificate {} and key {}; new connections "
+                         "use them", opts.tls.cert_file, opts.tls.key_file);
+          } else {
+            spdlog::error("SIGHUP: TLS reload failed, keeping the previous certificate: {}",
+                          s.ToString());
+          }
+          hangups.async_wait(on_hangup);
+        };
+    hangups.async_wait(on_hangup);
 
     if (!port_file.empty() && bound_port == 0) {
       std::string error;
@@ -373,11 +410,14 @@ int main(int argc, char** argv) {
     }
     spdlog::info(
         "cairnd ready: listening on {}:{} (data {}, last commit {}, {} IO threads, durability {}, "
-        "max size {}, max frame {}{})",
+        "max size {}, max frame {}{}{})",
         ep.address().to_string(), ep.port(), opts.data_dir, last_commit,
         opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), durability,
         Human(opts.engine.max_size), Human(opts.max_frame),
-        replica ? ", replica of " + opts.replica_of : std::string());
+        replica ? ", replica of " + opts.replica_of : std::string(),
+        opts.tls.enabled() ? std::string(", TLS only, client certificates ") +
+                                 cairn::server::ClientAuthName(opts.tls.client_auth)
+                           : std::string());
     if (cairn::EngineStats es = server.engine().Stats(); es.epoch_started_at_open) {
       spdlog::warn("the database in {} was copied from another node (a restored backup or a "
                    "copied data.mdb): it started epoch {} of its own from commit {}, so that "

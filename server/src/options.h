@@ -10,6 +10,17 @@
 
 namespace cairn::server {
 
+// TLS (tls.h, docs/security.md "TLS"): on when cert_file is set.
+enum class ClientAuth { kNone, kOptional, kRequire };
+
+struct TlsOptions {
+  std::string cert_file;  // PEM: the server's certificate, then its chain
+  std::string key_file;   // PEM: its private key
+  std::string ca_file;    // PEM: CAs that client certificates are checked against
+  ClientAuth client_auth = ClientAuth::kNone;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerOptions {
   std::string data_dir = "./cairn-data";
   std::string listen = "127.0.0.1:7420";  // port 0: any free port (logged when ready)
@@ -37,6 +48,7 @@ struct ServerOptions {
   std::chrono::seconds replica_keep{3600};
   // A Txn with `replicas` but no replica_timeout_ms waits at most this long.
   std::chrono::milliseconds replica_timeout{5000};
+  TlsOptions tls;
 };
 
 }  // namespace cairn::server

@@ -2,10 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <array>
-#include <functional>
 
 #include "connection.h"
+#include "transport.h"
 
 namespace cairn::server {
 
@@ -62,7 +61,39 @@ bool ParseHostPort(const std::string& s, std::string* host, std::string* port) {
   return !host->empty() && port->find_first_not_of("0123456789") == std::string::npos;
 }
 
+namespace {
+
+std::string ErrorFrame(const Status& s) {
+  flatbuffers::FlatBufferBuilder fbb;
+  BuildError(fbb, 0, s, /*protocol=*/1);
+  std::string frame(wire::kFrameHeaderSize, '\0');
+  wire::StoreFrameHeader(frame.data(), fbb.GetSize());
+  frame.append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  return frame;
+}
+
+}  // namespace
+
+Status Server::ReloadTls() {
+  if (!tls_) return Status(Code::kBadRequest, "this server does not serve TLS (no --tls-cert)");
+  Status s = tls_->Reload();
+  (s.ok() ? stats_.tls_reloads : stats_.tls_reload_failures)++;
+  return s;
+}
+
 Status Server::Start() {
+  if (options_.tls.enabled()) {
+    if (Status s = CheckTlsOptions(options_.tls); !s.ok()) return s;
+    tls_ = std::make_unique<TlsContexts>(options_.tls);
+    if (Status s = tls_->Load(); !s.ok()) return s;
+    tls_refusal_ = ErrorFrame(Status(Code::kUnavailable,
+                                     "this server requires TLS: connect with TLS (cairn --tls, "
+                                     "ClientOptions::tls)"));
+  } else {
+    tls_refusal_ = ErrorFrame(Status(Code::kBadRequest,
+                                     "this server does not serve TLS: connect without TLS, or "
+                                     "start cairnd with --tls-cert and --tls-key"));
+  }
   std::string host, port;
   if (!ParseHostPort(options_.listen, &host, &port)) {
     return Status(Code::kBadRequest, "--listen wants HOST:PORT, not '" + options_.listen + "'");
@@ -127,7 +158,10 @@ void Server::Admit(asio::ip::tcp::socket socket) {
   }
   stats_.connections_open++;
   stats_.connections_total++;
-  auto c = std::make_shared<Connection>(std::move(socket), ctx_);  // owns the slot now
+  // The TLS context current at accept: a reload affects the connections accepted after it.
+  Transport transport = tls_ ? Transport(std::move(socket), tls_->Current(), tls_refusal_)
+                             : Transport(std::move(socket), tls_refusal_);
+  auto c = std::make_shared<Connection>(std::move(transport), ctx_);  // owns the slot now
   std::shared_ptr<Connection> displaced;
   {
     std::lock_guard lock(ctx_.mu);
@@ -151,40 +185,17 @@ void Server::Admit(asio::ip::tcp::socket socket) {
 
 void Server::Reject(asio::ip::tcp::socket socket) {
   stats_.connections_refused++;
-  flatbuffers::FlatBufferBuilder fbb;
-  BuildError(fbb, 0, Status(Code::kUnavailable, "too many connections (limit " +
-                                                    std::to_string(options_.max_connections) + ")"),
-             /*protocol=*/1);
-  auto frame = std::make_shared<std::string>(wire::kFrameHeaderSize, '\0');
-  wire::StoreFrameHeader(frame->data(), fbb.GetSize());
-  frame->append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
-  auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
-  // Send the error, stop sending, and read (and drop) what the client sent until it
-  // closes or a second passes: closing with unread data would reset the connection and
-  // might destroy the error before the client reads it.
-  asio::async_write(*sock, asio::buffer(*frame), [sock, frame](const asio::error_code& ec, size_t) {
+  if (tls_) {
+    // No handshake is spent on a connection refused, and a TLS client cannot read a
+    // plaintext error: closed at once (the client sees the handshake end).
     asio::error_code ignored;
-    if (ec) return sock->close(ignored);
-    sock->shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-    auto timer = std::make_shared<asio::steady_timer>(sock->get_executor(), std::chrono::seconds(1));
-    timer->async_wait([sock](const asio::error_code&) {
-      asio::error_code ignored;
-      sock->close(ignored);
-    });
-    auto buf = std::make_shared<std::array<char, 512>>();
-    auto drain = std::make_shared<std::function<void(const asio::error_code&, size_t)>>();
-    *drain = [sock, timer, buf, drain](const asio::error_code& ec, size_t) {
-      if (ec) {
-        timer->cancel();
-        asio::error_code ignored;
-        sock->close(ignored);
-        *drain = nullptr;  // breaks the cycle through the captured `drain`
-        return;
-      }
-      sock->async_read_some(asio::buffer(*buf), *drain);
-    };
-    sock->async_read_some(asio::buffer(*buf), *drain);
-  });
+    socket.close(ignored);
+    return;
+  }
+  SendErrorAndClose(std::move(socket),
+                    ErrorFrame(Status(Code::kUnavailable,
+                                      "too many connections (limit " +
+                                          std::to_string(options_.max_connections) + ")")));
 }
 
 void Server::RefreshReplicas() {

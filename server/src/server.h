@@ -14,6 +14,7 @@
 #include "stats.h"
 #include "checker.h"
 #include "replicas.h"
+#include "tls.h"
 #include "writer.h"
 
 namespace cairn::server {
@@ -32,6 +33,11 @@ class Server {
   // Blocks until the IO threads have stopped, then closes the writer and the engine
   // (the io_contexts live on until the Server is destroyed).
   void Wait();
+
+  // TLS (--tls-cert): reads the certificate, key and CA files again; new connections use
+  // the new context, open ones keep theirs. On failure the old context stays and the
+  // status says why. Thread-safe. A server without TLS answers kBadRequest.
+  Status ReloadTls();
 
   // The io_context that runs signal handling and the acceptor.
   asio::io_context& main_context() { return *contexts_[0]; }
@@ -61,6 +67,9 @@ class Server {
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
+  std::unique_ptr<TlsContexts> tls_;  // set with --tls-cert
+  std::string tls_refusal_;  // the framed Error for a plaintext client on the TLS port,
+                             // or for a TLS client on the plaintext port
   std::unique_ptr<ReplicaRegistry> replicas_;  // before contexts_: their timers refer to it
   ServerContext ctx_;
   std::function<void()> before_close_;

@@ -47,6 +47,14 @@ struct ServerStats {
   std::atomic<uint64_t> auth_failures{0};      // exchanges that failed (wrong password, ...)
   std::atomic<uint64_t> auth_required{0};      // requests refused for coming before authentication
   std::atomic<uint64_t> permission_denied{0};  // requests refused for want of a permission
+  // TLS (tls.h): handshakes completed and failed, plaintext clients refused on the TLS
+  // port, client certificates verified, context reloads done and refused.
+  std::atomic<uint64_t> tls_handshakes{0};
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<uint64_t> tls_plaintext_refused{0};
+  std::atomic<uint64_t> tls_client_certs{0};
+  std::atomic<uint64_t> tls_reloads{0};
+  std::atomic<uint64_t> tls_reload_failures{0};
 };
 
 // Counters and summaries that live outside ServerStats (replication: replicas.h,

@@ -461,7 +461,10 @@ TEST_F(ProtocolRulesTest, StatsReportTheDocumentedCountersAndLatencies) {
                                    "snapshot.bytes", "epoch", "epoch.highest_seen", "fenced",
                                    "log.hold", "replicas.connected", "replicas.known",
                                    "replicas.lag_commits_max", "replicas.lag_ms_max",
-                                   "replicas.sync_waiting", "replicas.sync_timeouts"}));
+                                   "replicas.sync_waiting", "replicas.sync_timeouts",
+                                   "tls.handshakes", "tls.handshake_failures",
+                                   "tls.plaintext_refused", "tls.client_certs", "tls.reloads",
+                                   "tls.reload_failures"}));
   EXPECT_EQ(latencies,
             (std::set<std::string>{"hello", "ping", "read", "write", "catalog", "stats", "verify"}));
   EXPECT_EQ(r->reply_as_Stats()->batch_sizes()->op()->str(), "group_commit_batch");
