@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "auth.h"
+#include "auth_throttle.h"
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
 #include "catalog_reply.h"
