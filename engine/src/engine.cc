@@ -618,6 +618,19 @@ Status Engine::CreateCollection(std::string_view name) {
   }, internal::kCatalogNeed);
 }
 
+Status Engine::CreateSystemCollection(std::string_view name) {
+  if (name.empty() || name[0] != '$') {
+    return Status(Code::kBadRequest, "a system collection's name starts with '$'");
+  }
+  if (Status s = internal::CheckName("collection", name.substr(1)); !s.ok()) return s;
+  if (DescribeCollection(name).ok()) return Status::Ok();
+  return impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
+    Status s = impl_->CreateCollectionIn(txn, next, name, impl_->last_commit_ + 1);
+    if (s.ok()) log.CreateCollection(name);
+    return s;
+  }, internal::kCatalogNeed);
+}
+
 Status Engine::DropCollection(std::string_view name) {
   Status s = impl_->CommitCatalogChange([&](MDB_txn* txn, Catalog& next, LogEntryBuilder& log) {
     Status s = impl_->DropCollectionIn(txn, next, name);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cairn/engine/engine.h"
@@ -120,6 +121,8 @@ class AuthStore {
   std::vector<Role> ListRoles();  // built-in first, then stored, by name
 
  private:
+  std::pair<std::vector<User>, std::vector<Role>> Snapshot();
+
   Engine& engine_;
   std::mutex mu_;
   std::vector<User> users_;  // guarded by mu_, sorted by name

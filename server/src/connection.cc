@@ -75,6 +75,11 @@ Connection::Connection(Transport socket, ServerContext& ctx)
   asio::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown" : ep.address().to_string();
+  asio::ip::address a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  }
+  loopback_ = !ec && a.is_loopback();
 }
 
 Connection::~Connection() {

@@ -85,6 +85,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnReplication(const wire::RequestFrame& f, Clock::time_point received);
   void OnAuthStart(const wire::RequestFrame& f, Clock::time_point received);
   void OnAuthContinue(const wire::RequestFrame& f, Clock::time_point received);
+  void OnListUsers(const wire::RequestFrame& f, Clock::time_point received);
+  void OnListRoles(const wire::RequestFrame& f, Clock::time_point received);
 
   // Authentication (docs/security.md). Whether this connection must still authenticate:
   // the server has users and it has not.
@@ -249,6 +251,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<scram::Server> scram_;        // the exchange under way
   asio::steady_timer auth_timer_;               // holds an answer back (AuthThrottle)
   std::string peer_;                            // the client's address, for logs and throttling
+  bool loopback_ = false;                       // the client connected over loopback
   // Where this connection is in ctx_.handshaking, if it is; guarded by ctx_.mu.
   std::optional<ServerContext::HandshakeList::iterator> handshake_pos_;
 };

@@ -7,6 +7,7 @@
 #include "cairn/protocol/frame.h"
 #include "cairn_generated.h"
 #include "catalog_reply.h"
+#include "user_requests.h"
 #include "connection.h"
 #include "fault.h"
 #include "follower.h"
@@ -229,9 +230,26 @@ void Connection::OnGet(const wire::RequestFrame& f, Clock::time_point received) 
 
 void Connection::OnListCollections(const wire::RequestFrame& f, Clock::time_point received) {
   auto l = f.request_as_ListCollections();  // may be absent: no fields set
-  SendOrError(f.id(), BuildCollectionsPage(fbb_, f.id(), ctx_.engine->ListCollections(),
+  // The server's own collections are never listed; with users, only those the user may read.
+  std::vector<CollectionInfo> all = ctx_.engine->ListCollections();
+  std::erase_if(all, [&](const CollectionInfo& c) {
+    return IsSystemCollection(c.name) || (principal_ && !principal_->Allows(kPermRead, c.name));
+  });
+  SendOrError(f.id(), BuildCollectionsPage(fbb_, f.id(), std::move(all),
                                            l ? View(l->after()) : std::string_view(),
                                            /*paged=*/protocol_ >= 3, ctx_.options->max_frame));
+  Record(RequestKind::kCatalog, received);
+}
+
+void Connection::OnListUsers(const wire::RequestFrame& f, Clock::time_point received) {
+  BuildUsersReply(fbb_, f.id(), ctx_.auth->ListUsers());
+  Send(f.id());
+  Record(RequestKind::kCatalog, received);
+}
+
+void Connection::OnListRoles(const wire::RequestFrame& f, Clock::time_point received) {
+  BuildRolesReply(fbb_, f.id(), ctx_.auth->ListRoles());
+  Send(f.id());
   Record(RequestKind::kCatalog, received);
 }
 
@@ -316,6 +334,12 @@ Status Connection::Admit(const RequestRow& row, const wire::RequestFrame& f) {
                   std::string(wire::EnumNameRequest(f.request_type())) +
                       " before authentication: this server has users; connect with a user and "
                       "password (cairn --user, ClientOptions::user)");
+  }
+  if (row.kind == wire::Request::CreateUser && !principal_ && !loopback_) {
+    // A server without users is open; its first user is made where only its own host can.
+    return Status(Code::kPermissionDenied,
+                  "this server has no users yet: create the first one over loopback (cairn "
+                  "user create on the server's host) or with cairnd --init-admin");
   }
   return CheckAccess(row, principal_.get(), f);
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,7 @@
 
 #include "cairn/protocol/codes.h"
 #include "cairn/protocol/frame.h"
+#include "cairn/protocol/scram.h"
 #include "cairn_generated.h"
 #include "convert.h"
 #include "frame_buffer.h"
@@ -273,19 +275,10 @@ awaitable<void> Follower::Run() {
     session_ = std::make_shared<Session>(io_, options_.max_frame);
     std::shared_ptr<Session> s = session_;
     Status st = co_await s->Connect(options_.primary);
-    if (st.ok()) {
-      flatbuffers::FlatBufferBuilder fbb;
-      auto hello = wire::CreateHello(fbb, wire::kProtocolVersion,
-                                     fbb.CreateString("cairnd replica " + options_.name));
-      fbb.Finish(wire::CreateRequestFrame(fbb, 1, wire::Request::Hello, hello.Union()));
-      st = co_await s->Write(fbb);
-      const wire::ResponseFrame* r = nullptr;
-      if (st.ok()) st = co_await s->Next(&r);
-      if (st.ok()) st = ErrorOf(r);
-      if (st.ok() && (r->reply_type() != wire::Reply::HelloReply ||
-                      r->reply_as_HelloReply()->protocol_version() < 5)) {
-        st = Status(Code::kBadRequest, "the primary does not speak protocol 5 (replication)");
-      }
+    if (st.ok()) st = co_await Handshake(*s, "cairnd replica " + options_.name);
+    if (st.code() == Code::kAuthFailed) {
+      spdlog::error("the primary {} refused this replica's credentials: {} (--replica-user, "
+                    "--replica-password-file)", options_.primary, st.message());
     }
     bool swap = false;
     if (st.ok()) {
@@ -328,6 +321,57 @@ awaitable<void> Follower::Run() {
   }
 }
 
+
+awaitable<Status> Follower::Handshake(Session& s, const std::string& client) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto hello = wire::CreateHello(fbb, wire::kProtocolVersion, fbb.CreateString(client));
+  fbb.Finish(wire::CreateRequestFrame(fbb, 1, wire::Request::Hello, hello.Union()));
+  Status st = co_await s.Write(fbb);
+  const wire::ResponseFrame* r = nullptr;
+  if (st.ok()) st = co_await s.Next(&r);
+  if (st.ok()) st = ErrorOf(r);
+  if (!st.ok()) co_return st;
+  uint32_t version = r->reply_type() == wire::Reply::HelloReply
+                         ? r->reply_as_HelloReply()->protocol_version() : 0;
+  if (version < 5) {
+    co_return Status(Code::kBadRequest, "the primary does not speak protocol 5 (replication)");
+  }
+  if (options_.user.empty()) co_return Status::Ok();
+  if (version < 6) {
+    co_return Status(Code::kBadRequest, "the primary does not speak protocol 6 (authentication), "
+                                        "so --replica-user cannot be used with it");
+  }
+  // SCRAM-SHA-256 (docs/security.md): the same exchange as libcairn's.
+  scram::Client scram(options_.user, options_.password);
+  std::string first = scram.Start();
+  auto bytes = [&](const std::string& m) {
+    return fbb.CreateVector(reinterpret_cast<const uint8_t*>(m.data()), m.size());
+  };
+  fbb.Clear();
+  auto start = wire::CreateAuthStart(fbb, fbb.CreateString(scram::kMechanism), bytes(first));
+  fbb.Finish(wire::CreateRequestFrame(fbb, 2, wire::Request::AuthStart, start.Union()));
+  st = co_await s.Write(fbb);
+  if (st.ok()) st = co_await s.Next(&r);
+  if (st.ok()) st = ErrorOf(r);
+  if (!st.ok()) co_return st;
+  if (!r->reply_as_AuthChallenge()) co_return Status(Code::kBadRequest, "no AuthChallenge");
+  std::string error;
+  std::optional<std::string> final = scram.Challenge(View(r->reply_as_AuthChallenge()->message()),
+                                                     &error);
+  if (!final) co_return Status(Code::kAuthFailed, "the primary's challenge: " + error);
+  fbb.Clear();
+  auto cont = wire::CreateAuthContinue(fbb, bytes(*final));
+  fbb.Finish(wire::CreateRequestFrame(fbb, 3, wire::Request::AuthContinue, cont.Union()));
+  st = co_await s.Write(fbb);
+  if (st.ok()) st = co_await s.Next(&r);
+  if (st.ok()) st = ErrorOf(r);
+  if (!st.ok()) co_return st;
+  if (!r->reply_as_AuthOk() || !scram.Verify(View(r->reply_as_AuthOk()->message()), &error)) {
+    co_return Status(Code::kAuthFailed, "the primary did not prove it knows this replica's "
+                                        "credentials: " + error);
+  }
+  co_return Status::Ok();
+}
 
 // --- Bootstrap.
 
@@ -558,7 +602,13 @@ awaitable<Status> Follower::Apply(Session& s, std::vector<RawLogEntry>* batch) {
   }
   state_.applied_batches++;
   state_.applied_commits += batch->size();
+  // Entries name their collections verbatim (docs/storage.md): a batch that never names a
+  // system collection left users and roles as they were. A false match costs a reload.
+  bool system = std::any_of(batch->begin(), batch->end(), [](const RawLogEntry& e) {
+    return e.data.find("$users") != std::string::npos || e.data.find("$roles") != std::string::npos;
+  });
   batch->clear();
+  if (system && options_.on_system_change) options_.on_system_change();
   commits_.Notify();  // watchers and followers of this replica
   const uint64_t applied = engine_.LastCommit();
   // The lag of this batch: how long ago its oldest commit was made on the primary.
@@ -619,15 +669,11 @@ void Follower::Promote(std::function<void(Result<EpochStart>)> done) {
 awaitable<void> Follower::TellOldPrimary(uint64_t epoch) {
   Session s(io_, options_.max_frame);
   Status st = co_await s.Connect(options_.primary);
+  if (st.ok()) st = co_await Handshake(s, "cairnd promote");
   if (st.ok()) {
     flatbuffers::FlatBufferBuilder fbb;
-    auto hello = wire::CreateHello(fbb, wire::kProtocolVersion, fbb.CreateString("cairnd promote"));
-    fbb.Finish(wire::CreateRequestFrame(fbb, 1, wire::Request::Hello, hello.Union()));
-    st = co_await s.Write(fbb);
     const wire::ResponseFrame* r = nullptr;
-    if (st.ok()) st = co_await s.Next(&r);
-    if (st.ok()) {
-      fbb.Clear();
+    {
       auto f = wire::CreateFollow(fbb, 1, 0, 0, fbb.CreateString(options_.name),
                                   fbb.CreateString(options_.address), epoch);
       fbb.Finish(wire::CreateRequestFrame(fbb, 2, wire::Request::Follow, f.Union()));

@@ -67,6 +67,13 @@ struct FollowerOptions {
   // How long a batch may wait for more commits once nothing more is waiting in the socket
   // (0: apply at once). Fewer fsyncs for a little lag: for a replica on the primary's disk.
   std::chrono::microseconds apply_delay{0};
+  // Called (on the follower's thread) after a batch that wrote to a system collection
+  // ('$users', '$roles'): the server reloads its users and roles (Server::UsersChanged).
+  std::function<void()> on_system_change;
+  // The primary's user for this replica (a role with `replication`), when it has users:
+  // each connection to it authenticates with SCRAM-SHA-256 after its Hello.
+  std::string user;
+  std::string password;
 };
 
 class Follower {
@@ -112,6 +119,8 @@ class Follower {
   asio::awaitable<void> Run();
   // A Snapshot into <data>/.bootstrap/, every chunk and the whole checked; *swap once it
   // is complete there.
+  // Hello, and authentication when a user is set; `client` names this end to the primary.
+  asio::awaitable<Status> Handshake(Session& s, const std::string& client);
   asio::awaitable<Status> Bootstrap(Session& s, bool* swap);
   // Follow from LastCommit() + 1 and apply what arrives, until the connection fails.
   asio::awaitable<Status> Follow(Session& s);

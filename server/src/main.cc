@@ -8,7 +8,9 @@
 #include <cstring>
 #include <spdlog/spdlog.h>
 
+#include "auth.h"
 #include "cairn/engine/engine.h"
+#include "cairn/protocol/scram.h"
 #include "follower.h"
 #include "restore.h"
 #include "server.h"
@@ -122,6 +124,54 @@ int VerifyOffline(const cairn::server::ServerOptions& opts, bool json) {
     }
   }
   return r.ok() ? 0 : 1;
+}
+
+// A password from a file: its content, one trailing newline (and CR) removed. Refuses an
+// unreadable or empty file, and one of more than 1024 bytes (not a password file).
+cairn::Status ReadPasswordFile(const std::string& path, std::string* password) {
+  using cairn::Code;
+  using cairn::Status;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Status(Code::kBadRequest, "cannot read " + path + ": " + std::strerror(errno));
+  password->clear();
+  char buf[512];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0 && password->size() <= 1024;) {
+    password->append(buf, n);
+  }
+  std::fclose(f);
+  if (!password->empty() && password->back() == '\n') password->pop_back();
+  if (!password->empty() && password->back() == '\r') password->pop_back();
+  if (password->empty()) return Status(Code::kBadRequest, path + " is empty");
+  if (password->size() > 1024) return Status(Code::kBadRequest, path + " holds more than 1024 bytes");
+  return Status::Ok();
+}
+
+// --init-admin: the first user, with the role admin, before the server serves.
+cairn::Status InitAdmin(cairn::server::Server& server, const std::string& name,
+                        const std::string& password_file) {
+  using cairn::Code;
+  using cairn::Status;
+  if (password_file.empty()) return Status(Code::kBadRequest, "needs --admin-password-file");
+  cairn::server::AuthStore& auth = server.auth();
+  if (auth.Credentials(name)) {
+    spdlog::info("--init-admin: user '{}' exists already; nothing to do", name);
+    return Status::Ok();
+  }
+  if (auth.enabled()) {
+    return Status(Code::kAlreadyExists,
+                  "this database has users already, and '" + name +
+                      "' is not one of them; manage users with cairn user (as an admin)");
+  }
+  std::string password;
+  if (Status s = ReadPasswordFile(password_file, &password); !s.ok()) return s;
+  cairn::server::User admin;
+  admin.name = name;
+  admin.roles = {"admin"};
+  admin.credentials = cairn::scram::MakeCredentials(password);
+  if (Status s = auth.CreateUser(server.engine(), admin); !s.ok()) return s;
+  spdlog::info("--init-admin: created user '{}' with the role admin; connections must now "
+               "authenticate", name);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -242,6 +292,28 @@ int main(int argc, char** argv) {
                  "require (a connection without a valid one is refused); needs --tls-ca")
       ->check(CLI::IsMember({"none", "optional", "require"}))
       ->capture_default_str();
+  app.add_flag("--insecure", opts.insecure,
+               "Serve a database without users on a non-loopback address: anyone who can "
+               "reach it may read, change and drop everything (docs/security.md)");
+  std::string init_admin, admin_password_file;
+  app.add_option("--init-admin", init_admin,
+                 "Before serving, create this user with the role admin, if the database has "
+                 "no users (nothing happens if the user exists; refused if other users do); "
+                 "needs --admin-password-file")
+      ->option_text("NAME");
+  app.add_option("--admin-password-file", admin_password_file,
+                 "The --init-admin user's password: the file's content, one trailing newline "
+                 "removed")
+      ->option_text("FILE");
+  std::string replica_password_file;
+  app.add_option("--replica-user", opts.replica_user,
+                 "With --replica-of: the primary's user to follow it as (a role with the "
+                 "replication permission), when the primary has users")
+      ->option_text("NAME");
+  app.add_option("--replica-password-file", replica_password_file,
+                 "The --replica-user's password: the file's content, one trailing newline "
+                 "removed")
+      ->option_text("FILE");
   // The child cairnd runs for a check (verifier.h); not for people.
   app.add_flag("--verify-child", verify_child)->group("");
   CLI11_PARSE(app, argc, argv);
@@ -304,6 +376,18 @@ int main(int argc, char** argv) {
   // A record must fit in a response with room to spare.
   opts.engine.max_value_size = opts.max_frame / 2 - 1024;
 
+  std::string replica_password;
+  if (!opts.replica_user.empty() || !replica_password_file.empty()) {
+    cairn::Status s = opts.replica_user.empty() || replica_password_file.empty()
+                          ? cairn::Status(cairn::Code::kBadRequest,
+                                          "--replica-user and --replica-password-file go together")
+                          : ReadPasswordFile(replica_password_file, &replica_password);
+    if (!s.ok()) {
+      std::fprintf(stderr, "cairnd: %s\n", s.message().c_str());
+      return 2;
+    }
+  }
+
   ::signal(SIGPIPE, SIG_IGN);
   // A replica's server is restarted in place after a bootstrap: the snapshot replaces the
   // data file while the engine is closed (Follower::FinishBootstrap), on the same port.
@@ -348,6 +432,9 @@ int main(int argc, char** argv) {
       fo.name = opts.replica_name;
       fo.max_frame = opts.max_frame;
       fo.apply_delay = std::chrono::microseconds(int64_t(replica_apply_delay_ms * 1000));
+      fo.on_system_change = [&server] { server.UsersChanged(); };
+      fo.user = opts.replica_user;
+      fo.password = replica_password;
       follower = std::make_unique<cairn::server::Follower>(
           fo, server.engine(), server.commits(), replica_state, [&] {
             asio::post(server.main_context(), [&] {
@@ -356,6 +443,17 @@ int main(int argc, char** argv) {
             });
           });
       server.SetFollower(follower.get(), [&] { follower->Stop(); });
+    }
+    if (!init_admin.empty() && replica) {
+      spdlog::error("--init-admin on a replica: a replica has its primary's users; create "
+                    "them there");
+      return 1;
+    }
+    if (!init_admin.empty() && bound_port == 0) {
+      if (cairn::Status s = InitAdmin(server, init_admin, admin_password_file); !s.ok()) {
+        spdlog::error("--init-admin: {}", s.ToString());
+        return 1;
+      }
     }
     if (cairn::Status s = server.Start(); !s.ok()) {
       spdlog::error("cannot start: {}", s.ToString());

@@ -43,12 +43,16 @@ struct ServerOptions {
   // Replication (docs/replication.md). A replica follows replica_of (HOST:PORT).
   std::string replica_of;
   std::string replica_name;  // how the primary lists this replica; empty: its listen address
+  std::string replica_user;  // the primary's user this replica follows it as (auth on there)
   // A follower that went away still holds the change log this long (within
   // Options::replica_log_keep); then it bootstraps again if it comes back.
   std::chrono::seconds replica_keep{3600};
   // A Txn with `replicas` but no replica_timeout_ms waits at most this long.
   std::chrono::milliseconds replica_timeout{5000};
   TlsOptions tls;
+  // Protected mode (docs/security.md, "Safe defaults"): a server without users is open to
+  // whoever connects, so it only listens on loopback unless this is set (--insecure).
+  bool insecure = false;
 };
 
 }  // namespace cairn::server

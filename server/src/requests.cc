@@ -7,6 +7,7 @@
 #include "connection.h"
 #include "convert.h"
 #include "server_context.h"
+#include "user_requests.h"
 
 namespace cairn::server {
 
@@ -116,6 +117,29 @@ struct RequestTable {
         // The SCRAM exchange (auth.h, docs/security.md).
         {R::AuthStart, 6, false, true, Runs::kHere, Scope::kNone, 0, &C::OnAuthStart, nullptr},
         {R::AuthContinue, 6, false, true, Runs::kHere, Scope::kNone, 0, &C::OnAuthContinue,
+         nullptr},
+        // Users and roles (auth.h, user_requests.h): changes on the writer, in transactions.
+        {R::CreateUser, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &CreateUserJob},
+        {R::DropUser, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &DropUserJob},
+        {R::SetPassword, 6, false, false, Runs::kWriter, Scope::kOwnPassword, kPermUsers, nullptr,
+         &SetPasswordJob},
+        {R::GrantRole, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &GrantRoleJob},
+        {R::RevokeRole, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &RevokeRoleJob},
+        {R::CreateRole, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &CreateRoleJob},
+        {R::DropRole, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &DropRoleJob},
+        {R::GrantPermission, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers, nullptr,
+         &GrantPermissionJob},
+        {R::RevokePermission, 6, false, false, Runs::kWriter, Scope::kServer, kPermUsers,
+         nullptr, &RevokePermissionJob},
+        {R::ListUsers, 6, true, false, Runs::kHere, Scope::kServer, kPermUsers, &C::OnListUsers,
+         nullptr},
+        {R::ListRoles, 6, true, false, Runs::kHere, Scope::kServer, kPermUsers, &C::OnListRoles,
          nullptr},
     };
     std::array<const RequestRow*, kSize> index{};

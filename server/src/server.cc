@@ -2,9 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
-
+#include "auth.h"
+#include "auth_throttle.h"
+#include "cairn/protocol/scram.h"
 #include "connection.h"
 #include "transport.h"
+#include "user_requests.h"
 
 namespace cairn::server {
 
@@ -33,6 +36,11 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   ctx_.checker = checker_.get();
   ctx_.stats = &stats_;
   ctx_.options = &options_;
+  auth_ = std::make_unique<AuthStore>(*engine_);
+  throttle_ = std::make_unique<AuthThrottle>();
+  ctx_.auth = auth_.get();
+  ctx_.throttle = throttle_.get();
+  ctx_.scram_secret = scram::RandomBytes(32);
   // A response holds at most this much record data, and a page at most this many records
   // (each costs some framing), so that every response fits in a frame.
   ctx_.limits.max_result_bytes = options_.max_frame / 2;
@@ -81,6 +89,11 @@ Status Server::ReloadTls() {
   return s;
 }
 
+void Server::UsersChanged() {
+  auth_->Reload();
+  RecheckUsers(ctx_);
+}
+
 Status Server::Start() {
   if (options_.tls.enabled()) {
     if (Status s = CheckTlsOptions(options_.tls); !s.ok()) return s;
@@ -105,6 +118,17 @@ Status Server::Start() {
     return Status(Code::kBadRequest, "cannot resolve " + options_.listen + ": " + ec.message());
   }
   asio::ip::tcp::endpoint ep = *results.begin();
+  // A replica that has yet to copy a primary with users (it follows as one) will have them.
+  bool users_coming = !options_.replica_of.empty() && !options_.replica_user.empty() &&
+                      engine_->LastCommit() == 0;
+  if (!auth_->enabled() && !ep.address().is_loopback() && !options_.insecure && !users_coming) {
+    return Status(Code::kBadRequest,
+                  "this database has no users, so anyone who can reach " + options_.listen +
+                      " could read, change and drop everything: create the first admin "
+                      "(cairnd --init-admin NAME --password-file FILE, or cairn user create "
+                      "over loopback), listen on loopback (127.0.0.1), or pass --insecure to "
+                      "serve without authentication (docs/security.md)");
+  }
   acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(main_context());
   acceptor_->open(ep.protocol(), ec);
   if (!ec) acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);

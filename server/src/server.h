@@ -47,6 +47,10 @@ class Server {
   // threads have stopped and before the engine closes (to stop the follower).
   Engine& engine() { return *engine_; }
   CommitFeed& commits() { return commits_; }
+  // Users and roles (auth.h). A replica calls UsersChanged after applying commits that
+  // touched them: the store reloads, and connections of dropped users close.
+  AuthStore& auth() { return *auth_; }
+  void UsersChanged();
   void SetFollower(Follower* follower, std::function<void()> before_close) {
     ctx_.follower = follower;
     before_close_ = std::move(before_close);
@@ -67,6 +71,8 @@ class Server {
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
+  std::unique_ptr<AuthStore> auth_;
+  std::unique_ptr<AuthThrottle> throttle_;
   std::unique_ptr<TlsContexts> tls_;  // set with --tls-cert
   std::string tls_refusal_;  // the framed Error for a plaintext client on the TLS port,
                              // or for a TLS client on the plaintext port

@@ -5,6 +5,7 @@
 // falls behind the log's retention is ended with LogTruncated.
 #include <spdlog/spdlog.h>
 
+#include "auth.h"
 #include "cairn/protocol/codes.h"
 #include "cairn_generated.h"
 #include "convert.h"
@@ -68,6 +69,8 @@ class WatchStream : public Stream {
 
  private:
   bool Matches(const Change& c) const {
+    // The server's own records (users, roles: credentials) are never watched.
+    if (IsSystemCollection(c.collection)) return false;
     if (!collection_.empty() && c.collection != collection_) return false;
     if (c.kind != Change::kPut && c.kind != Change::kDelete) return true;
     return std::string_view(c.key).substr(0, prefix_.size()) == prefix_;

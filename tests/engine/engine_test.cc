@@ -235,6 +235,30 @@ TEST_F(EngineTest, BadCollectionNamesAreRefused) {
   }
 }
 
+TEST_F(EngineTest, SystemCollectionsNeedTheirOwnCallAndAreOtherwiseOrdinary) {
+  EXPECT_EQ(db_->CreateCollection("$users").code(), Code::kBadRequest);
+  EXPECT_EQ(db_->CreateSystemCollection("users").code(), Code::kBadRequest);
+  EXPECT_EQ(db_->CreateSystemCollection("$").code(), Code::kBadRequest);
+  EXPECT_EQ(db_->CreateSystemCollection("$has space").code(), Code::kBadRequest);
+  ASSERT_TRUE(db_->CreateSystemCollection("$users").ok());
+  uint64_t after_create = db_->LastCommit();
+  ASSERT_TRUE(db_->CreateSystemCollection("$users").ok());  // exists: nothing committed
+  EXPECT_EQ(db_->LastCommit(), after_create);
+  std::string doc = Doc(R"({"roles":["admin"]})");
+  TxnResult put = db_->Execute(Txn({PutOp{"$users", "alice", doc}}));
+  ASSERT_TRUE(put.status.ok()) << put.status.ToString();
+  TxnResult get = db_->Execute(Txn({GetOp{"$users", "alice"}}));
+  ASSERT_TRUE(get.status.ok() && get.results[0].found);
+  EXPECT_EQ(Json(get.results[0].records[0].value), R"({"roles":["admin"]})");
+  // Logged like any write, so replicas and backups carry it.
+  std::vector<LogEntry> log;
+  ASSERT_TRUE(db_->ReadLog(after_create, 10, 1 << 20, &log).ok());
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.back().changes.at(0).collection, "$users");
+  VerifyReport v = db_->Verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+}
+
 TEST_F(EngineTest, DroppedCollectionDataIsReclaimedInTheBackground) {
   TempDir dir;
   Options o;

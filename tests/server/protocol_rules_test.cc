@@ -464,7 +464,8 @@ TEST_F(ProtocolRulesTest, StatsReportTheDocumentedCountersAndLatencies) {
                                    "replicas.sync_waiting", "replicas.sync_timeouts",
                                    "tls.handshakes", "tls.handshake_failures",
                                    "tls.plaintext_refused", "tls.client_certs", "tls.reloads",
-                                   "tls.reload_failures"}));
+                                   "tls.reload_failures", "auth.ok", "auth.failures",
+                                   "auth.required", "auth.permission_denied"}));
   EXPECT_EQ(latencies,
             (std::set<std::string>{"hello", "ping", "read", "write", "catalog", "stats", "verify"}));
   EXPECT_EQ(r->reply_as_Stats()->batch_sizes()->op()->str(), "group_commit_batch");

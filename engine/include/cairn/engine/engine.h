@@ -52,6 +52,13 @@ class Engine {
 
   // --- Catalog. Each call is one commit of its own (and one change-log entry).
   Status CreateCollection(std::string_view name);
+  // A collection for the server's own records (cairnd keeps users and roles in `$users`
+  // and `$roles`): the name is '$' followed by a valid collection name, which
+  // CreateCollection refuses, so no client can create, and a server that refuses requests
+  // naming '$' keeps them out of every client's reach. Otherwise an ordinary collection:
+  // its records are written in transactions, logged, replicated, backed up and digested.
+  // Ok if it exists already.
+  Status CreateSystemCollection(std::string_view name);
   // Removes the collection at once; its records are reclaimed in the background.
   Status DropCollection(std::string_view name);
   std::vector<CollectionInfo> ListCollections() const;
