@@ -1085,6 +1085,7 @@ int main(int argc, char** argv) {
     auto done = [](const std::string& fields) { std::printf("{%s}\n", fields.c_str()); };
     auto c_json = "\"collection\":" + Text(coll);
 
+    cli::CheckLogin(login);
     if (user_commands.chosen()) {
       return cli::RunUserCommand(user_commands, [&](uint32_t iterations) -> Client& {
         scram_iterations = iterations;

@@ -230,15 +230,17 @@ std::string ReadPasswordFile(const std::string& path) {
   return bytes;
 }
 
-void ApplyLogin(const LoginArgs& login, client::ClientOptions* options, const Prompt& prompt) {
-  if (login.user.empty()) {
-    if (!login.password_file.empty()) {
-      throw UsageError("a password file (--password-file or $CAIRN_PASSWORD_FILE) without a "
-                       "user (--user or $CAIRN_USER) to connect as; the password of a user "
-                       "being created or changed is --new-password-file");
-    }
-    return;
+void CheckLogin(const LoginArgs& login) {
+  if (login.user.empty() && !login.password_file.empty()) {
+    throw UsageError("a password file (--password-file or $CAIRN_PASSWORD_FILE) without a "
+                     "user (--user or $CAIRN_USER) to connect as; the password of a user "
+                     "being created or changed is --new-password-file");
   }
+}
+
+void ApplyLogin(const LoginArgs& login, client::ClientOptions* options, const Prompt& prompt) {
+  CheckLogin(login);
+  if (login.user.empty()) return;
   options->user = login.user;
   if (!login.password_file.empty()) {
     options->password = ReadPasswordFile(login.password_file);

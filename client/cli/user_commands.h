@@ -54,6 +54,10 @@ std::optional<std::string> PromptOnTerminal(const std::string& prompt);
 // UsageError for a file that cannot be read, or holds no password.
 std::string ReadPasswordFile(const std::string& path);
 
+// Refuses a login that cannot be right whatever the command: a password file without a
+// user. Throws UsageError. (ApplyLogin checks it too; this is for before the command runs.)
+void CheckLogin(const LoginArgs& login);
+
 // Sets options->user and ->password from the login: the password file, else a prompt on
 // the terminal. Nothing without a user. Throws UsageError: a password file without a user,
 // a user without a password file and no terminal to ask on, a file that cannot be read.
