@@ -26,6 +26,7 @@
 #include "cairn/client/client.h"
 #include "cairn/protocol/backup.h"
 #include "cairn/protocol/json.h"
+#include "user_commands.h"
 
 namespace {
 
@@ -38,18 +39,21 @@ enum Exit : int {
   kUsage = 2,       // bad arguments or input
   kServer = 3,      // connection or server failure
   kConstraint = 4,  // unique violation, already exists, replace of an absent record
-  kUnknown = 5,     // no such collection or index
+  kUnknown = 5,     // no such collection, index, user or role
   kBadBackup = 6,   // the backup file is damaged or not a backup (backup_commands.h)
+  kDenied = 7,      // authentication failed, or the user may not do this
 };
 
 constexpr const char* kExitCodes =
     "Exit codes: 0 success; 1 the record is absent or a condition failed; 2 usage "
     "(bad arguments or input); 3 connection, server or file failure; 4 constraint violation "
     "(unique index, already exists, replace of an absent record, a unique index build "
-    "over duplicates); 5 unknown collection or index; 6 the backup file is damaged, "
-    "truncated or not a cairn backup.";
+    "over duplicates, a user or role that exists already); 5 unknown collection, index, user "
+    "or role; 6 the backup file is damaged, truncated or not a cairn backup; 7 authentication "
+    "failed, or permission denied.";
 static_assert(int(kBadBackup) == cli::kBackupDamaged && int(kUsage) == cli::kBackupUsage &&
               int(kServer) == cli::kBackupIo);
+static_assert(int(kConstraint) == cli::kUserExists && int(kUnknown) == cli::kUserUnknown);
 
 struct Usage : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -70,6 +74,8 @@ Exit ExitFor(ErrorCode code) {
     case ErrorCode::kUnknownName: return kUnknown;
     case ErrorCode::kBadRequest:
     case ErrorCode::kTooLarge: return kUsage;
+    case ErrorCode::kAuthFailed:
+    case ErrorCode::kPermissionDenied: return kDenied;
     default: return kServer;
   }
 }
@@ -833,6 +839,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-server-name", tls_server_name,
                  "The name the server's certificate must have (default: the host of --addr; or "
                  "$CAIRN_TLS_SERVER_NAME); implies --tls");
+  // Authentication (docs/security.md): --user, --password-file, or $CAIRN_USER and
+  // $CAIRN_PASSWORD_FILE; never the password itself on the command line.
+  cli::LoginArgs login;
+  cli::AddLoginOptions(app, &login);
 
   std::string coll, key, json, index, fields, from, to, eq, file = "-", key_field = "id";
   std::optional<uint64_t> if_version;
@@ -960,6 +970,8 @@ int main(int argc, char** argv) {
   digest->add_flag("--json", digest_args.json, "Print JSON");
   cli::BackupCommands backup_commands;
   cli::AddBackupCommands(app, &backup_commands);
+  cli::UserCommands user_commands;
+  cli::AddUserCommands(app, &user_commands);
   std::string backup_file;
   auto* backup = app.add_subcommand(
       "backup", "Take a hot, consistent backup of the server's database into FILE (- for "
@@ -970,24 +982,35 @@ int main(int argc, char** argv) {
       ->required();
 
   // A misspelt command is named, with the nearest one (CLI11 would only say that an
-  // argument was not expected).
-  std::vector<std::string> commands;
-  for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+  // argument was not expected); so is a misspelt subcommand of a group (user, role).
+  CLI::App* level = &app;
+  std::string path;  // the commands so far: "", "user "
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--addr" || a == "--tls-ca" || a == "--tls-cert" || a == "--tls-key" ||
-        a == "--tls-server-name") {  // the top level's options with a value
-      i++;
+    if (!a.empty() && a[0] == '-') {
+      // An option of the top level (or of the group) that takes a value: skip the value.
+      for (CLI::App* l : {level, &app}) {
+        const CLI::Option* o = l->get_option_no_throw(a);
+        if (o && o->get_items_expected_min() > 0) {
+          i++;
+          break;
+        }
+      }
       continue;
     }
-    if (a.empty() || a[0] == '-') continue;
+    if (a.empty()) continue;
+    std::vector<std::string> commands;
+    for (const CLI::App* sub : level->get_subcommands({})) commands.push_back(sub->get_name());
     if (std::find(commands.begin(), commands.end(), a) == commands.end()) {
       std::string near = Nearest(a, commands);
-      Note("unknown command '" + a + "'; " +
-           (near.empty() ? "cairn --help lists them" : "did you mean '" + near + "'?"));
+      Note("unknown command '" + path + a + "'; " +
+           (near.empty() ? "cairn " + path + "--help lists them"
+                         : "did you mean '" + path + near + "'?"));
       return kUsage;
     }
-    break;
+    level = level->get_subcommand(a);
+    if (level->get_subcommands({}).empty()) break;
+    path += a + " ";
   }
 
   try {
@@ -1021,6 +1044,7 @@ int main(int argc, char** argv) {
     }
     // Connect only when needed, after the arguments have been checked.
     std::shared_ptr<Client> client;
+    uint32_t scram_iterations = 0;  // user create|passwd --iterations
     auto db = [&]() -> Client* {
       if (!client) {
         ClientOptions o;
@@ -1032,6 +1056,8 @@ int main(int argc, char** argv) {
         o.tls_cert = tls_cert;
         o.tls_key = tls_key;
         o.tls_server_name = tls_server_name;
+        if (scram_iterations) o.scram_iterations = scram_iterations;
+        cli::ApplyLogin(login, &o);
         client = Client::Connect(o);
       }
       return client.get();
@@ -1059,6 +1085,13 @@ int main(int argc, char** argv) {
     auto done = [](const std::string& fields) { std::printf("{%s}\n", fields.c_str()); };
     auto c_json = "\"collection\":" + Text(coll);
 
+    cli::CheckLogin(login);
+    if (user_commands.chosen()) {
+      return cli::RunUserCommand(user_commands, [&](uint32_t iterations) -> Client& {
+        scram_iterations = iterations;
+        return *db();
+      });
+    }
     if (*ping) {
       auto t0 = std::chrono::steady_clock::now();
       db()->Ping();
@@ -1242,6 +1275,9 @@ int main(int argc, char** argv) {
   } catch (const Usage& e) {
     Note(e.what());
     return kUsage;
+  } catch (const cli::UsageError& e) {
+    Note(e.what());
+    return kUsage;
   } catch (const Failure& e) {
     Note(e.what());
     return e.code;
@@ -1264,6 +1300,7 @@ int main(int argc, char** argv) {
       }
     }
     Note(where + std::string(ErrorCodeName(e.code())) + ": " + message);
+    if (user_commands.chosen()) return cli::UserCommandExit(e.code(), ExitFor(e.code()));
     return ExitFor(e.code());
   }
 }

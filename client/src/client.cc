@@ -260,6 +260,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
         call->id = codec::FrameId(call->frame);
       }
     }
+    if (call->protocol > protocol_) {
+      // An older server would refuse a request it does not know with a vaguer error.
+      return call->Fail(Error(ErrorCode::kBadRequest,
+                              std::string(call->name) + " needs a server that speaks protocol " +
+                                  std::to_string(call->protocol) + "; this one speaks " +
+                                  std::to_string(protocol_)));
+    }
     if (call->frame.size() - wire::kFrameHeaderSize > max_frame_) {
       // The server would refuse it and close the connection, failing the calls beside it.
       return call->Fail(Error(ErrorCode::kTooLarge,
@@ -420,6 +427,7 @@ void Client::Impl::Submit(CallPtr call) {
 }
 
 void Client::Impl::Dispatch(CallPtr call) {
+  if (call->refused) return call->Finish(call->refused);
   if (closing_) return call->Fail(Error(ErrorCode::kConnectionFailed, "the client is closed"));
   call->attempts++;
   if (call->channel != detail::kAnyChannel) {
@@ -539,7 +547,7 @@ uint32_t Client::protocol() const { return impl_->protocol_.load(std::memory_ord
 
 void detail::Submit(Client& client, std::shared_ptr<Call> call, size_t channel) {
   Client::Impl& impl = *client.impl_;
-  call->id = codec::FrameId(call->frame);
+  if (!call->refused) call->id = codec::FrameId(call->frame);
   call->channel = channel;
   call->deadline = Clock::now() + impl.options_.timeout + call->extra_time;
   if (impl.thread_.get_id() == std::this_thread::get_id()) {
@@ -580,10 +588,7 @@ T Wait(Client& client, const std::thread& io_thread, detail::Request<T> request)
           promise.set_exception(std::current_exception());
         }
       });
-  call->frame = std::move(request.frame);
-  call->write = request.write;
-  call->resendable = request.resendable;
-  call->extra_time = request.extra_time;
+  detail::Prepare(*call, request);
   detail::Submit(client, std::move(call), detail::kAnyChannel);
   return result.get();
 }
@@ -634,6 +639,45 @@ uint64_t Client::CreateIndex(std::string_view collection, const IndexSpec& spec)
 uint64_t Client::DropIndex(std::string_view collection, std::string_view index) {
   return Wait(*this, impl_->thread_, detail::DropIndexRequest(collection, index));
 }
+static_assert(ClientOptions{}.scram_iterations == scram::kDefaultIterations);
+
+uint64_t Client::CreateUser(std::string_view name, std::string_view password,
+                            const std::vector<std::string>& roles) {
+  return Wait(*this, impl_->thread_,
+              detail::CreateUserRequest(name, password, roles, options().scram_iterations));
+}
+uint64_t Client::DropUser(std::string_view name) {
+  return Wait(*this, impl_->thread_, detail::DropUserRequest(name));
+}
+uint64_t Client::SetPassword(std::string_view name, std::string_view password) {
+  return Wait(*this, impl_->thread_,
+              detail::SetPasswordRequest(name, password, options().scram_iterations));
+}
+uint64_t Client::GrantRole(std::string_view user, std::string_view role) {
+  return Wait(*this, impl_->thread_, detail::GrantRoleRequest(user, role));
+}
+uint64_t Client::RevokeRole(std::string_view user, std::string_view role) {
+  return Wait(*this, impl_->thread_, detail::RevokeRoleRequest(user, role));
+}
+std::vector<UserInfo> Client::ListUsers() {
+  return Wait(*this, impl_->thread_, detail::ListUsersRequest());
+}
+uint64_t Client::CreateRole(std::string_view name, const std::vector<Grant>& grants) {
+  return Wait(*this, impl_->thread_, detail::CreateRoleRequest(name, grants));
+}
+uint64_t Client::DropRole(std::string_view name) {
+  return Wait(*this, impl_->thread_, detail::DropRoleRequest(name));
+}
+uint64_t Client::GrantPermission(std::string_view role, const Grant& grant) {
+  return Wait(*this, impl_->thread_, detail::GrantPermissionRequest(role, grant));
+}
+uint64_t Client::RevokePermission(std::string_view role, const Grant& grant) {
+  return Wait(*this, impl_->thread_, detail::RevokePermissionRequest(role, grant));
+}
+std::vector<RoleInfo> Client::ListRoles() {
+  return Wait(*this, impl_->thread_, detail::ListRolesRequest());
+}
+
 DatabaseDigest Client::Digest(uint64_t at, std::chrono::milliseconds wait) {
   if (protocol() < internal::kStreamProtocol) {
     throw Error(ErrorCode::kBadRequest, "Digest needs a server that speaks protocol 5");

@@ -413,16 +413,18 @@ bool DecodePong(std::string_view payload, std::string_view) {
   return true;
 }
 
-}  // namespace codec
-
-namespace {
-
 uint64_t DecodeDone(std::string_view payload, std::string_view) {
-  auto r = codec::Response(payload);
+  auto r = Response(payload);
   auto d = r->reply_as_Done();
   if (!d) throw Error(ErrorCode::kProtocol, "expected Done");
   return d->commit();
 }
+
+}  // namespace codec
+
+namespace {
+
+using codec::DecodeDone;
 
 std::vector<CollectionInfo> DecodeCollections(std::string_view payload, std::string_view) {
   auto r = codec::Response(payload);

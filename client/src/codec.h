@@ -47,5 +47,7 @@ TxnResult DecodeTxnResult(std::string_view payload, std::string_view request = {
 std::optional<Record> DecodeGet(std::string_view payload, std::string_view request);
 uint64_t DecodeCommit(std::string_view payload, std::string_view request = {});
 bool DecodePong(std::string_view payload, std::string_view request = {});
+// The commit of a Done (catalog, user and role changes).
+uint64_t DecodeDone(std::string_view payload, std::string_view request = {});
 
 }  // namespace cairn::client::codec

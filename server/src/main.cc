@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
                  "no users (nothing happens if the user exists; refused if other users do); "
                  "needs --admin-password-file")
       ->option_text("NAME");
-  app.add_option("--admin-password-file", admin_password_file,
+  app.add_option("--admin-password-file,--password-file", admin_password_file,
                  "The --init-admin user's password: the file's content, one trailing newline "
                  "removed")
       ->option_text("FILE");

@@ -194,6 +194,7 @@ Status CheckTxn(const Principal* user, const wire::Txn& t) {
   }
   if (!t.ops()) return Status::Ok();
   for (const wire::Operation* op : *t.ops()) {
+    if (!op->op()) continue;  // a union type without its table: the decoder refuses it
     std::string_view coll;
     uint32_t perm = kPermRead;
     switch (op->op_type()) {
@@ -213,7 +214,6 @@ Status CheckTxn(const Principal* user, const wire::Txn& t) {
       }
       default: continue;  // malformed: the decoder refuses it
     }
-    if (!op->op()) continue;
     if (Status s = Need(user, perm, coll); !s.ok()) return s;
   }
   return Status::Ok();

@@ -356,7 +356,7 @@ TEST_F(CliTest, ExitCodesTellCausesApart) {
   r = Cairn("drop-index c nope --if-exists");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("\"dropped\":false"), std::string::npos) << r.out;
-  EXPECT_NE(Cairn("--help").out.find("5 unknown collection or index"), std::string::npos);
+  EXPECT_NE(Cairn("--help").out.find("5 unknown collection, index, user or role"), std::string::npos);
 }
 
 TEST_F(CliTest, EveryCommandPrintsJsonWithItsCommit) {

@@ -222,6 +222,60 @@ class AsyncCalls {
     return Run(detail::DescribeCollectionRequest(name), std::forward<Token>(token));
   }
 
+  // Users, roles and permissions (protocol 6; Client::CreateUser...). Changes: uint64_t,
+  // the change's commit; like catalog changes they are never sent twice. AsyncCreateUser
+  // and AsyncSetPassword derive the credentials (PBKDF2, ClientOptions::scram_iterations
+  // rounds) before they return, on the calling thread.
+  template <typename Token>
+  auto AsyncCreateUser(std::string_view name, std::string_view password,
+                       const std::vector<std::string>& roles, Token&& token) {
+    return Run(detail::CreateUserRequest(name, password, roles, iterations()),
+               std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncDropUser(std::string_view name, Token&& token) {
+    return Run(detail::DropUserRequest(name), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncSetPassword(std::string_view name, std::string_view password, Token&& token) {
+    return Run(detail::SetPasswordRequest(name, password, iterations()),
+               std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncGrantRole(std::string_view user, std::string_view role, Token&& token) {
+    return Run(detail::GrantRoleRequest(user, role), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncRevokeRole(std::string_view user, std::string_view role, Token&& token) {
+    return Run(detail::RevokeRoleRequest(user, role), std::forward<Token>(token));
+  }
+  // std::vector<UserInfo>.
+  template <typename Token>
+  auto AsyncListUsers(Token&& token) {
+    return Run(detail::ListUsersRequest(), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncCreateRole(std::string_view name, const std::vector<Grant>& grants, Token&& token) {
+    return Run(detail::CreateRoleRequest(name, grants), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncDropRole(std::string_view name, Token&& token) {
+    return Run(detail::DropRoleRequest(name), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncGrantPermission(std::string_view role, const Grant& grant, Token&& token) {
+    return Run(detail::GrantPermissionRequest(role, grant), std::forward<Token>(token));
+  }
+  template <typename Token>
+  auto AsyncRevokePermission(std::string_view role, const Grant& grant, Token&& token) {
+    return Run(detail::RevokePermissionRequest(role, grant), std::forward<Token>(token));
+  }
+  // std::vector<RoleInfo>.
+  template <typename Token>
+  auto AsyncListRoles(Token&& token) {
+    return Run(detail::ListRolesRequest(), std::forward<Token>(token));
+  }
+
   // std::optional<Record>: empty when absent.
   template <typename Token>
   auto AsyncGet(std::string_view collection, std::string_view key, Token&& token) {
@@ -318,6 +372,7 @@ class AsyncCalls {
 
  private:
   Client& lane() { return static_cast<Lane*>(this)->lane_client(); }
+  uint32_t iterations();  // lane().options().scram_iterations (Client is incomplete here)
   template <typename T, typename Token>
   auto Run(detail::Request<T> request, Token&& token) {
     return detail::Initiate<T>(lane(), std::move(request), static_cast<Lane*>(this)->lane_index(),
@@ -356,6 +411,33 @@ class Client : public AsyncCalls<Client>, public std::enable_shared_from_this<Cl
   CollectionInfo DescribeCollection(std::string_view name);
   uint64_t CreateIndex(std::string_view collection, const IndexSpec& spec);
   uint64_t DropIndex(std::string_view collection, std::string_view index);
+
+  // Users, roles and permissions (protocol 6; docs/security.md): each needs the server
+  // permission `users` (a user may always change its own password), and a server with no
+  // users takes the first CreateUser from loopback only. Changes return their commit and,
+  // like catalog changes, are never sent twice (after a lost connection, check with
+  // ListUsers / ListRoles). A server older than protocol 6: kBadRequest, unsent.
+  //
+  // CreateUser and SetPassword derive the credentials the server stores (a fresh salt,
+  // ClientOptions::scram_iterations PBKDF2 rounds: a few ms of this thread) and send only
+  // them: the password never leaves this process. An empty password is kBadRequest.
+  // Unknown roles, users that exist already, names that are not 1 to 64 of letters,
+  // digits, '_', '-', '.', '@': the server's errors (kNotFound, kAlreadyExists,
+  // kBadRequest), naming the culprit. SetPassword of this client's own user does not
+  // change ClientOptions::password: connections it opens later would fail to
+  // authenticate; connect a new Client with the new password.
+  uint64_t CreateUser(std::string_view name, std::string_view password,
+                      const std::vector<std::string>& roles = {});
+  uint64_t DropUser(std::string_view name);  // also closes the user's connections
+  uint64_t SetPassword(std::string_view name, std::string_view password);
+  uint64_t GrantRole(std::string_view user, std::string_view role);
+  uint64_t RevokeRole(std::string_view user, std::string_view role);
+  std::vector<UserInfo> ListUsers();
+  uint64_t CreateRole(std::string_view name, const std::vector<Grant>& grants = {});
+  uint64_t DropRole(std::string_view name);  // refused while a user holds it
+  uint64_t GrantPermission(std::string_view role, const Grant& grant);
+  uint64_t RevokePermission(std::string_view role, const Grant& grant);
+  std::vector<RoleInfo> ListRoles();
 
   std::optional<Record> Get(std::string_view collection, std::string_view key);
   // Each returns the commit number, which is the record's new version. `if_version`:
@@ -458,6 +540,11 @@ class Client : public AsyncCalls<Client>, public std::enable_shared_from_this<Cl
   friend class OptimisticTxn;
   std::unique_ptr<Impl> impl_;
 };
+
+template <typename Lane>
+uint32_t AsyncCalls<Lane>::iterations() {
+  return lane().options().scram_iterations;
+}
 
 template <typename F>
 auto Client::Transact(F&& fn, const TransactOptions& options)

@@ -48,6 +48,11 @@ struct Call {
   int attempts = 0;
   bool finished = false;
   size_t channel = kAnyChannel;  // else: goes over connection channel % pool size
+  // The protocol the request needs (0: any) and the call's name, for the error on a
+  // connection whose server speaks an older one.
+  uint32_t protocol = 0;
+  const char* name = "";
+  std::exception_ptr refused;  // set: fails with this at once, never sent (bad arguments)
 };
 
 template <typename F>
@@ -68,7 +73,26 @@ struct Request {
   T (*decode)(std::string_view payload, std::string_view request) = nullptr;
   // How long the server may wait before it answers, on top of the call's timeout.
   std::chrono::milliseconds extra_time{0};
+  // The protocol it needs (0: any): on a connection to an older server the call fails
+  // with kBadRequest, "NAME needs a server that speaks protocol N", unsent.
+  uint32_t protocol = 0;
+  const char* name = "";
+  // Set when the arguments were refused: the call fails with this, through its
+  // completion like any other error, without being sent (`frame` is empty).
+  std::exception_ptr refused = nullptr;
 };
+
+// Moves what a call needs of its request into it.
+template <typename T>
+void Prepare(Call& call, Request<T>& request) {
+  call.frame = std::move(request.frame);
+  call.write = request.write;
+  call.resendable = request.resendable;
+  call.extra_time = request.extra_time;
+  call.protocol = request.protocol;
+  call.name = request.name;
+  call.refused = request.refused;
+}
 
 // Hands a call to the client's IO thread (client/src/client.cc).
 void Submit(Client& client, std::shared_ptr<Call> call, size_t channel);
@@ -111,10 +135,7 @@ auto Initiate(Client& client, Request<T> request, size_t channel, Token&& token)
         };
         // The call's one allocation: the handler lives inside it.
         auto call = std::make_shared<CallWith<decltype(done)>>(std::move(done));
-        call->frame = std::move(request.frame);
-        call->write = request.write;
-        call->resendable = request.resendable;
-        call->extra_time = request.extra_time;
+        Prepare(*call, request);
         Submit(client, std::move(call), channel);
       },
       token, std::move(request));

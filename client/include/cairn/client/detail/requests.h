@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -34,6 +35,24 @@ Request<CollectionsPage> ListCollectionsRequest(std::string_view after = {});
 Request<CollectionInfo> DescribeCollectionRequest(std::string_view name);
 Request<uint64_t> CreateIndexRequest(std::string_view collection, const IndexSpec& spec);
 Request<uint64_t> DropIndexRequest(std::string_view collection, std::string_view index);
+
+// Users, roles and permissions (protocol 6; client/src/admin_requests.cc). Changes carry
+// no idempotency key (never sent twice) and answer their commit. CreateUser and
+// SetPassword derive the credentials here, with `iterations` PBKDF2 rounds: the password
+// goes no further.
+Request<uint64_t> CreateUserRequest(std::string_view name, std::string_view password,
+                                    const std::vector<std::string>& roles, uint32_t iterations);
+Request<uint64_t> DropUserRequest(std::string_view name);
+Request<uint64_t> SetPasswordRequest(std::string_view name, std::string_view password,
+                                     uint32_t iterations);
+Request<uint64_t> GrantRoleRequest(std::string_view user, std::string_view role);
+Request<uint64_t> RevokeRoleRequest(std::string_view user, std::string_view role);
+Request<std::vector<UserInfo>> ListUsersRequest();
+Request<uint64_t> CreateRoleRequest(std::string_view name, const std::vector<Grant>& grants);
+Request<uint64_t> DropRoleRequest(std::string_view name);
+Request<uint64_t> GrantPermissionRequest(std::string_view role, const Grant& grant);
+Request<uint64_t> RevokePermissionRequest(std::string_view role, const Grant& grant);
+Request<std::vector<RoleInfo>> ListRolesRequest();
 
 Request<TxnResult> CommitRequest(const Txn& txn);
 // A Get request when the server speaks protocol 2 or later, else a one-get Txn.
