@@ -98,7 +98,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status Admit(const RequestRow& row, const wire::RequestFrame& f);
   void AuthFail(uint64_t id, const std::string& why);
   void SendChallenge(uint64_t id, const std::string& message);
-  // Closes the connection if its user was dropped. Thread-safe (posts).
+  // Closes the connection if its user was dropped, or if its stream (Watch, Snapshot,
+  // Follow) is one the user may no longer run. Thread-safe (posts).
  public:
   void RecheckUser();
 
@@ -245,6 +246,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t next_held_ = 1;
   std::unique_ptr<StreamPort> stream_port_;
   std::unique_ptr<Stream> stream_;  // set once a stream started; then nothing else runs
+  const RequestRow* stream_row_ = nullptr;  // the stream's request, checked again when
+  std::string stream_request_;              // users or roles change (RecheckUser)
   std::atomic<bool> stream_wake_posted_{false};
   Clock::time_point next_tick_;
   std::shared_ptr<const Principal> principal_;  // set once authenticated

@@ -106,6 +106,11 @@ void Connection::Run(const RequestRow& row, const wire::RequestFrame* f, std::st
     if (GoesToWriter(row, *f)) {
       SubmitWrite(row, owned ? std::move(*owned) : std::string(payload), received);
     } else {
+      if (row.runs == Runs::kStream) {
+        // Kept to check again when users or roles change (RecheckUser).
+        stream_row_ = &row;
+        stream_request_.assign(payload);
+      }
       (this->*row.handler)(*f, received);
     }
   });
@@ -425,10 +430,21 @@ void Connection::RecheckUser() {
   asio::post(executor_, [self = shared_from_this()] {
     self->Guarded("user check", [&] {
       if (self->closed_ || !self->principal_) return;
-      if (self->ctx_.auth->Resolve(self->principal_->user)) return;
-      self->SendError(0, Status(Code::kAuthFailed,
-                                "user '" + self->principal_->user + "' was dropped"));
-      self->CloseAfterFlush();
+      auto now = self->ctx_.auth->Resolve(self->principal_->user);
+      if (!now) {
+        self->SendError(0, Status(Code::kAuthFailed,
+                                  "user '" + self->principal_->user + "' was dropped"));
+        return self->CloseAfterFlush();
+      }
+      // A stream has no next request to be checked at: its own request is checked again,
+      // and a stream its user may no longer run ends with the reason.
+      if (!self->stream_ || !self->stream_row_) return;
+      auto f = flatbuffers::GetRoot<wire::RequestFrame>(self->stream_request_.data());
+      if (Status s = CheckAccess(*self->stream_row_, now.get(), *f); !s.ok()) {
+        self->ctx_.stats->permission_denied++;
+        self->SendError(f->id(), s);
+        self->CloseAfterFlush();
+      }
     });
   });
 }

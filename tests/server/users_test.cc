@@ -259,6 +259,42 @@ TEST_F(UsersTest, RoleChangesApplyToOpenConnectionsAndDroppingAUserClosesThem) {
   EXPECT_EQ(CodeOf(Authenticate(*again, "bob", "bob pw")), wire::ErrorCode::AuthFailed);
 }
 
+TEST_F(UsersTest, AStreamEndsWhenItsUserLosesThePermissionItNeeds) {
+  auto admin = Bootstrap();
+  ASSERT_TRUE(Ok(admin->Call(*req::CreateCollection(2, "c"))));
+  ASSERT_TRUE(Ok(admin->Call(*CreateUser(3, "w", "w pw", {"readonly"}))));
+  auto watcher = Login(server_->port(), "w", "w pw");
+  FlatBufferBuilder w;
+  w.Finish(wire::CreateRequestFrame(w, 40, wire::Request::Watch,
+                                    wire::CreateWatch(w, w.CreateString("c")).Union()));
+  ASSERT_TRUE(watcher->Send(w));
+  ASSERT_TRUE(Ok(admin->Call(Put("c", "k1", "{}")->Build(4))));
+  // Another role change leaves it running.
+  ASSERT_TRUE(Ok(admin->Call(*GrantRole(5, "w", "readwrite"))));
+  ASSERT_TRUE(Ok(admin->Call(*GrantRole(6, "w", "readwrite", /*revoke=*/true))));
+  bool saw_k1 = false;
+  const wire::ResponseFrame* r = nullptr;
+  for (int i = 0; i < 10 && !saw_k1; i++) {
+    r = watcher->Response();
+    ASSERT_TRUE(Ok(r)) << ErrorText(r);
+    auto events = r->reply_as_WatchEvents();
+    if (!events || !events->changes()) continue;
+    for (auto ch : *events->changes()) saw_k1 |= ch->key() && ch->key()->size() == 2;
+  }
+  EXPECT_TRUE(saw_k1);
+  // Without read on c, the stream ends with the reason, under its own id.
+  ASSERT_TRUE(Ok(admin->Call(*GrantRole(7, "w", "readonly", /*revoke=*/true))));
+  for (int i = 0; i < 10; i++) {
+    r = watcher->Response();
+    if (!r || r->error()) break;
+  }
+  ASSERT_TRUE(r && r->error()) << "the stream went on";
+  EXPECT_EQ(r->id(), 40u);
+  EXPECT_EQ(CodeOf(r), wire::ErrorCode::PermissionDenied) << ErrorText(r);
+  EXPECT_NE(ErrorText(r).find("'read' on collection 'c'"), std::string::npos) << ErrorText(r);
+  EXPECT_TRUE(watcher->ClosedByPeer());
+}
+
 TEST_F(UsersTest, ListsShowNamesRolesAndGrantsButNeverCredentials) {
   auto admin = Bootstrap();
   ASSERT_TRUE(Ok(admin->Call(*CreateRole(2, "app", {{"read", "app_*"}, {"stats", ""}}))));
