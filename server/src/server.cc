@@ -173,6 +173,30 @@ void Server::Accept() {
   });
 }
 
+namespace {
+
+// The oldest entry of the source address holding the most entries (among equals, the one
+// that got there first): a flood from one address displaces its own connections, not those of
+// everyone else. Linear in the list, which --max-handshaking bounds.
+ServerContext::HandshakeList::iterator Busiest(ServerContext::HandshakeList& list) {
+  std::unordered_map<std::string_view, size_t> count;
+  std::string_view busiest;
+  size_t most = 0;
+  for (const auto& h : list) {
+    size_t n = ++count[h.source];
+    if (n > most) {
+      most = n;
+      busiest = h.source;
+    }
+  }
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    if (it->source == busiest) return it;
+  }
+  return list.begin();
+}
+
+}  // namespace
+
 void Server::Admit(asio::ip::tcp::socket socket) {
   // The slot is taken here, before the connection starts on its own IO thread, so that the
   // count never passes the limit however many accepts complete at once.
@@ -183,6 +207,9 @@ void Server::Admit(asio::ip::tcp::socket socket) {
   stats_.connections_open++;
   stats_.connections_total++;
   // The TLS context current at accept: a reload affects the connections accepted after it.
+  asio::error_code ec;
+  auto peer = socket.remote_endpoint(ec);
+  std::string source = ec ? std::string() : peer.address().to_string();
   Transport transport = tls_ ? Transport(std::move(socket), tls_->Current(), tls_refusal_)
                              : Transport(std::move(socket), tls_refusal_);
   auto c = std::make_shared<Connection>(std::move(transport), ctx_);  // owns the slot now
@@ -196,11 +223,13 @@ void Server::Admit(asio::ip::tcp::socket socket) {
     size_t share = options_.max_handshaking ? options_.max_handshaking
                                             : std::max<uint32_t>(1, options_.max_connections / 2);
     while (ctx_.handshaking.size() >= share && !displaced) {
-      displaced = ctx_.handshaking.front().lock();
-      ctx_.handshaking.pop_front();
+      auto victim = Busiest(ctx_.handshaking);
+      displaced = victim->connection.lock();
+      ctx_.handshaking.erase(victim);
       if (displaced) displaced->LeftHandshakeList();
     }
-    c->EnterHandshakeList(ctx_.handshaking.insert(ctx_.handshaking.end(), c));
+    c->EnterHandshakeList(
+        ctx_.handshaking.insert(ctx_.handshaking.end(), {c, std::move(source)}));
   }
   if (displaced) displaced->Displace();
   // The connection lives on its socket's io_context: start it there.

@@ -49,10 +49,16 @@ struct ServerContext {
 
   std::mutex mu;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
-  // Admitted connections that have not completed their handshake, oldest first (guarded
-  // by mu). A connection leaves it when its Hello is answered or it closes, or when a
-  // newcomer finds the list at --max-handshaking and takes its place (Server::Accept).
-  using HandshakeList = std::list<std::weak_ptr<Connection>>;
+  // Admitted connections that have not completed their handshake (Hello, and
+  // authentication on a server with users), oldest first, with their source address
+  // (guarded by mu). A connection leaves it when its handshake is done or it closes, or
+  // when a newcomer finds the list at --max-handshaking and takes the place of the oldest
+  // connection of the source that holds the most of it (Server::Admit).
+  struct Handshaking {
+    std::weak_ptr<Connection> connection;
+    std::string source;
+  };
+  using HandshakeList = std::list<Handshaking>;
   HandshakeList handshaking;
 
   void Register(const std::shared_ptr<Connection>& c) {

@@ -170,8 +170,20 @@ class ServerProcess {
 // A blocking client socket that speaks frames.
 class WireClient {
  public:
-  explicit WireClient(uint16_t port) {
+  // `source`: the local address to connect from (any of 127.0.0.0/8 is loopback), so that
+  // a test can play clients of different addresses; nullptr: the kernel's choice.
+  explicit WireClient(uint16_t port, const char* source = nullptr) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (source) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      inet_pton(AF_INET, source, &from.sin_addr);
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+        close(fd_);
+        fd_ = -1;
+        return;
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
