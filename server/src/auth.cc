@@ -364,6 +364,14 @@ Status Commit(Engine& e, const Change& c) {
   return e.Execute(t).status;
 }
 
+// Every change ends here: its transaction, then the reload (also after a failed commit,
+// so that the copy in memory is what the database holds).
+Status CommitAndReload(AuthStore& a, Engine& e, const Change& c) {
+  Status s = Commit(e, c);
+  a.Reload();
+  return s;
+}
+
 Status LockedOut() {
   return Status(Code::kBadRequest,
                 "no user would be left who may manage users (the 'users' permission, as the "
@@ -397,9 +405,7 @@ Status AuthStore::CreateUser(Engine& e, const User& user) {
     return Status(Code::kBadRequest, "the first user must be able to manage users: give '" +
                                          u.name + "' the role 'admin' (or one with 'users')");
   }
-  Status s = Commit(e, Change{{{u.name, EncodeUser(u)}}, {}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{{u.name, EncodeUser(u)}}, {}, {}, {}});
 }
 
 Status AuthStore::DropUser(Engine& e, std::string_view name) {
@@ -409,9 +415,7 @@ Status AuthStore::DropUser(Engine& e, std::string_view name) {
   users.erase(it);
   // Dropping the last user would turn authentication off: refused like any lock-out.
   if (!SomeoneManagesUsers(users, roles)) return LockedOut();
-  Status s = Commit(e, Change{{}, {}, {std::string(name)}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{}, {}, {std::string(name)}, {}});
 }
 
 Status AuthStore::SetPassword(Engine& e, std::string_view name, const scram::Credentials& c) {
@@ -420,9 +424,7 @@ Status AuthStore::SetPassword(Engine& e, std::string_view name, const scram::Cre
   auto it = FindNamed(users, name);
   if (it == users.end()) return UnknownUser(name);
   it->credentials = c;
-  Status s = Commit(e, Change{{{it->name, EncodeUser(*it)}}, {}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{{it->name, EncodeUser(*it)}}, {}, {}, {}});
 }
 
 Status AuthStore::GrantRole(Engine& e, std::string_view user, std::string_view role) {
@@ -433,9 +435,7 @@ Status AuthStore::GrantRole(Engine& e, std::string_view user, std::string_view r
   auto pos = std::lower_bound(it->roles.begin(), it->roles.end(), role);
   if (pos != it->roles.end() && *pos == role) return Status::Ok();  // held already
   it->roles.insert(pos, std::string(role));
-  Status s = Commit(e, Change{{{it->name, EncodeUser(*it)}}, {}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{{it->name, EncodeUser(*it)}}, {}, {}, {}});
 }
 
 Status AuthStore::RevokeRole(Engine& e, std::string_view user, std::string_view role) {
@@ -447,9 +447,7 @@ Status AuthStore::RevokeRole(Engine& e, std::string_view user, std::string_view 
   if (pos == it->roles.end()) return Status::Ok();  // not held: nothing to do
   it->roles.erase(pos);
   if (!SomeoneManagesUsers(users, roles)) return LockedOut();
-  Status s = Commit(e, Change{{{it->name, EncodeUser(*it)}}, {}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{{it->name, EncodeUser(*it)}}, {}, {}, {}});
 }
 
 Status AuthStore::CreateRole(Engine& e, const Role& role) {
@@ -462,9 +460,7 @@ Status AuthStore::CreateRole(Engine& e, const Role& role) {
     return Status(Code::kAlreadyExists, "role '" + role.name + "' already exists");
   }
   Role r{role.name, role.grants, false};
-  Status s = Commit(e, Change{{}, {{r.name, EncodeRole(r)}}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{}, {{r.name, EncodeRole(r)}}, {}, {}});
 }
 
 namespace {
@@ -487,9 +483,7 @@ Status AuthStore::DropRole(Engine& e, std::string_view name) {
                                            u.name + "'; revoke it first");
     }
   }
-  Status s = Commit(e, Change{{}, {}, {}, {std::string(name)}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{}, {}, {}, {std::string(name)}});
 }
 
 Status AuthStore::GrantPermission(Engine& e, std::string_view role, const Grant& grant) {
@@ -504,15 +498,11 @@ Status AuthStore::GrantPermission(Engine& e, std::string_view role, const Grant&
                                           ((grant.permissions & kServerPerms) != 0)) {
       if ((g.permissions | grant.permissions) == g.permissions) return Status::Ok();
       g.permissions |= grant.permissions;
-      Status s = Commit(e, Change{{}, {{r.name, EncodeRole(r)}}, {}, {}});
-      Reload();
-      return s;
+      return CommitAndReload(*this, e, Change{{}, {{r.name, EncodeRole(r)}}, {}, {}});
     }
   }
   r.grants.push_back(grant);
-  Status s = Commit(e, Change{{}, {{r.name, EncodeRole(r)}}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{}, {{r.name, EncodeRole(r)}}, {}, {}});
 }
 
 Status AuthStore::RevokePermission(Engine& e, std::string_view role, const Grant& grant) {
@@ -529,9 +519,7 @@ Status AuthStore::RevokePermission(Engine& e, std::string_view role, const Grant
   if (!changed) return Status::Ok();  // not granted: nothing to do
   std::erase_if(it->grants, [](const Grant& g) { return g.permissions == 0; });
   if (!SomeoneManagesUsers(users, roles)) return LockedOut();
-  Status s = Commit(e, Change{{}, {{it->name, EncodeRole(*it)}}, {}, {}});
-  Reload();
-  return s;
+  return CommitAndReload(*this, e, Change{{}, {{it->name, EncodeRole(*it)}}, {}, {}});
 }
 
 std::vector<User> AuthStore::ListUsers() {

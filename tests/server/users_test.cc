@@ -77,17 +77,19 @@ std::unique_ptr<req::TxnBuilder> Put(std::string_view coll, std::string_view key
   return t;
 }
 
+// An AuthStart frame (id 2) carrying the client-first message.
+Fbb AuthStart(std::string_view client_first) {
+  auto fbb = std::make_unique<FlatBufferBuilder>();
+  auto body = wire::CreateAuthStart(*fbb, fbb->CreateString(scram::kMechanism),
+                                    req::Bytes(*fbb, client_first));
+  return req::Finish(std::move(fbb), 2, wire::Request::AuthStart, body.Union());
+}
+
 // Runs SCRAM on `c` (after its Hello). The final response: AuthOk, or the error.
 const wire::ResponseFrame* Authenticate(WireClient& c, const std::string& user,
                                         const std::string& password) {
   scram::Client scram(user, password);
-  std::string first = scram.Start();
-  FlatBufferBuilder start;
-  start.Finish(wire::CreateRequestFrame(
-      start, 2, wire::Request::AuthStart,
-      wire::CreateAuthStart(start, start.CreateString(scram::kMechanism), req::Bytes(start, first))
-          .Union()));
-  auto r = c.Call(start);
+  auto r = c.Call(*AuthStart(scram.Start()));
   if (!r || r->error() || !r->reply_as_AuthChallenge()) return r;
   auto m = r->reply_as_AuthChallenge()->message();
   std::string error;
@@ -384,14 +386,9 @@ TEST_F(UsersTest, FailedLoginsSlowThatSourceNotAuthenticatedConnections) {
   // meanwhile the authenticated connection is answered.
   auto guesser = Connect(server_->port(), kProtocol);
   scram::Client scram("root", "guess 4");
-  std::string first = scram.Start();
-  FlatBufferBuilder start;
-  start.Finish(wire::CreateRequestFrame(
-      start, 2, wire::Request::AuthStart,
-      wire::CreateAuthStart(start, start.CreateString(scram::kMechanism), req::Bytes(start, first))
-          .Union()));
+  auto start = AuthStart(scram.Start());
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(guesser->Send(start));
+  ASSERT_TRUE(guesser->Send(*start));
   EXPECT_TRUE(Ok(admin->Call(*req::Ping(3))));
   auto pong_at = std::chrono::steady_clock::now();
   auto challenge = guesser->Response();
