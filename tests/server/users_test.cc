@@ -572,7 +572,7 @@ TEST(UnauthenticatedFlood, AuthenticatedClientsAreServedThroughIt) {
   std::vector<double> during = pings(200);
   // A new client logs in while the flood goes on. Its connection may be refused while
   // every slot is held by flood connections being displaced (each is closed on its own
-  // IO thread, and frees its slot then): it tries again, as libcairn does.
+  // IO thread, and frees its slot then): it tries again.
   int attempts = 0;
   bool in = false;
   for (; attempts < 100 && !in; attempts++) {
