@@ -123,6 +123,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::string json = FlexToJson(doc);
   FUZZ_CHECK(IsValidUtf8(json));
+  FUZZ_CHECK(json.size() <= 32 * MaxExpandedSize(size));
   std::string again, error;
   if (!JsonToDocument(json, &again, &error)) {
     std::fprintf(stderr, "a checked document prints as JSON that does not parse back: %s\n%s\n",

@@ -55,18 +55,22 @@ for h in "${harnesses[@]}"; do
   args=(-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$root/build-fuzz/artifacts/$h-"
         -print_final_stats=1)
   [[ -f "fuzz/dict/$h.dict" ]] && args+=(-dict="$root/fuzz/dict/$h.dict")
+  # What the harness found once (each a regression test too) seeds every run after.
+  findings=()
+  [[ -d "fuzz/findings/$h" ]] && findings=("$root/fuzz/findings/$h")
   if ((campaign)); then
     mkdir -p build-fuzz/campaign
     echo "== $h: $runs runs (log: build-fuzz/campaign/$h.log)"
     if ! (cd build-fuzz/campaign && nice -n 19 "$bin" "${args[@]}" -runs="$runs" -jobs=1 \
-            -workers=1 "$work" "$seeds" > "$h.out" 2>&1); then
+            -workers=1 "$work" "$seeds" "${findings[@]}" > "$h.out" 2>&1); then
       failed+=("$h")
     fi
     mv -f "build-fuzz/campaign/fuzz-0.log" "build-fuzz/campaign/$h.log" 2>/dev/null || true
     grep -E "cov:" "build-fuzz/campaign/$h.log" 2>/dev/null | tail -n 1 || true
   else
     echo "== $h: ${seconds}s"
-    if ! "$bin" "${args[@]}" -max_total_time="$seconds" "$work" "$seeds" > "build-fuzz/$h.log" 2>&1; then
+    if ! "$bin" "${args[@]}" -max_total_time="$seconds" "$work" "$seeds" "${findings[@]}" \
+         > "build-fuzz/$h.log" 2>&1; then
       failed+=("$h")
       tail -n 40 "build-fuzz/$h.log"
     fi

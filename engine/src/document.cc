@@ -9,10 +9,6 @@
 #include "flatbuffers/flexbuffers.h"
 #include "key_codec.h"
 
-namespace cairn::internal {
-
-}  // namespace cairn::internal
-
 namespace cairn {
 
 namespace {
@@ -31,14 +27,29 @@ namespace {
 // kCostPerByte steps per byte. A buffer that exhausts that too has parts that overlap
 // (vectors whose elements are other vectors' elements, say), which no builder writes: it
 // is refused.
+//
+// Expansion. Sharing also lets a small buffer stand for a huge one: a vector of K
+// references to one vector of K elements is K squared values to every reader that writes
+// the document out (FlexToJson, a client's decoder). So each part's expanded size, the
+// size it has written out without sharing (one unit per value, one per byte of a string,
+// blob or key, every reference counted), is computed along (memoized with the height),
+// and a buffer whose expanded size passes `max_expanded` is refused, in the same linear
+// time. The sums cannot overflow: each is checked against max_expanded as it grows.
 class FlexCheck {
  public:
-  using Memo = std::unordered_map<uint64_t, uint8_t>;  // (position << 8 | packed type) -> height
+  // What a part spans: its levels (0 for scalars and keys) and its expanded size.
+  struct Extent {
+    uint8_t height = 0;
+    uint64_t expanded = 0;
+  };
+  using Memo = std::unordered_map<uint64_t, Extent>;  // (position << 8 | packed type) -> extent
 
-  FlexCheck(std::string_view bytes, size_t max_depth, size_t budget, Memo* memo)
+  FlexCheck(std::string_view bytes, size_t max_depth, uint64_t max_expanded, size_t budget,
+            Memo* memo)
       : buf_(reinterpret_cast<const uint8_t*>(bytes.data())),
         size_(bytes.size()),
         max_depth_(max_depth),
+        max_expanded_(max_expanded),
         budget_(budget),
         memo_(memo) {}
 
@@ -46,10 +57,11 @@ class FlexCheck {
     if (size_ < 3) return Fail("shorter than 3 bytes");
     uint8_t width = buf_[size_ - 1];
     if (!ValidWidth(width) || size_ - 2 < width) return Fail("bad root width");
-    uint8_t h;
-    return Value(size_ - 2 - width, width, buf_[size_ - 2], 1, &h);
+    Extent e;
+    return Value(size_ - 2 - width, width, buf_[size_ - 2], 1, &e);
   }
   bool out_of_budget() const { return out_of_budget_; }
+  bool too_expanded() const { return too_expanded_; }
   const char* error() const { return error_; }
 
  private:
@@ -80,35 +92,51 @@ class FlexCheck {
     return true;
   }
   bool Level(size_t level) { return level <= max_depth_ || Fail("nested too deeply"); }
+  // Sets *e to a leaf of `units` (a value and its bytes), if that is within the bound.
+  bool Leaf(uint64_t units, Extent* e) {
+    e->height = 0;
+    e->expanded = units;
+    return Within(units);
+  }
+  bool Within(uint64_t expanded) {
+    if (expanded <= max_expanded_) return true;
+    too_expanded_ = true;
+    return Fail("too large written out");
+  }
+  // Adds `child` to `*sum`, within the bound (both terms are, so the sum cannot overflow).
+  bool Add(const Extent& child, Extent* sum) {
+    sum->height = std::max(sum->height, child.height);
+    sum->expanded += child.expanded;
+    return Within(sum->expanded);
+  }
 
   // The value stored in `parent_width` bytes at `at` (in bounds), of packed type `packed`
-  // (type << 2 | log2 of its width), at nesting `level`. Sets *height to the levels it
-  // spans (0 for scalars and keys).
-  bool Value(size_t at, uint8_t parent_width, uint8_t packed, size_t level, uint8_t* height) {
+  // (type << 2 | log2 of its width), at nesting `level`. Sets *e to what it spans.
+  bool Value(size_t at, uint8_t parent_width, uint8_t packed, size_t level, Extent* e) {
     if (!Spend(1)) return false;
-    *height = 0;
     auto type = flexbuffers::Type(packed >> 2);
-    if (flexbuffers::IsInline(type)) return true;
+    if (flexbuffers::IsInline(type)) return Leaf(1, e);
     uint64_t off = Read(at, parent_width);
     if (off > at) return Fail("offset before the buffer");
-    return Part(at - off, type, uint8_t(1u << (packed & 3)), level, height);
+    return Part(at - off, type, uint8_t(1u << (packed & 3)), level, e);
   }
 
   // The part at `p` of `type` whose elements (or size) are `width` bytes wide.
-  bool Part(size_t p, flexbuffers::Type type, uint8_t width, size_t level, uint8_t* height) {
+  bool Part(size_t p, flexbuffers::Type type, uint8_t width, size_t level, Extent* e) {
     using namespace flexbuffers;
     uint64_t n;
     switch (type) {
       case FBT_INDIRECT_INT:
       case FBT_INDIRECT_UINT:
       case FBT_INDIRECT_FLOAT:
-        return InBounds(p, width) || Fail("scalar past the end");
+        return (InBounds(p, width) || Fail("scalar past the end")) && Leaf(1, e);
       case FBT_STRING:
       case FBT_BLOB:
         if (!Level(level) || !Count(p, width, &n)) return false;
         if (!InBounds(p, n + (type == FBT_STRING))) return Fail("string or blob past the end");
         if (type == FBT_STRING && buf_[p + n] != 0) return Fail("string not terminated");
-        *height = 1;
+        if (!Leaf(1 + n, e)) return false;
+        e->height = 1;
         return true;
       case FBT_VECTOR_INT:
       case FBT_VECTOR_UINT:
@@ -116,57 +144,59 @@ class FlexCheck {
       case FBT_VECTOR_BOOL:
         if (!Level(level) || !Count(p, width, &n)) return false;
         if (n > size_ || !InBounds(p, n * width)) return Fail("vector past the end");
-        *height = 1;
+        if (!Leaf(1 + n, e)) return false;
+        e->height = 1;
         return true;
       case FBT_KEY:
       case FBT_MAP:
       case FBT_VECTOR:
       case FBT_VECTOR_KEY:
       case FBT_VECTOR_STRING_DEPRECATED:
-        return Shared(p, type, width, level, height);
+        return Shared(p, type, width, level, e);
       default:
         if (type >= FBT_VECTOR_INT2 && type <= FBT_VECTOR_FLOAT4) {
           uint64_t len = (type - FBT_VECTOR_INT2) / 3 + 2;
-          return InBounds(p, len * width) || Fail("vector past the end");
+          return (InBounds(p, len * width) || Fail("vector past the end")) && Leaf(1 + len, e);
         }
         return Fail("unknown type");
     }
   }
 
   // The parts whose check costs more than a constant: checked once when memo_ is set.
-  bool Shared(size_t p, flexbuffers::Type type, uint8_t width, size_t level, uint8_t* height) {
+  bool Shared(size_t p, flexbuffers::Type type, uint8_t width, size_t level, Extent* e) {
     uint64_t key = uint64_t(p) << 8 | uint64_t(type) << 2 | uint64_t(std::countr_zero(width));
     if (memo_) {
       if (auto it = memo_->find(key); it != memo_->end()) {
-        *height = it->second;
+        *e = it->second;
         // Checked before at another level: it must fit below this one too.
-        return *height == 0 || level + *height - 1 <= max_depth_ || Fail("nested too deeply");
+        return e->height == 0 || level + e->height - 1 <= max_depth_ || Fail("nested too deeply");
       }
     }
-    if (!Check(p, type, width, level, height)) return false;
-    if (memo_) memo_->emplace(key, *height);
+    if (!Check(p, type, width, level, e)) return false;
+    if (memo_) memo_->emplace(key, *e);
     return true;
   }
 
-  bool Check(size_t p, flexbuffers::Type type, uint8_t width, size_t level, uint8_t* height) {
+  bool Check(size_t p, flexbuffers::Type type, uint8_t width, size_t level, Extent* e) {
     using namespace flexbuffers;
     if (type == FBT_KEY) {
       if (p >= size_) return Fail("key past the end");
       size_t room = std::min(size_ - p, budget_ + 1);
       auto end = static_cast<const uint8_t*>(std::memchr(buf_ + p, 0, room));
       if (!end) return room == size_ - p ? Fail("key not terminated") : Spend(room);
-      return Spend(size_t(end - (buf_ + p)));
+      size_t len = size_t(end - (buf_ + p));
+      return Spend(len) && Leaf(1 + len, e);
     }
     if (!Level(level)) return false;
     uint64_t n;
     if (!Count(p, width, &n)) return false;
-    uint8_t h = 0, child;
+    Extent sum{0, 1}, child;
     if (type == FBT_MAP || type == FBT_VECTOR) {
       // n elements of `width` bytes, then n type bytes.
       if (n > size_ || !InBounds(p, n * (width + 1))) return Fail("vector past the end");
       for (uint64_t i = 0; i < n; i++) {
         if (!Value(p + i * width, width, buf_[p + n * width + i], level + 1, &child)) return false;
-        h = std::max(h, child);
+        if (!Add(child, &sum)) return false;
       }
       if (type == FBT_MAP) {
         // Before the size: the keys vector's offset and width. The keys sit at the map's level.
@@ -176,8 +206,10 @@ class FlexCheck {
         uint64_t off = Read(at, width), key_width = uint8_t(Read(at + width, width));
         if (off > at) return Fail("offset before the buffer");
         if (!ValidWidth(key_width)) return Fail("bad key vector width");
-        uint8_t keys_height;
-        if (!Shared(at - off, FBT_VECTOR_KEY, uint8_t(key_width), level, &keys_height)) return false;
+        // Written out, every key is written with its value; the keys' height is not the map's.
+        Extent keys;
+        if (!Shared(at - off, FBT_VECTOR_KEY, uint8_t(key_width), level, &keys)) return false;
+        if (!Add(Extent{0, keys.expanded}, &sum)) return false;
         if (!SortedKeys(at - off, uint8_t(key_width), n)) return false;
       }
     } else {
@@ -186,10 +218,11 @@ class FlexCheck {
       uint8_t elem = type == FBT_VECTOR_KEY ? uint8_t(FBT_KEY << 2) : uint8_t(FBT_STRING << 2);
       for (uint64_t i = 0; i < n; i++) {
         if (!Value(p + i * width, width, elem, level + 1, &child)) return false;
-        h = std::max(h, child);
+        if (!Add(child, &sum)) return false;
       }
     }
-    *height = uint8_t(h + 1);
+    sum.height = uint8_t(sum.height + 1);
+    *e = sum;
     return true;
   }
 
@@ -217,16 +250,18 @@ class FlexCheck {
       }
       prev = k;
     }
-    if (memo_) memo_->emplace(key, 0);
+    if (memo_) memo_->emplace(key, Extent{});
     return true;
   }
 
   const uint8_t* buf_;
   const size_t size_;
   const size_t max_depth_;
+  const uint64_t max_expanded_;
   size_t budget_;
   Memo* memo_;
   bool out_of_budget_ = false;
+  bool too_expanded_ = false;
   const char* error_ = "";
 };
 
@@ -236,26 +271,40 @@ constexpr size_t kCostPerByte = 4;
 
 }  // namespace
 
-Status CheckFlexBuffer(std::string_view bytes, size_t max_depth) {
-  if (max_depth > 200) max_depth = 200;  // heights are kept in a byte
-  FlexCheck quick(bytes, max_depth, bytes.size() + 64, nullptr);
-  if (quick.Run()) return Status::Ok();
-  if (quick.out_of_budget()) {
-    // Shared parts: check each once. The memo holds at most one entry per part checked.
-    FlexCheck::Memo memo;
-    FlexCheck full(bytes, max_depth, kCostPerByte * bytes.size() + 64, &memo);
-    if (full.Run()) return Status::Ok();
-    if (full.out_of_budget()) {
-      return Status(Code::kBadRequest,
-                    "too costly to check: its parts overlap in a way no FlexBuffers builder writes");
-    }
-    return Status(Code::kBadRequest, std::string("not a valid FlexBuffer (") + full.error() + ")");
-  }
-  return Status(Code::kBadRequest, std::string("not a valid FlexBuffer (") + quick.error() + ")");
+uint64_t MaxExpandedSize(size_t bytes) {
+  return kMaxExpansionPerByte * uint64_t(bytes) + kExpansionAllowance;
 }
 
-Status CheckDocument(std::string_view doc) {
-  if (Status s = CheckFlexBuffer(doc, kMaxDocumentDepth); !s.ok()) {
+Status CheckFlexBuffer(std::string_view bytes, size_t max_depth, Expansion expansion) {
+  if (max_depth > 200) max_depth = 200;  // heights are kept in a byte
+  uint64_t max_expanded =
+      expansion == Expansion::kBounded ? MaxExpandedSize(bytes.size()) : UINT64_MAX / 2;
+  auto refused = [&](const FlexCheck& check) {
+    if (check.too_expanded()) {
+      return Status(Code::kBadRequest,
+                    "too large written out: its shared parts expand to more than " +
+                        std::to_string(max_expanded) + " values and bytes (" +
+                        std::to_string(kMaxExpansionPerByte) + " per byte stored, plus " +
+                        std::to_string(kExpansionAllowance) + ")");
+    }
+    return Status(Code::kBadRequest, std::string("not a valid FlexBuffer (") + check.error() + ")");
+  };
+  FlexCheck quick(bytes, max_depth, max_expanded, bytes.size() + 64, nullptr);
+  if (quick.Run()) return Status::Ok();
+  if (!quick.out_of_budget()) return refused(quick);
+  // Shared parts: check each once. The memo holds at most one entry per part checked.
+  FlexCheck::Memo memo;
+  FlexCheck full(bytes, max_depth, max_expanded, kCostPerByte * bytes.size() + 64, &memo);
+  if (full.Run()) return Status::Ok();
+  if (full.out_of_budget()) {
+    return Status(Code::kBadRequest,
+                  "too costly to check: its parts overlap in a way no FlexBuffers builder writes");
+  }
+  return refused(full);
+}
+
+Status CheckDocument(std::string_view doc, Expansion expansion) {
+  if (Status s = CheckFlexBuffer(doc, kMaxDocumentDepth, expansion); !s.ok()) {
     return Status(Code::kBadRequest, "document is " + s.message());
   }
   if (!flexbuffers::GetRoot(reinterpret_cast<const uint8_t*>(doc.data()), doc.size()).IsMap()) {

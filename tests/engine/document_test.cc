@@ -11,6 +11,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -53,26 +56,116 @@ bool LibraryAccepts(std::string_view buf, size_t max_depth = kMaxDocumentDepth) 
 }
 
 TEST(CheckDocumentTest, VectorSharedManyTimesCostsLinearTime) {
-  // About 512 KB: 65,536 references to one vector of 16,384 ints (a billion element visits
-  // for a walk that re-checks shared parts).
+  // About 512 KB: 65,536 references to one vector of 16,384 ints, a billion values written
+  // out and a billion element visits for a walk that re-checks shared parts. Refused for
+  // its size written out, in linear time.
   std::string doc = SharedVectorDocument(65536, 16384);
   ASSERT_GT(doc.size(), 400u << 10);
   auto start = Clock::now();
   Status s = CheckDocument(doc);
   double took = Seconds(start);
-  EXPECT_TRUE(s.ok()) << s.ToString();  // it is a valid document: shared, not broken
+  EXPECT_EQ(s.code(), Code::kBadRequest);
+  EXPECT_NE(s.message().find("too large written out"), std::string::npos) << s.message();
   EXPECT_LT(took, 0.5) << "a " << doc.size() << "-byte document took " << took << " s";
-  std::printf("shared-vector document of %zu bytes checked in %.4f s\n", doc.size(), took);
+  std::printf("shared-vector document of %zu bytes refused in %.4f s\n", doc.size(), took);
 
-  // The library's verifier on a document 1/16 the size, for comparison.
-  std::string small = SharedVectorDocument(16384, 4096);
+  // 16,384 references to a vector of 256: the walk without memory runs out of its budget,
+  // the memoized walk accepts (4.2 million values written out from 83 KB, within 64 per
+  // byte). The library's verifier, for comparison, walks the vector every time.
+  std::string small = SharedVectorDocument(16384, 256);
   start = Clock::now();
   bool lib = LibraryAccepts(small);
   double lib_took = Seconds(start);
   start = Clock::now();
-  EXPECT_TRUE(CheckDocument(small).ok());
+  EXPECT_TRUE(CheckDocument(small).ok()) << CheckDocument(small).ToString();
   std::printf("%zu bytes: library verifier %.4f s (accepts: %d), CheckDocument %.6f s\n",
               small.size(), lib_took, int(lib), Seconds(start));
+}
+
+// {"v": [c x k]} with c a vector of n ints expands to 5 + k * (n + 1) units: the root map
+// (1), its key vector and the key "v" (1 + 2), the vector of references (1), and k copies
+// of c (n + 1 each).
+uint64_t SharedVectorExpanded(size_t k, size_t n) { return 5 + uint64_t(k) * (n + 1); }
+
+TEST(CheckDocumentTest, ExpansionIsBoundedExactlyAtTheLimit) {
+  // For each vector length, the largest k within the bound is accepted and k + 1 (one more
+  // reference: 5 more bytes stored, n + 1 more units) is refused. Past n + 1 = 5 * 64 each
+  // reference adds more than the bound grows, so the margin shrinks with k and flips once.
+  for (size_t n : {1000, 5000, 20000}) {
+    auto margin = [n](size_t k) {
+      return int64_t(MaxExpandedSize(SharedVectorDocument(k, n).size())) -
+             int64_t(SharedVectorExpanded(k, n));
+    };
+    // About 5 bytes per reference (4 + its type byte, padded to 4): start below the flip.
+    size_t fixed = SharedVectorDocument(0, n).size();
+    size_t k = (64 * fixed + kExpansionAllowance) / (n + 1 - 64 * 5);
+    k = k > 8 ? k - 8 : 0;
+    ASSERT_GE(margin(k), 0) << "n " << n << " k " << k;
+    while (margin(k + 1) >= 0) k++;
+    std::string fits = SharedVectorDocument(k, n), over = SharedVectorDocument(k + 1, n);
+    EXPECT_TRUE(CheckDocument(fits).ok()) << "n " << n << " k " << k << ": "
+                                          << CheckDocument(fits).ToString();
+    Status s = CheckDocument(over);
+    EXPECT_EQ(s.code(), Code::kBadRequest) << "n " << n << " k " << k + 1;
+    EXPECT_NE(s.message().find("too large written out"), std::string::npos) << s.message();
+    // What is accepted is what FlexToJson writes out: bounded by the same count.
+    EXPECT_LT(FlexToJson(fits).size(), 4 * SharedVectorExpanded(k, n));
+    // Verify's check is well-formedness only: a large document is not a damaged one.
+    EXPECT_TRUE(CheckDocument(over, Expansion::kUnbounded).ok());
+  }
+  // Below 320 units a reference, the bound grows faster than the document: any k fits.
+  EXPECT_TRUE(CheckDocument(SharedVectorDocument(100000, 64)).ok());
+}
+
+TEST(CheckDocumentTest, SharedStringsAndKeysCountAtEveryReference) {
+  // A string of 60,000 bytes referenced 100 times: 6 MB written out from 60 KB.
+  flexbuffers::Builder b(1024, flexbuffers::BUILDER_FLAG_SHARE_ALL);
+  std::string big(60000, 'x');
+  b.Map([&] {
+    b.Vector("v", [&] {
+      for (int i = 0; i < 100; i++) b.String(big);
+    });
+  });
+  b.Finish();
+  std::string doc(reinterpret_cast<const char*>(b.GetBuffer().data()), b.GetSize());
+  ASSERT_LT(doc.size(), 61000u) << "the builder shared the string";
+  Status s = CheckDocument(doc);
+  EXPECT_NE(s.message().find("too large written out"), std::string::npos) << s.ToString();
+  // The same, referenced 50 times: 3 MB from 60 KB is within 64 per byte plus 64 KiB.
+  flexbuffers::Builder fifty(1024, flexbuffers::BUILDER_FLAG_SHARE_ALL);
+  fifty.Map([&] {
+    fifty.Vector("v", [&] {
+      for (int i = 0; i < 50; i++) fifty.String(big);
+    });
+  });
+  fifty.Finish();
+  std::string ok(reinterpret_cast<const char*>(fifty.GetBuffer().data()), fifty.GetSize());
+  EXPECT_TRUE(CheckDocument(ok).ok()) << CheckDocument(ok).ToString();
+}
+
+// Found by fuzz/document_fuzz (the campaign of 2026-12-02): 1,165 bytes, accepted, that
+// FlexToJson wrote out as 2,686,444,102 bytes of JSON in 9.6 s. Every input kept in
+// fuzz/findings/document_fuzz is refused now, or writes out within the bound.
+TEST(CheckDocumentTest, FuzzFindingsAreRefusedOrWriteOutWithinTheBound) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(CAIRN_FUZZ_FINDINGS)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    files++;
+    auto start = Clock::now();
+    Status s = CheckDocument(doc);
+    EXPECT_LT(Seconds(start), 0.5) << entry.path();
+    if (s.ok()) {
+      EXPECT_LT(FlexToJson(doc).size(), 32 * MaxExpandedSize(doc.size())) << entry.path();
+    } else {
+      std::printf("%s: %s\n", entry.path().filename().c_str(), s.message().c_str());
+    }
+    if (entry.path().filename() == "amplification.flex") {
+      EXPECT_EQ(doc.size(), 1165u);
+      EXPECT_NE(s.message().find("too large written out"), std::string::npos) << s.ToString();
+    }
+  }
+  EXPECT_GE(files, 1) << "no findings in " << CAIRN_FUZZ_FINDINGS;
 }
 
 TEST(CheckDocumentTest, OverlappingVectorsAreRefusedQuickly) {
