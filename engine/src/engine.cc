@@ -879,14 +879,60 @@ Status Engine::CheckDocuments(const Transaction& txn) const {
   return internal::CheckTransactionDocuments(txn, options().max_value_size);
 }
 
+struct Engine::Impl::QueuedWrite {
+  const Transaction* txn = nullptr;
+  TxnResult result;
+  bool done = false;  // result is set (by a leader); guarded by queue_mu_
+  std::condition_variable cv;
+};
+
+TxnResult Engine::Impl::ExecuteQueued(const Transaction& txn) {
+  QueuedWrite me;
+  me.txn = &txn;
+  std::unique_lock lock(queue_mu_);
+  queue_.push_back(&me);
+  // A leader that takes this write sets done; one that leaves it queued wakes it at the
+  // front, to lead the next group.
+  me.cv.wait(lock, [&] { return me.done || queue_.front() == &me; });
+  if (me.done) return std::move(me.result);
+
+  size_t n = std::min<size_t>(queue_.size(), std::max<uint32_t>(options_.max_group_commit, 1));
+  std::vector<QueuedWrite*> group(queue_.begin(), queue_.begin() + ptrdiff_t(n));
+  lock.unlock();  // others queue behind this group while it commits
+  std::vector<const Transaction*> txns;
+  txns.reserve(n);
+  for (QueuedWrite* w : group) txns.push_back(w->txn);
+  std::vector<TxnResult> results;
+  try {
+    results = ExecuteBatch(txns);
+  } catch (const std::exception& e) {
+    // ExecuteBatch throws nothing but bad_alloc. Every caller of the group gets an error:
+    // whether the group committed is unknown.
+    results.assign(n, TxnResult{Status(Code::kInternal,
+                                       std::string("out of memory running this transaction; "
+                                                   "it may or may not have been applied: ") +
+                                           e.what()),
+                                0,
+                                {}});
+  }
+  lock.lock();
+  for (size_t i = 0; i < n; i++) {
+    group[i]->result = std::move(results[i]);
+    group[i]->done = true;
+    queue_.pop_front();
+    if (group[i] != &me) group[i]->cv.notify_one();
+  }
+  if (!queue_.empty()) queue_.front()->cv.notify_one();
+  return std::move(me.result);
+}
+
 TxnResult Engine::Execute(const Transaction& txn) {
   if (txn.read_only()) {
     auto read = BeginRead();
     if (!read.ok()) return TxnResult{read.status(), 0, {}};
     return read->Execute(txn);
   }
-  const Transaction* one = &txn;
-  return std::move(impl_->ExecuteBatch(std::span(&one, 1))[0]);
+  return impl_->ExecuteQueued(txn);
 }
 
 std::vector<TxnResult> Engine::ExecuteBatch(std::span<const Transaction* const> txns) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -270,6 +271,16 @@ class Engine::Impl {
                      std::string_view index);
 
   std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
+
+  // Engine::Execute's write path: group commit of concurrent callers, as leveldb's
+  // DBImpl::Write does it. Each caller queues; the one at the front leads: it takes the
+  // queue (up to Options::max_group_commit), runs it as one ExecuteBatch on its own
+  // thread, hands each caller its result and wakes the next front. A caller that finds
+  // the queue empty commits at once, on its own thread, with no hand-off.
+  TxnResult ExecuteQueued(const Transaction& txn);
+  struct QueuedWrite;
+  std::mutex queue_mu_;
+  std::deque<QueuedWrite*> queue_;  // guarded by queue_mu_; the front leads
 
   std::shared_ptr<const internal::Catalog> catalog() const {
     std::lock_guard lock(catalog_mu_);

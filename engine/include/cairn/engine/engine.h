@@ -4,8 +4,8 @@
 //
 // An Engine is safe to share between threads. Read transactions run
 // concurrently from any number of threads; write transactions are serialized
-// (LMDB has one writer) and are fastest submitted in batches (ExecuteBatch),
-// which share one LMDB commit and one fsync.
+// (LMDB has one writer) and group-commit: concurrent Execute calls, like the
+// transactions of one ExecuteBatch, share one LMDB commit and one fsync.
 //
 // On-disk layout and formats: docs/storage.md.
 #pragma once
@@ -71,7 +71,11 @@ class Engine {
 
   // --- Transactions.
   // Runs one transaction. Read-only transactions run in an LMDB read transaction,
-  // concurrently with everything; others as a batch of one.
+  // concurrently with everything. Writes from concurrent callers group-commit: a call
+  // made while another commits waits, then commits together with every call that queued
+  // meanwhile (up to Options::max_group_commit), in one LMDB commit and one fsync, each
+  // succeeding or failing alone as in ExecuteBatch; a call made while nothing commits
+  // commits at once on the caller's thread. Commit numbers follow the order of arrival.
   TxnResult Execute(const Transaction& txn);
 
   // Checks every document the transaction puts (CheckDocument in document.h) as Execute

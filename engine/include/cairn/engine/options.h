@@ -56,6 +56,10 @@ struct Options {
   std::chrono::seconds idempotency_retention{600};
   uint64_t idempotency_max_keys = 1'000'000;
 
+  // Concurrent Engine::Execute calls share commits (and fsyncs): at most this many
+  // transactions per group commit.
+  uint32_t max_group_commit = 1024;
+
   // Largest value (document or raw bytes) accepted by a write.
   size_t max_value_size = size_t{16} << 20;
 
