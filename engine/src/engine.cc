@@ -879,51 +879,187 @@ Status Engine::CheckDocuments(const Transaction& txn) const {
   return internal::CheckTransactionDocuments(txn, options().max_value_size);
 }
 
+// A write in the queue: a transaction or a catalog change, either waited for by the
+// thread that queued it (Execute: `done` empty) or answered through `done` (Submit).
 struct Engine::Impl::QueuedWrite {
   const Transaction* txn = nullptr;
+  Engine::CatalogChange catalog;  // set for a catalog change
+  Engine::WriteDone done;         // set for a submitted write, which the queue owns
   TxnResult result;
-  bool done = false;  // result is set (by a leader); guarded by queue_mu_
-  std::condition_variable cv;
+  bool finished = false;          // Execute's: result is set; guarded by queue_mu_
+  std::condition_variable cv;     // Execute's: finished, or its turn to lead
 };
 
-TxnResult Engine::Impl::ExecuteQueued(const Transaction& txn) {
-  QueuedWrite me;
-  me.txn = &txn;
-  std::unique_lock lock(queue_mu_);
-  queue_.push_back(&me);
-  // A leader that takes this write sets done; one that leaves it queued wakes it at the
-  // front, to lead the next group.
-  me.cv.wait(lock, [&] { return me.done || queue_.front() == &me; });
-  if (me.done) return std::move(me.result);
+namespace {
 
-  size_t n = std::min<size_t>(queue_.size(), std::max<uint32_t>(options_.max_group_commit, 1));
-  std::vector<QueuedWrite*> group(queue_.begin(), queue_.begin() + ptrdiff_t(n));
-  lock.unlock();  // others queue behind this group while it commits
+TxnResult Unavailable() {
+  return TxnResult{Status(Code::kUnavailable, "the engine is stopping: no more writes"), 0, {}};
+}
+
+// The engine whose queued writes this thread is running (RunGroup): a catalog change that
+// writes a transaction of its own (cairnd's user changes do) runs it at once, as part of
+// its own turn, instead of queuing behind itself.
+thread_local const void* t_running_group = nullptr;
+
+class RunningGroup {
+ public:
+  explicit RunningGroup(const void* engine) : saved_(t_running_group) { t_running_group = engine; }
+  ~RunningGroup() { t_running_group = saved_; }
+
+ private:
+  const void* saved_;
+};
+
+}  // namespace
+
+std::vector<TxnResult> Engine::Impl::RunGroup(const std::vector<QueuedWrite*>& group) {
   std::vector<const Transaction*> txns;
-  txns.reserve(n);
-  for (QueuedWrite* w : group) txns.push_back(w->txn);
-  std::vector<TxnResult> results;
+  RunningGroup running(this);
   try {
-    results = ExecuteBatch(txns);
+    if (group.front()->catalog) {
+      TxnResult r;
+      r.status = group.front()->catalog(*self_);
+      if (r.status.ok()) r.commit = last_commit_;
+      return {std::move(r)};
+    }
+    txns.reserve(group.size());
+    for (QueuedWrite* w : group) txns.push_back(w->txn);
+    if (options_.before_group_commit) options_.before_group_commit(txns);
+    return ExecuteBatch(txns);
   } catch (const std::exception& e) {
-    // ExecuteBatch throws nothing but bad_alloc. Every caller of the group gets an error:
-    // whether the group committed is unknown.
-    results.assign(n, TxnResult{Status(Code::kInternal,
-                                       std::string("out of memory running this transaction; "
-                                                   "it may or may not have been applied: ") +
-                                           e.what()),
+    // The engine throws nothing but bad_alloc (and a test's before_group_commit): whether
+    // the group committed is unknown.
+    return std::vector<TxnResult>(
+        group.size(), TxnResult{Status(Code::kInternal, std::string("internal error running "
+                                                                    "this write (") +
+                                                            e.what() +
+                                                            "); it may or may not have been "
+                                                            "applied"),
                                 0,
                                 {}});
   }
-  lock.lock();
-  for (size_t i = 0; i < n; i++) {
-    group[i]->result = std::move(results[i]);
-    group[i]->done = true;
-    queue_.pop_front();
-    if (group[i] != &me) group[i]->cv.notify_one();
+}
+
+void Engine::Impl::Lead(std::unique_lock<std::mutex>& lock, QueuedWrite* mine) {
+  const size_t max = std::max<uint32_t>(options_.max_group_commit, 1);
+  std::vector<QueuedWrite*> group, answered;
+  while (!queue_.empty() && !(mine && mine->finished)) {
+    group.clear();
+    if (queue_.front()->catalog) {
+      group.push_back(queue_.front());
+    } else {
+      for (QueuedWrite* w : queue_) {
+        if (w->catalog || group.size() == max) break;
+        group.push_back(w);
+      }
+    }
+    lock.unlock();  // others queue behind this group while it commits
+    std::vector<TxnResult> results = RunGroup(group);
+    if (commit_listener_) commit_listener_(group.front()->catalog ? 0 : group.size());
+    lock.lock();
+    answered.clear();
+    for (size_t i = 0; i < group.size(); i++) {
+      QueuedWrite* w = group[i];
+      queue_.pop_front();
+      w->result = std::move(results[i]);
+      if (w->done) {
+        answered.push_back(w);
+      } else {
+        w->finished = true;
+        if (w != mine) w->cv.notify_one();
+      }
+    }
+    if (!answered.empty()) {
+      lock.unlock();
+      for (QueuedWrite* w : answered) {
+        w->done(std::move(w->result));
+        delete w;
+      }
+      lock.lock();
+    }
   }
-  if (!queue_.empty()) queue_.front()->cv.notify_one();
+  leading_ = false;
+  // The next leader: the caller at the front, or the writer thread for a submitted write
+  // (and, once the queue is empty, a writer thread told to stop).
+  if (!queue_.empty() && !queue_.front()->done) {
+    queue_.front()->cv.notify_one();
+  } else {
+    writer_cv_.notify_one();
+  }
+}
+
+TxnResult Engine::Impl::ExecuteQueued(const Transaction& txn) {
+  if (t_running_group == this) {
+    const Transaction* one = &txn;
+    return std::move(ExecuteBatch(std::span(&one, 1))[0]);
+  }
+  QueuedWrite me;
+  me.txn = &txn;
+  std::unique_lock lock(queue_mu_);
+  if (writes_stopped_) return Unavailable();
+  queue_.push_back(&me);
+  // A leader that takes this write finishes it; one that leaves it queued wakes it at the
+  // front, to lead the next group. Nobody leading and the queue empty: lead at once.
+  me.cv.wait(lock, [&] { return me.finished || (!leading_ && queue_.front() == &me); });
+  if (!me.finished) {
+    leading_ = true;
+    Lead(lock, &me);
+  }
   return std::move(me.result);
+}
+
+void Engine::Impl::Enqueue(std::unique_ptr<QueuedWrite> write) {
+  std::unique_lock lock(queue_mu_);
+  if (writes_stopped_) {
+    lock.unlock();
+    write->done(Unavailable());
+    return;
+  }
+  if (!writer_.joinable()) writer_ = std::thread([this] { WriterThread(); });
+  queue_.push_back(write.release());
+  if (!leading_ && queue_.front() == queue_.back()) writer_cv_.notify_one();
+}
+
+void Engine::Impl::WriterThread() {
+  std::unique_lock lock(queue_mu_);
+  while (true) {
+    writer_cv_.wait(lock, [&] {
+      return (!leading_ && !queue_.empty() && queue_.front()->done) ||
+             (writes_stopped_ && queue_.empty());
+    });
+    if (queue_.empty()) return;  // stopped, and everything queued has run
+    leading_ = true;
+    Lead(lock, nullptr);
+  }
+}
+
+void Engine::Submit(const Transaction& txn, WriteDone done) {
+  auto w = std::make_unique<Impl::QueuedWrite>();
+  w->txn = &txn;
+  w->done = std::move(done);
+  impl_->Enqueue(std::move(w));
+}
+
+void Engine::SubmitCatalog(CatalogChange change, WriteDone done) {
+  auto w = std::make_unique<Impl::QueuedWrite>();
+  w->catalog = std::move(change);
+  w->done = std::move(done);
+  impl_->Enqueue(std::move(w));
+}
+
+void Engine::StopWrites() {
+  std::thread writer;
+  {
+    std::lock_guard lock(impl_->queue_mu_);
+    impl_->writes_stopped_ = true;
+    writer.swap(impl_->writer_);
+  }
+  impl_->writer_cv_.notify_one();
+  if (writer.joinable()) writer.join();
+}
+
+void Engine::SetCommitListener(std::function<void(size_t)> listener) {
+  impl_->commit_listener_ = std::move(listener);
 }
 
 TxnResult Engine::Execute(const Transaction& txn) {
@@ -1220,8 +1356,8 @@ EngineStats Engine::Impl::Stats() const {
   return s;
 }
 
-Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Engine::~Engine() = default;
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->self_ = this; }
+Engine::~Engine() { StopWrites(); }
 
 Result<std::unique_ptr<Engine>> Engine::Open(const std::string& dir, const Options& options) {
   auto impl = std::make_unique<Impl>(dir, options);

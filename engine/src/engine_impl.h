@@ -277,10 +277,27 @@ class Engine::Impl {
   // queue (up to Options::max_group_commit), runs it as one ExecuteBatch on its own
   // thread, hands each caller its result and wakes the next front. A caller that finds
   // the queue empty commits at once, on its own thread, with no hand-off.
-  TxnResult ExecuteQueued(const Transaction& txn);
+  //
+  // Submit and SubmitCatalog queue writes that no caller waits for; when one of those is
+  // at the front and nobody leads, the engine's writer thread leads. A caller of Execute
+  // leads until its own write is done, then hands over to the new front.
   struct QueuedWrite;
+  TxnResult ExecuteQueued(const Transaction& txn);
+  void Enqueue(std::unique_ptr<QueuedWrite> write);
+  // REQUIRES: lock holds queue_mu_, leading_ set by this thread. `mine`: the caller's own
+  // write (nullptr on the writer thread, which leads until the queue is empty).
+  void Lead(std::unique_lock<std::mutex>& lock, QueuedWrite* mine);
+  // Runs one group (consecutive transactions, or one catalog change): their results.
+  std::vector<TxnResult> RunGroup(const std::vector<QueuedWrite*>& group);
+  void WriterThread();
+  Engine* self_ = nullptr;  // the Engine this is the Impl of (catalog changes take it)
+  std::function<void(size_t)> commit_listener_;
   std::mutex queue_mu_;
-  std::deque<QueuedWrite*> queue_;  // guarded by queue_mu_; the front leads
+  std::deque<QueuedWrite*> queue_;      // guarded by queue_mu_; the front leads
+  bool leading_ = false;                // guarded by queue_mu_: some thread runs a group
+  bool writes_stopped_ = false;         // guarded by queue_mu_
+  std::condition_variable writer_cv_;   // the writer thread's: an unled write to run, or stop
+  std::thread writer_;                  // started by the first Submit
 
   std::shared_ptr<const internal::Catalog> catalog() const {
     std::lock_guard lock(catalog_mu_);

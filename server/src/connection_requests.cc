@@ -20,25 +20,19 @@ namespace {
 
 const char* kServerVersion = "cairnd 0.1.0";
 
-// connection to answer, and the request's bookkeeping.
-class TxnJob : public WriteJob {
+// A write handed to the engine's queue: the request's bytes (the transaction views them),
+// the decoded transaction or the catalog change, until the engine answers.
+class WriteJob {
  public:
-  using Done = std::function<void(TxnResult)>;
-  TxnJob(std::string payload, Done done) : payload_(std::move(payload)), done_(std::move(done)) {}
-
+  explicit WriteJob(std::string payload) : payload_(std::move(payload)) {}
   std::string_view payload() const { return payload_; }
   Transaction& transaction() { return txn_; }
-  void set_catalog(std::function<Status(Engine&)> fn) { catalog_ = std::move(fn); }
-
-  const Transaction* txn() const override { return catalog_ ? nullptr : &txn_; }
-  Status RunCatalog(Engine& engine) override { return catalog_(engine); }
-  void Complete(TxnResult result) override { done_(std::move(result)); }
+  CatalogJob& catalog() { return catalog_; }
 
  private:
   std::string payload_;
   Transaction txn_;
-  std::function<Status(Engine&)> catalog_;
-  Done done_;
+  CatalogJob catalog_;
 };
 
 const wire::RequestFrame* Frame(std::string_view payload) {
@@ -472,11 +466,8 @@ void Connection::SubmitWrite(const RequestRow& row, std::string payload,
     return refuse(Status(Code::kReadOnly, "this server is a replica of " +
                                               ctx_.follower->primary() + "; send writes there"));
   }
-  auto job = std::make_unique<TxnJob>(
-      std::move(payload), [self, id, kind, received, replicas, replica_timeout_ms](TxnResult r) {
-        self->WriteDone(id, std::move(r), kind, received, replicas, replica_timeout_ms);
-      });
-  f = Frame(job->payload());  // the job's copy, which outlives this call
+  auto job = std::make_shared<WriteJob>(std::move(payload));
+  f = Frame(job->payload());  // the job's copy, which lives until the engine answers
   Status s;
   if (row.kind == wire::Request::Txn) {
     s = DecodeTxn(*f->request_as_Txn(), ctx_.limits, &job->transaction());
@@ -487,13 +478,26 @@ void Connection::SubmitWrite(const RequestRow& row, std::string payload,
     if (s.ok()) s = ctx_.engine->CheckDocuments(job->transaction());
     job->transaction().documents_checked = true;
   } else {
-    CatalogJob fn;
-    s = row.job(*f, ctx_, &fn);
-    if (s.ok()) job->set_catalog(std::move(fn));
+    s = row.job(*f, ctx_, &job->catalog());
   }
   if (!s.ok()) return refuse(s);
   seq_.HandedOff();
-  ctx_.writer->Submit(std::move(job));
+  // Runs on the thread that committed (the engine's writer, or an Execute caller leading
+  // the group); holds the job until then.
+  auto done = [self, job, id, kind, received, replicas, replica_timeout_ms](TxnResult r) {
+    if (r.status.code() == Code::kInternal) {
+      self->ctx_.stats->internal_errors++;
+      spdlog::error("internal error running a {} on the writer: {}",
+                    kind == RequestKind::kCatalog ? "catalog change" : "write",
+                    r.status.message());
+    }
+    self->WriteDone(id, std::move(r), kind, received, replicas, replica_timeout_ms);
+  };
+  if (row.kind == wire::Request::Txn) {
+    ctx_.engine->Submit(job->transaction(), std::move(done));
+  } else {
+    ctx_.engine->SubmitCatalog(job->catalog(), std::move(done));
+  }
 }
 
 void Connection::WriteDone(uint64_t id, TxnResult result, RequestKind kind,

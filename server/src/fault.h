@@ -7,6 +7,9 @@
 #include <string>
 #include <string_view>
 
+#include "cairn/engine/options.h"
+#include "cairn/engine/types.h"
+
 namespace cairn::server {
 
 // Throws std::out_of_range (as a damaged leaf made string_view::substr do) when `tag` is
@@ -23,5 +26,15 @@ inline void InjectFault(std::string_view point, std::string_view tag) {
 #else
 inline void InjectFault(std::string_view, std::string_view) {}
 #endif
+
+// The point "writer": a transaction whose idempotency key is "cairn-fault:writer" makes
+// its group commit throw on the engine's committing thread (Options::before_group_commit).
+inline void InstallWriterFault([[maybe_unused]] Options* options) {
+#ifdef CAIRN_FAULT_INJECTION
+  options->before_group_commit = [](std::span<const Transaction* const> txns) {
+    for (const Transaction* t : txns) InjectFault("writer", t->idempotency_key);
+  };
+#endif
+}
 
 }  // namespace cairn::server

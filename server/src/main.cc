@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "cairn/engine/engine.h"
 #include "cairn/protocol/scram.h"
+#include "fault.h"
 #include "follower.h"
 #include "restore.h"
 #include "server.h"
@@ -409,6 +410,7 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
+    cairn::server::InstallWriterFault(&opts.engine);  // cairnd-faults only
     auto engine = cairn::Engine::Open(opts.data_dir, opts.engine);
     if (!engine.ok()) {
       spdlog::error("cannot open the database in {}: {}", opts.data_dir, engine.status().ToString());

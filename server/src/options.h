@@ -35,7 +35,6 @@ struct ServerOptions {
   std::chrono::seconds hello_timeout{10};  // a connection must send Hello within this of connecting
   std::chrono::seconds frame_timeout{30};  // a frame must arrive whole within this of its first byte
   std::chrono::seconds shutdown_grace{10};  // how long a graceful stop waits for clients
-  uint32_t max_batch = 1024;              // transactions per group commit
   Options engine;                          // durability, size cap, log retention...
   // VerifyDatabase runs this binary (cairnd itself) as a child: verifier.h.
   std::string verifier_exe = "/proc/self/exe";

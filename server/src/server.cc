@@ -18,15 +18,18 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
     contexts_.push_back(std::make_unique<asio::io_context>(1));
     guards_.push_back(asio::make_work_guard(*contexts_.back()));
   }
-  writer_ = std::make_unique<Writer>(*engine_, stats_, options_.max_batch,
-                                     [this] { commits_.Notify(); });
+  // Writes group-commit in the engine's queue (Engine::Submit); after each group the
+  // streams waiting for new commits are woken.
+  engine_->SetCommitListener([this](size_t transactions) {
+    if (transactions) stats_.batch_sizes.Record(transactions);
+    commits_.Notify();
+  });
   ctx_.commits = &commits_;
   replicas_ = std::make_unique<ReplicaRegistry>(*engine_, options_.replica_keep);
   ctx_.replicas = replicas_.get();
   tasks_ = std::make_unique<Tasks>();
   ctx_.tasks = tasks_.get();
   ctx_.engine = engine_.get();
-  ctx_.writer = writer_.get();
   VerifierOptions verifier;
   verifier.exe = options_.verifier_exe;
   verifier.data_dir = engine_->dir();
@@ -316,10 +319,9 @@ void Server::Wait() {
   if (before_close_) std::exchange(before_close_, nullptr)();
   if (checker_) checker_->Stop();
   if (tasks_) tasks_->Stop();
-  if (writer_) writer_->Stop();  // commits whatever is still queued
+  if (engine_) engine_->StopWrites();  // commits whatever is still queued
   // The io_contexts stay until the destructor: objects of the caller's (a signal_set)
   // may still use them.
-  writer_.reset();
   checker_.reset();
   replicas_.reset();
   tasks_.reset();

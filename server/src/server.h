@@ -15,7 +15,6 @@
 #include "checker.h"
 #include "replicas.h"
 #include "tls.h"
-#include "writer.h"
 
 namespace cairn::server {
 
@@ -67,8 +66,7 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<Engine> engine_;
   ServerStats stats_;
-  CommitFeed commits_;  // before writer_: the writer notifies it
-  std::unique_ptr<Writer> writer_;
+  CommitFeed commits_;  // before engine_'s writes stop: its commit listener notifies it
   std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
   std::unique_ptr<AuthStore> auth_;

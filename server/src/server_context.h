@@ -16,7 +16,6 @@
 #include "stream.h"
 #include "tasks.h"
 #include "checker.h"
-#include "writer.h"
 
 namespace cairn::server {
 
@@ -28,7 +27,6 @@ class ReplicaRegistry;
 
 struct ServerContext {
   Engine* engine = nullptr;
-  Writer* writer = nullptr;
   Checker* checker = nullptr;
   CommitFeed* commits = nullptr;  // wakes streams waiting for new commits
   ReplicaRegistry* replicas = nullptr;  // this server's followers (replicas.h)

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "test_util.h"
@@ -327,6 +330,207 @@ TEST_F(GroupCommitTest, ConcurrentExecuteCallsShareCommitsAndEachFailsAlone) {
     EXPECT_NE(state.find("t" + std::to_string(t) + "-0@"), std::string::npos);
     EXPECT_EQ(state.find("t" + std::to_string(t) + "-5@"), std::string::npos);
   }
+}
+
+// Engine::Submit and SubmitCatalog: writes no caller waits for, answered through a
+// callback on the committing thread, in the order submitted, sharing commits with each
+// other and with Execute calls.
+class SubmitTest : public ::testing::Test {
+ protected:
+  void Open(Options options = {}) {
+    db_ = OpenOrDie(dir_.path(), options);
+    ASSERT_TRUE(db_);
+    ASSERT_TRUE(db_->CreateCollection("c").ok());
+  }
+  // Collects results by submission index; Wait() returns once `n` arrived.
+  struct Results {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<int, TxnResult> got;
+    std::vector<int> order;  // indexes in the order their callbacks ran
+    Engine::WriteDone At(int i) {
+      return [this, i](TxnResult r) {
+        std::lock_guard lock(mu);
+        got[i] = std::move(r);
+        order.push_back(i);
+        cv.notify_all();
+      };
+    }
+    bool Wait(size_t n) {
+      std::unique_lock lock(mu);
+      return cv.wait_for(lock, std::chrono::seconds(30), [&] { return got.size() >= n; });
+    }
+  };
+
+  TempDir dir_;
+  std::unique_ptr<Engine> db_;
+};
+
+TEST_F(SubmitTest, SubmittedWritesAreAnsweredInOrderAndShareCommits) {
+  Open();
+  std::atomic<size_t> groups{0}, grouped{0};
+  db_->SetCommitListener([&](size_t n) {
+    groups++;
+    grouped += n;
+  });
+  constexpr int kWrites = 2000;
+  // A submitted transaction views its keys and values: they live until it is answered.
+  std::deque<Transaction> txns;
+  std::deque<std::string> docs, keys;
+  Results results;
+  uint64_t base = db_->LastCommit();
+  for (int i = 0; i < kWrites; i++) {
+    docs.push_back(Doc(R"({"n": )" + std::to_string(i) + "}"));
+    keys.push_back("k" + std::to_string(i));
+    std::vector<Condition> cond;
+    if (i % 10 == 9) cond.push_back({Condition::kPresent, "c", "nope"});  // refused alone
+    txns.push_back(Txn({PutOp{"c", keys.back(), docs.back()}}, cond));
+    db_->Submit(txns.back(), results.At(i));
+  }
+  ASSERT_TRUE(results.Wait(kWrites));
+  // Answered in submission order; the accepted ones numbered in that order, no gaps.
+  std::lock_guard lock(results.mu);
+  std::vector<int> sorted = results.order;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(results.order, sorted);
+  uint64_t next = base + 1;
+  for (int i = 0; i < kWrites; i++) {
+    const TxnResult& r = results.got[i];
+    if (i % 10 == 9) {
+      EXPECT_EQ(r.status.code(), Code::kConditionFailed) << i;
+    } else {
+      ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.ToString();
+      EXPECT_EQ(r.commit, next++) << i;
+    }
+  }
+  EXPECT_EQ(db_->LastCommit(), next - 1);
+  EXPECT_EQ(grouped.load(), size_t(kWrites));
+  EXPECT_LT(groups.load(), size_t(kWrites)) << "every submitted write committed alone";
+  std::printf("%d submitted writes in %zu groups\n", kWrites, groups.load());
+}
+
+TEST_F(SubmitTest, CatalogChangesRunInQueueOrderBetweenTransactions) {
+  Open();
+  std::string doc = Doc(R"({"a": 1})");
+  Transaction before = Txn({PutOp{"c2", "k", doc}});
+  Transaction after = Txn({PutOp{"c2", "k", doc}});
+  Results results;
+  db_->Submit(before, results.At(0));
+  db_->SubmitCatalog([](Engine& e) { return e.CreateCollection("c2"); }, results.At(1));
+  db_->Submit(after, results.At(2));
+  // A catalog change that writes a transaction of its own (as cairnd's user changes do)
+  // runs it in its own turn instead of waiting behind itself.
+  std::string doc2 = Doc(R"({"b": 2})");
+  db_->SubmitCatalog(
+      [&](Engine& e) {
+        Status s = e.CreateCollection("c3");
+        if (!s.ok()) return s;
+        return e.Execute(Txn({PutOp{"c3", "own", doc2}})).status;
+      },
+      results.At(3));
+  ASSERT_TRUE(results.Wait(4));
+  std::lock_guard lock(results.mu);
+  EXPECT_EQ(results.got[0].status.code(), Code::kUnknownName) << "ran before the collection";
+  ASSERT_TRUE(results.got[1].status.ok()) << results.got[1].status.ToString();
+  ASSERT_TRUE(results.got[2].status.ok()) << results.got[2].status.ToString();
+  EXPECT_EQ(results.got[1].commit + 1, results.got[2].commit);
+  ASSERT_TRUE(results.got[3].status.ok()) << results.got[3].status.ToString();
+  EXPECT_EQ(results.got[3].commit, results.got[2].commit + 2) << "the collection, then its put";
+}
+
+TEST_F(SubmitTest, SubmitAndExecuteFromManyThreadsShareTheQueue) {
+  Open();
+  constexpr int kThreads = 6, kEach = 150;
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  Results results;
+  std::deque<Transaction> submitted;
+  std::deque<std::string> docs, keys;
+  std::mutex held_mu;  // guards the deques across threads
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; i++) {
+        std::string key = std::to_string(t) + "-" + std::to_string(i);
+        if (t % 2 == 0) {
+          std::string doc = Doc(R"({"x": 1})");
+          TxnResult r = db_->Execute(Txn({PutOp{"c", key, doc}}));
+          bad += !r.status.ok();
+        } else {
+          const Transaction* txn;
+          {
+            std::lock_guard lock(held_mu);
+            docs.push_back(Doc(R"({"y": 2})"));
+            keys.push_back(key);
+            submitted.push_back(Txn({PutOp{"c", keys.back(), docs.back()}}));
+            txn = &submitted.back();
+          }
+          db_->Submit(*txn, results.At(t * kEach + i));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(results.Wait(size_t(kThreads / 2 * kEach)));
+  EXPECT_EQ(bad.load(), 0);
+  std::lock_guard lock(results.mu);
+  for (auto& [i, r] : results.got) EXPECT_TRUE(r.status.ok()) << i << ": " << r.status.ToString();
+  EXPECT_EQ(db_->Stats().commits, uint64_t(kThreads * kEach) + 1);  // + the collection
+}
+
+TEST_F(SubmitTest, StopWritesRunsWhatIsQueuedThenRefuses) {
+  Open();
+  std::deque<Transaction> txns;
+  std::deque<std::string> keys;
+  std::string doc = Doc(R"({"a": 1})");
+  Results results;
+  for (int i = 0; i < 200; i++) {
+    keys.push_back("k" + std::to_string(i));
+    txns.push_back(Txn({PutOp{"c", keys.back(), doc}}));
+    db_->Submit(txns.back(), results.At(i));
+  }
+  db_->StopWrites();
+  {
+    std::lock_guard lock(results.mu);
+    ASSERT_EQ(results.got.size(), 200u) << "StopWrites returned before the queue ran";
+    for (auto& [i, r] : results.got) EXPECT_TRUE(r.status.ok()) << i;
+  }
+  Transaction late = Txn({PutOp{"c", "late", doc}});
+  db_->Submit(late, results.At(1000));
+  {
+    std::lock_guard lock(results.mu);
+    ASSERT_EQ(results.got.count(1000), 1u) << "answered at once";
+    EXPECT_EQ(results.got[1000].status.code(), Code::kUnavailable);
+  }
+  EXPECT_EQ(db_->Execute(late).status.code(), Code::kUnavailable);
+  // Reads go on.
+  auto read = db_->BeginRead();
+  ASSERT_TRUE(read.ok());
+  RecordView v;
+  bool found = false;
+  EXPECT_TRUE(read->Get("c", "k199", &v, &found).ok());
+  EXPECT_TRUE(found);
+}
+
+TEST_F(SubmitTest, AGroupThatThrowsIsAnsweredInternalAndTheEngineGoesOn) {
+  Options options;
+  options.before_group_commit = [](std::span<const Transaction* const> txns) {
+    for (const Transaction* t : txns) {
+      if (t->idempotency_key == "boom") throw std::runtime_error("injected");
+    }
+  };
+  Open(options);
+  std::string doc = Doc(R"({"a": 1})");
+  Transaction boom = Txn({PutOp{"c", "b", doc}});
+  boom.idempotency_key = "boom";
+  TxnResult r = db_->Execute(boom);
+  EXPECT_EQ(r.status.code(), Code::kInternal);
+  EXPECT_NE(r.status.message().find("injected"), std::string::npos) << r.status.message();
+  Results results;
+  db_->Submit(boom, results.At(0));
+  ASSERT_TRUE(results.Wait(1));
+  EXPECT_EQ(results.got[0].status.code(), Code::kInternal);
+  Transaction fine = Txn({PutOp{"c", "f", doc}});
+  EXPECT_TRUE(db_->Execute(fine).status.ok());
 }
 
 TEST_F(GroupCommitTest, BatchOfOnlyFailuresOrReadsCommitsNothing) {

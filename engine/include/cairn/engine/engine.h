@@ -78,6 +78,28 @@ class Engine {
   // commits at once on the caller's thread. Commit numbers follow the order of arrival.
   TxnResult Execute(const Transaction& txn);
 
+  // --- Asynchronous writes (cairnd's path: its IO threads must not wait for a commit).
+  // Queues a write transaction, to group-commit with every other queued write and Execute
+  // call, in the order submitted. `txn` must stay alive until `done` runs. `done` gets the
+  // result on the thread that commits (the engine's writer thread, started by the first
+  // Submit, or an Execute caller leading the group), once the commit is as durable as
+  // Options::durability makes it; it must not block. After StopWrites, `done` runs at
+  // once, on the caller's thread, with kUnavailable.
+  using WriteDone = std::function<void(TxnResult)>;
+  void Submit(const Transaction& txn, WriteDone done);
+  // A catalog change (calls of this engine's catalog functions), run alone in the queue's
+  // order, between the transactions submitted before and after it. `done` gets its
+  // status and, if ok, the last commit after it.
+  using CatalogChange = std::function<Status(Engine&)>;
+  void SubmitCatalog(CatalogChange change, WriteDone done);
+  // Runs every write already queued; later writes (Submit, and Execute of a write) get
+  // kUnavailable. Stops the writer thread. Called by the destructor.
+  void StopWrites();
+  // Called on the committing thread after each group of queued writes ran (`transactions`
+  // of them, 0 for a catalog change), whether or not it committed, before their results
+  // are handed out. Set it before the first write.
+  void SetCommitListener(std::function<void(size_t transactions)> listener);
+
   // Checks every document the transaction puts (CheckDocument in document.h) as Execute
   // would, and fails as Execute would ("operation 2 (insert): document is ..."); values over
   // the size limit are left to Execute, which refuses them. Costs time linear in the

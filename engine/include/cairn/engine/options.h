@@ -4,8 +4,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
 
 namespace cairn {
+
+struct Transaction;
 
 // When a commit reaches the disk. Never renumber (stored in configs and stats).
 enum class Durability : uint8_t {
@@ -57,9 +61,15 @@ struct Options {
   std::chrono::seconds idempotency_retention{600};
   uint64_t idempotency_max_keys = 1'000'000;
 
-  // Concurrent Engine::Execute calls share commits (and fsyncs): at most this many
-  // transactions per group commit.
+  // Concurrent writes (Engine::Execute calls and Engine::Submit) share commits (and
+  // fsyncs): at most this many transactions per group commit.
   uint32_t max_group_commit = 1024;
+
+  // For tests of the callers' error handling only: called on the committing thread before
+  // each group commit of queued writes, with its transactions. An exception it throws
+  // fails the group as an internal error of the write path would (kInternal, "may or
+  // may not have been applied"), and the engine goes on.
+  std::function<void(std::span<const Transaction* const>)> before_group_commit;
 
   // Largest value (document or raw bytes) accepted by a write.
   size_t max_value_size = size_t{16} << 20;
