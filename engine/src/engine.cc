@@ -956,15 +956,17 @@ void Engine::Impl::Lead(std::unique_lock<std::mutex>& lock, QueuedWrite* mine) {
     lock.unlock();  // others queue behind this group while it commits
     std::vector<TxnResult> results = RunGroup(group);
     if (commit_listener_) commit_listener_(group.front()->catalog ? 0 : group.size());
-    lock.lock();
+    // Results are moved in without the lock: until `finished` is set under it (or its
+    // callback runs), a write's result is read by no one else.
     answered.clear();
     for (size_t i = 0; i < group.size(); i++) {
-      QueuedWrite* w = group[i];
+      group[i]->result = std::move(results[i]);
+      if (group[i]->done) answered.push_back(group[i]);
+    }
+    lock.lock();
+    for (QueuedWrite* w : group) {
       queue_.pop_front();
-      w->result = std::move(results[i]);
-      if (w->done) {
-        answered.push_back(w);
-      } else {
+      if (!w->done) {
         w->finished = true;
         if (w != mine) w->cv.notify_one();
       }
