@@ -880,14 +880,15 @@ Status Engine::CheckDocuments(const Transaction& txn) const {
 }
 
 // A write in the queue: a transaction or a catalog change, either waited for by the
-// thread that queued it (Execute: `done` empty) or answered through `done` (Submit).
+// thread that queued it (Execute: `waiter`) or answered through `done` (Submit).
 struct Engine::Impl::QueuedWrite {
   const Transaction* txn = nullptr;
   Engine::CatalogChange catalog;  // set for a catalog change
-  Engine::WriteDone done;         // set for a submitted write, which the queue owns
+  Engine::WriteDone done;         // a submitted write's callback; the queue owns the write
+  bool waiter = false;            // an Execute caller waits for this one
   TxnResult result;
-  bool finished = false;          // Execute's: result is set; guarded by queue_mu_
-  std::condition_variable cv;     // Execute's: finished, or its turn to lead
+  bool finished = false;          // a waiter's: result is set; guarded by queue_mu_
+  std::condition_variable cv;     // a waiter's: finished, or its turn to lead
 };
 
 namespace {
@@ -896,15 +897,15 @@ TxnResult Unavailable() {
   return TxnResult{Status(Code::kUnavailable, "the engine is stopping: no more writes"), 0, {}};
 }
 
-// The engine whose queued writes this thread is running (RunGroup): a catalog change that
-// writes a transaction of its own (cairnd's user changes do) runs it at once, as part of
-// its own turn, instead of queuing behind itself.
-thread_local const void* t_running_group = nullptr;
+// The engine whose queue this thread leads: a write made from inside its turn (a catalog
+// change that writes a transaction, as cairnd's user changes do, a callback, the commit
+// listener) runs at once as part of that turn, instead of queuing behind itself.
+thread_local const void* t_leading = nullptr;
 
-class RunningGroup {
+class Leading {
  public:
-  explicit RunningGroup(const void* engine) : saved_(t_running_group) { t_running_group = engine; }
-  ~RunningGroup() { t_running_group = saved_; }
+  explicit Leading(const void* engine) : saved_(t_leading) { t_leading = engine; }
+  ~Leading() { t_leading = saved_; }
 
  private:
   const void* saved_;
@@ -912,9 +913,8 @@ class RunningGroup {
 
 }  // namespace
 
-std::vector<TxnResult> Engine::Impl::RunGroup(const std::vector<QueuedWrite*>& group) {
-  std::vector<const Transaction*> txns;
-  RunningGroup running(this);
+std::vector<TxnResult> Engine::Impl::RunGroup(const std::vector<QueuedWrite*>& group,
+                                              std::string* failure) {
   try {
     if (group.front()->catalog) {
       TxnResult r;
@@ -922,28 +922,53 @@ std::vector<TxnResult> Engine::Impl::RunGroup(const std::vector<QueuedWrite*>& g
       if (r.status.ok()) r.commit = last_commit_;
       return {std::move(r)};
     }
+    std::vector<const Transaction*> txns;
     txns.reserve(group.size());
     for (QueuedWrite* w : group) txns.push_back(w->txn);
     if (options_.before_group_commit) options_.before_group_commit(txns);
     return ExecuteBatch(txns);
   } catch (const std::exception& e) {
     // The engine throws nothing but bad_alloc (and a test's before_group_commit): whether
-    // the group committed is unknown.
+    // the group committed is unknown. The listener hears why; callers get a plain error.
+    *failure = e.what();
+    if (failure->empty()) *failure = "an exception";
     return std::vector<TxnResult>(
-        group.size(), TxnResult{Status(Code::kInternal, std::string("internal error running "
-                                                                    "this write (") +
-                                                            e.what() +
-                                                            "); it may or may not have been "
-                                                            "applied"),
-                                0,
-                                {}});
+        group.size(),
+        TxnResult{Status(Code::kInternal, std::string("internal error running this ") +
+                                              (group.front()->catalog ? "catalog change"
+                                                                      : "write") +
+                                              "; it may or may not have been applied"),
+                  0,
+                  {}});
   }
 }
 
 void Engine::Impl::Lead(std::unique_lock<std::mutex>& lock, QueuedWrite* mine) {
+  Leading leading(this);
+  // However this ends (an exception from a callback, bad_alloc), leadership passes on:
+  // to the waiter at the front, or to the writer thread (a submitted write at the
+  // front, or StopWrites waiting for the queue to drain).
+  struct HandOver {
+    Impl* impl;
+    std::unique_lock<std::mutex>& lock;
+    ~HandOver() {
+      if (!lock.owns_lock()) lock.lock();
+      impl->leading_ = false;
+      if (!impl->queue_.empty() && impl->queue_.front()->waiter) {
+        impl->queue_.front()->cv.notify_one();
+      } else {
+        impl->writer_cv_.notify_all();
+      }
+    }
+  } hand_over{this, lock};
   const size_t max = std::max<uint32_t>(options_.max_group_commit, 1);
+  // Room for a whole group up front: once a group ran, nothing before its writes leave
+  // the queue may throw, or the next leader would run them again.
   std::vector<QueuedWrite*> group, answered;
-  while (!queue_.empty() && !(mine && mine->finished)) {
+  group.reserve(max);
+  answered.reserve(max);
+  bool mine_done = false;
+  while (!queue_.empty() && !mine_done) {
     group.clear();
     if (queue_.front()->catalog) {
       group.push_back(queue_.front());
@@ -954,49 +979,56 @@ void Engine::Impl::Lead(std::unique_lock<std::mutex>& lock, QueuedWrite* mine) {
       }
     }
     lock.unlock();  // others queue behind this group while it commits
-    std::vector<TxnResult> results = RunGroup(group);
-    if (commit_listener_) commit_listener_(group.front()->catalog ? 0 : group.size());
+    std::string failure;
+    std::vector<TxnResult> results = RunGroup(group, &failure);
+    if (commit_listener_) {
+      try {
+        commit_listener_(GroupCommitted{group.front()->catalog ? 0 : group.size(), failure});
+      } catch (const std::exception&) {
+        // A listener must not throw; the writes are answered all the same.
+      }
+    }
     // Results are moved in without the lock: until `finished` is set under it (or its
     // callback runs), a write's result is read by no one else.
     answered.clear();
     for (size_t i = 0; i < group.size(); i++) {
       group[i]->result = std::move(results[i]);
-      if (group[i]->done) answered.push_back(group[i]);
+      if (!group[i]->waiter) answered.push_back(group[i]);
     }
     lock.lock();
     for (QueuedWrite* w : group) {
       queue_.pop_front();
-      if (!w->done) {
+      mine_done |= w == mine;
+      if (w->waiter) {
         w->finished = true;
         if (w != mine) w->cv.notify_one();
       }
     }
     if (!answered.empty()) {
+      // Still leading: the next group waits until these are answered, so a submitter's
+      // callbacks run in the order it submitted.
       lock.unlock();
       for (QueuedWrite* w : answered) {
-        w->done(std::move(w->result));
+        try {
+          w->done(std::move(w->result));
+        } catch (const std::exception&) {
+          // A callback must not throw; the others are answered all the same.
+        }
         delete w;
       }
       lock.lock();
     }
   }
-  leading_ = false;
-  // The next leader: the caller at the front, or the writer thread for a submitted write
-  // (and, once the queue is empty, a writer thread told to stop).
-  if (!queue_.empty() && !queue_.front()->done) {
-    queue_.front()->cv.notify_one();
-  } else {
-    writer_cv_.notify_one();
-  }
 }
 
 TxnResult Engine::Impl::ExecuteQueued(const Transaction& txn) {
-  if (t_running_group == this) {
+  if (t_leading == this) {
     const Transaction* one = &txn;
     return std::move(ExecuteBatch(std::span(&one, 1))[0]);
   }
   QueuedWrite me;
   me.txn = &txn;
+  me.waiter = true;
   std::unique_lock lock(queue_mu_);
   if (writes_stopped_) return Unavailable();
   queue_.push_back(&me);
@@ -1019,17 +1051,17 @@ void Engine::Impl::Enqueue(std::unique_ptr<QueuedWrite> write) {
   }
   if (!writer_.joinable()) writer_ = std::thread([this] { WriterThread(); });
   queue_.push_back(write.release());
-  if (!leading_ && queue_.front() == queue_.back()) writer_cv_.notify_one();
+  if (!leading_ && queue_.front() == queue_.back()) writer_cv_.notify_all();
 }
 
 void Engine::Impl::WriterThread() {
   std::unique_lock lock(queue_mu_);
   while (true) {
     writer_cv_.wait(lock, [&] {
-      return (!leading_ && !queue_.empty() && queue_.front()->done) ||
-             (writes_stopped_ && queue_.empty());
+      return (!leading_ && !queue_.empty() && !queue_.front()->waiter) ||
+             (writes_stopped_ && !leading_ && queue_.empty());
     });
-    if (queue_.empty()) return;  // stopped, and everything queued has run
+    if (queue_.empty()) return;  // stopped, and everything queued has been answered
     leading_ = true;
     Lead(lock, nullptr);
   }
@@ -1038,11 +1070,16 @@ void Engine::Impl::WriterThread() {
 void Engine::Submit(const Transaction& txn, WriteDone done) {
   auto w = std::make_unique<Impl::QueuedWrite>();
   w->txn = &txn;
-  w->done = std::move(done);
+  w->done = done ? std::move(done) : [](TxnResult) {};
   impl_->Enqueue(std::move(w));
 }
 
 void Engine::SubmitCatalog(CatalogChange change, WriteDone done) {
+  if (!done) done = [](TxnResult) {};
+  if (!change) {
+    done(TxnResult{Status(Code::kBadRequest, "an empty catalog change"), 0, {}});
+    return;
+  }
   auto w = std::make_unique<Impl::QueuedWrite>();
   w->catalog = std::move(change);
   w->done = std::move(done);
@@ -1050,17 +1087,19 @@ void Engine::SubmitCatalog(CatalogChange change, WriteDone done) {
 }
 
 void Engine::StopWrites() {
+  std::unique_lock lock(impl_->queue_mu_);
+  impl_->writes_stopped_ = true;
+  if (t_leading == impl_.get()) return;  // from inside a turn: the destructor waits
+  // Every write already queued is answered, by whoever leads it.
+  impl_->writer_cv_.wait(lock, [&] { return impl_->queue_.empty() && !impl_->leading_; });
   std::thread writer;
-  {
-    std::lock_guard lock(impl_->queue_mu_);
-    impl_->writes_stopped_ = true;
-    writer.swap(impl_->writer_);
-  }
-  impl_->writer_cv_.notify_one();
+  writer.swap(impl_->writer_);
+  lock.unlock();
+  impl_->writer_cv_.notify_all();
   if (writer.joinable()) writer.join();
 }
 
-void Engine::SetCommitListener(std::function<void(size_t)> listener) {
+void Engine::SetCommitListener(std::function<void(const GroupCommitted&)> listener) {
   impl_->commit_listener_ = std::move(listener);
 }
 

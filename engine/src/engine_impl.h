@@ -279,24 +279,30 @@ class Engine::Impl {
   // the queue empty commits at once, on its own thread, with no hand-off.
   //
   // Submit and SubmitCatalog queue writes that no caller waits for; when one of those is
-  // at the front and nobody leads, the engine's writer thread leads. A caller of Execute
-  // leads until its own write is done, then hands over to the new front.
+  // at the front and nobody leads, the engine's writer thread leads, until the queue is
+  // empty. A caller of Execute leads until its own write's group is done, then hands
+  // over to the new front. Writes made from inside a turn (a catalog change, a callback,
+  // the listener) run at once as part of it (a thread-local marks the leading thread).
   struct QueuedWrite;
   TxnResult ExecuteQueued(const Transaction& txn);
   void Enqueue(std::unique_ptr<QueuedWrite> write);
   // REQUIRES: lock holds queue_mu_, leading_ set by this thread. `mine`: the caller's own
-  // write (nullptr on the writer thread, which leads until the queue is empty).
+  // write, led until its group is done (nullptr on the writer thread, which leads until
+  // the queue is empty). Clears leading_ and wakes the next leader however it ends.
   void Lead(std::unique_lock<std::mutex>& lock, QueuedWrite* mine);
   // Runs one group (consecutive transactions, or one catalog change): their results.
-  std::vector<TxnResult> RunGroup(const std::vector<QueuedWrite*>& group);
+  // Sets *failure to what an exception said, if one was thrown.
+  std::vector<TxnResult> RunGroup(const std::vector<QueuedWrite*>& group, std::string* failure);
   void WriterThread();
   Engine* self_ = nullptr;  // the Engine this is the Impl of (catalog changes take it)
-  std::function<void(size_t)> commit_listener_;
+  std::function<void(const Engine::GroupCommitted&)> commit_listener_;
   std::mutex queue_mu_;
   std::deque<QueuedWrite*> queue_;      // guarded by queue_mu_; the front leads
-  bool leading_ = false;                // guarded by queue_mu_: some thread runs a group
+  bool leading_ = false;                // guarded by queue_mu_: some thread leads a turn
   bool writes_stopped_ = false;         // guarded by queue_mu_
-  std::condition_variable writer_cv_;   // the writer thread's: an unled write to run, or stop
+  // The writer thread's: an unled submitted write at the front, or a stop; also what
+  // StopWrites waits on for the queue to drain.
+  std::condition_variable writer_cv_;
   std::thread writer_;                  // started by the first Submit
 
   std::shared_ptr<const internal::Catalog> catalog() const {

@@ -484,13 +484,8 @@ void Connection::SubmitWrite(const RequestRow& row, std::string payload,
   seq_.HandedOff();
   // Runs on the thread that committed (the engine's writer, or an Execute caller leading
   // the group); holds the job until then.
+  // (A group that threw is counted and logged by the server's commit listener.)
   auto done = [self, job, id, kind, received, replicas, replica_timeout_ms](TxnResult r) {
-    if (r.status.code() == Code::kInternal) {
-      self->ctx_.stats->internal_errors++;
-      spdlog::error("internal error running a {} on the writer: {}",
-                    kind == RequestKind::kCatalog ? "catalog change" : "write",
-                    r.status.message());
-    }
     self->WriteDone(id, std::move(r), kind, received, replicas, replica_timeout_ms);
   };
   if (row.kind == wire::Request::Txn) {

@@ -20,8 +20,15 @@ Server::Server(ServerOptions options, std::unique_ptr<Engine> engine)
   }
   // Writes group-commit in the engine's queue (Engine::Submit); after each group the
   // streams waiting for new commits are woken.
-  engine_->SetCommitListener([this](size_t transactions) {
-    if (transactions) stats_.batch_sizes.Record(transactions);
+  engine_->SetCommitListener([this](const Engine::GroupCommitted& group) {
+    if (group.transactions) stats_.batch_sizes.Record(group.transactions);
+    if (!group.failure.empty()) {
+      // Its writes are answered Internal; the reason is logged here, once per group.
+      size_t n = std::max<size_t>(group.transactions, 1);
+      stats_.internal_errors += n;
+      spdlog::error("internal error running a {} on the writer ({} answered Internal): {}",
+                    group.transactions ? "write" : "catalog change", n, group.failure);
+    }
     commits_.Notify();
   });
   ctx_.commits = &commits_;

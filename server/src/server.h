@@ -66,7 +66,8 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<Engine> engine_;
   ServerStats stats_;
-  CommitFeed commits_;  // before engine_'s writes stop: its commit listener notifies it
+  CommitFeed commits_;  // the engine's commit listener notifies it (and counts in stats_):
+                        // Wait() stops the engine's writes before either goes
   std::unique_ptr<Tasks> tasks_;
   std::unique_ptr<Checker> checker_;
   std::unique_ptr<AuthStore> auth_;

@@ -83,8 +83,10 @@ class Engine {
   // call, in the order submitted. `txn` must stay alive until `done` runs. `done` gets the
   // result on the thread that commits (the engine's writer thread, started by the first
   // Submit, or an Execute caller leading the group), once the commit is as durable as
-  // Options::durability makes it; it must not block. After StopWrites, `done` runs at
-  // once, on the caller's thread, with kUnavailable.
+  // Options::durability makes it; it must not block and must not throw. A write it makes
+  // runs at once, within the turn (so it must not wait for another thread's write). An
+  // empty `done` is allowed (nothing is told). After StopWrites, `done` runs at once, on
+  // the caller's thread, with kUnavailable.
   using WriteDone = std::function<void(TxnResult)>;
   void Submit(const Transaction& txn, WriteDone done);
   // A catalog change (calls of this engine's catalog functions), run alone in the queue's
@@ -92,13 +94,23 @@ class Engine {
   // status and, if ok, the last commit after it.
   using CatalogChange = std::function<Status(Engine&)>;
   void SubmitCatalog(CatalogChange change, WriteDone done);
-  // Runs every write already queued; later writes (Submit, and Execute of a write) get
-  // kUnavailable. Stops the writer thread. Called by the destructor.
+  // Later writes (Submit, and Execute of a write) get kUnavailable, answered at once on
+  // the caller's thread (so possibly before that caller's earlier writes still queued);
+  // returns once every write queued before has been answered, and the writer thread has
+  // stopped. Called by the destructor. Called from a callback or the listener, it only
+  // refuses later writes (the destructor, which must not run there, waits).
   void StopWrites();
-  // Called on the committing thread after each group of queued writes ran (`transactions`
-  // of them, 0 for a catalog change), whether or not it committed, before their results
-  // are handed out. Set it before the first write.
-  void SetCommitListener(std::function<void(size_t transactions)> listener);
+  // What the commit listener hears after each group of queued writes ran, whether or not
+  // it committed, before their results are handed out.
+  struct GroupCommitted {
+    size_t transactions;      // 0 for a catalog change
+    std::string_view failure;  // what an exception said, if the group threw (its writes
+                               // are answered kInternal, "may or may not have been applied")
+  };
+  // Runs on the committing thread; must not block, and must not throw (an exception is
+  // ignored). A write it makes runs at once, within the turn. Set it before the first
+  // write.
+  void SetCommitListener(std::function<void(const GroupCommitted&)> listener);
 
   // Checks every document the transaction puts (CheckDocument in document.h) as Execute
   // would, and fails as Execute would ("operation 2 (insert): document is ..."); values over
