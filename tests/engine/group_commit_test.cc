@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "test_util.h"
@@ -629,6 +630,61 @@ TEST_F(SubmitTest, StopWritesWaitsForWritesAnExecuteCallerLeads) {
   leader.join();
   std::lock_guard lock(results_.mu);
   for (auto& [i, r] : results_.got) EXPECT_TRUE(r.status.ok()) << i << ": " << r.status.ToString();
+}
+
+TEST_F(SubmitTest, AMixOfEveryKindOfWriteFromManyThreadsIsAllAnswered) {
+  // 8 threads for about two seconds, each choosing at random: Execute, Submit, or a
+  // catalog change, with groups of at most 3 so that leadership changes hands often.
+  // Every write must be answered (a lost wake-up would leave one waiting: the test
+  // waits at most 30 s for them), each submitter's in its order.
+  Options options;
+  options.max_group_commit = 3;
+  Open(options);
+  constexpr int kThreads = 8;
+  std::atomic<int> submitted{0}, executed{0}, bad{0};
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng{uint32_t(t)};
+      for (int i = 0; std::chrono::steady_clock::now() < until && i < 20000; i++) {
+        int index = t * 20000 + i;
+        switch (rng() % 8) {
+          case 0:
+            submitted++;
+            db_->SubmitCatalog(
+                [t, i](Engine& e) {
+                  return e.CreateCollection("x" + std::to_string(t) + "_" + std::to_string(i));
+                },
+                results_.At(index));
+            break;
+          case 1:
+          case 2:
+          case 3:
+            executed++;
+            bad += !db_->Execute(Put(std::to_string(index))).status.ok();
+            break;
+          default:
+            submitted++;
+            db_->Submit(Put(std::to_string(index)), results_.At(index));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(results_.Wait(size_t(submitted.load())))
+      << results_.Count() << " of " << submitted.load() << " submitted writes answered";
+  EXPECT_EQ(bad.load(), 0);
+  std::lock_guard lock(results_.mu);
+  std::map<int, uint64_t> last;  // per thread: its answers come in its order
+  for (int index : results_.order) {
+    const TxnResult& r = results_.got[index];
+    EXPECT_TRUE(r.status.ok()) << index << ": " << r.status.ToString();
+    int t = index / 20000;
+    EXPECT_GT(r.commit, last[t]) << "thread " << t;
+    last[t] = r.commit;
+  }
+  std::printf("%d submitted, %d executed\n", submitted.load(), executed.load());
 }
 
 TEST_F(SubmitTest, AGroupThatThrowsIsAnsweredInternalAndTheEngineGoesOn) {
