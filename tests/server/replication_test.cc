@@ -184,7 +184,10 @@ class Load {
   void Run(int t, int n) {
     std::mt19937 rng(uint32_t(t * 7919 + 1));
     std::shared_ptr<client::Client> db;
-    for (int i = 0; i < n && !stop_;) {
+    // Failures are retried, but not for ever: a server that refuses every write (fenced,
+    // say) ends the load instead of hanging the test; the test's own checks then fail.
+    auto give_up = std::chrono::steady_clock::now() + 60s;
+    for (int i = 0; i < n && !stop_ && std::chrono::steady_clock::now() < give_up;) {
       try {
         if (!db) {
           client::ClientOptions o;
@@ -677,8 +680,20 @@ TEST_F(ReplicationTest, AnOldPrimaryWithCommitsOfItsOwnRefusesToFollowWithDiverg
   primary->Stop();
   std::string error;
   ASSERT_TRUE(ListReplicas(replica->port(), wire::Request::Promote, &error)) << error;
+  // The promoted node tries to tell the old primary of its epoch; it must have given up
+  // before the old primary is back, or that one fences itself and takes no writes.
+  auto told = std::chrono::steady_clock::now() + 10s;
+  while (replica->output().find("could not tell the old primary") == std::string::npos &&
+         std::chrono::steady_clock::now() < told) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_NE(replica->output().find("could not tell the old primary"), std::string::npos);
   primary = StartPrimary({}, "primary", Addr(old_port));
-  { Load load(old_port, 1, 20); }
+  {
+    Load load(old_port, 1, 20);
+    load.Join();
+    ASSERT_EQ(load.done(), 20u) << "the old primary took no writes of its own";
+  }
   primary->Stop();
 
   auto follower = StartReplica(replica->port(), "primary", {}, Addr(old_port));
