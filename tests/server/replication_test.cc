@@ -491,7 +491,14 @@ TEST_F(ReplicationTest, AReplicaGoneLongerThanTheKeepTimeHoldsNothing) {
   Schema(primary->port());
   auto replica = StartReplica(primary->port());
   ASSERT_TRUE(WaitConverged(primary->port(), replica->port()));
-  auto held = StatsOf(primary->port());
+  // The hold follows the replica's acknowledgement, which may come just after it
+  // converged.
+  std::optional<Node> held;
+  for (auto until = std::chrono::steady_clock::now() + 5s;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(20ms)) {
+    held = StatsOf(primary->port());
+    if (held && held->counters["log.hold"] > 0) break;
+  }
   ASSERT_TRUE(held);
   EXPECT_GT(held->counters["log.hold"], 0u);
   replica->Stop();
