@@ -92,9 +92,10 @@ class FlexCheck {
     return true;
   }
   bool Level(size_t level) { return level <= max_depth_ || Fail("nested too deeply"); }
-  // Sets *e to a leaf of `units` (a value and its bytes), if that is within the bound.
-  bool Leaf(uint64_t units, Extent* e) {
-    e->height = 0;
+  // Sets *e to a part with no parts of its own, of `units` (a value and its bytes) and
+  // `height` (1 for strings, blobs and typed vectors, 0 otherwise), if within the bound.
+  bool Leaf(uint64_t units, Extent* e, uint8_t height = 0) {
+    e->height = height;
     e->expanded = units;
     return Within(units);
   }
@@ -135,18 +136,14 @@ class FlexCheck {
         if (!Level(level) || !Count(p, width, &n)) return false;
         if (!InBounds(p, n + (type == FBT_STRING))) return Fail("string or blob past the end");
         if (type == FBT_STRING && buf_[p + n] != 0) return Fail("string not terminated");
-        if (!Leaf(1 + n, e)) return false;
-        e->height = 1;
-        return true;
+        return Leaf(1 + n, e, 1);
       case FBT_VECTOR_INT:
       case FBT_VECTOR_UINT:
       case FBT_VECTOR_FLOAT:
       case FBT_VECTOR_BOOL:
         if (!Level(level) || !Count(p, width, &n)) return false;
         if (n > size_ || !InBounds(p, n * width)) return Fail("vector past the end");
-        if (!Leaf(1 + n, e)) return false;
-        e->height = 1;
-        return true;
+        return Leaf(1 + n, e, 1);
       case FBT_KEY:
       case FBT_MAP:
       case FBT_VECTOR:
