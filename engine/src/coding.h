@@ -35,6 +35,14 @@ inline uint64_t LoadU64BE(const char* p) {
   for (int i = 0; i < 8; i++) v = v << 8 | u[i];
   return v;
 }
+inline void StoreU32LE(char* p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = char(v >> (8 * i));
+}
+inline uint32_t LoadU32LE(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);  // little-endian hosts only (x86-64, arm64)
+  return v;
+}
 inline void StoreU64LE(char* p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = char(v >> (8 * i));
 }
