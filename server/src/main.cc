@@ -199,8 +199,10 @@ int main(int argc, char** argv) {
                  "to this file, atomically (a temporary file renamed); removed at a clean exit");
   app.add_option("--threads", opts.threads, "IO threads (0: one per core)")->capture_default_str();
   app.add_option("--durability", durability,
-                 "sync: fsync every group commit; nometasync: fsync data only; "
-                 "nosync: flush every --flush-interval")
+                 "sync: fsync every group commit (survives power loss); nometasync: fsync "
+                 "data only (a power loss may undo the last commits); nosync: flush every "
+                 "--flush-interval (an OS crash or power loss may lose that much and damage the "
+                 "file: run --verify after one)")
       ->check(CLI::IsMember({"sync", "nometasync", "nosync"}))
       ->capture_default_str();
   app.add_option("--flush-interval", flush_ms, "Milliseconds between flushes with nosync")

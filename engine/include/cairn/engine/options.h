@@ -18,7 +18,12 @@ enum class Durability : uint8_t {
   kNoMetaSync = 1,  // fsync data, not the meta page: a power loss may undo the last commits but
                     // never corrupts (LMDB's MDB_NOMETASYNC).
   kNoSync = 2,      // no fsync at commit; a background flush every flush_interval. A process crash
-                    // loses nothing (the OS has the pages); a power loss loses up to one interval.
+                    // loses nothing (the OS has the pages). An operating-system crash or power
+                    // loss loses up to one interval, and may damage data.mdb: LMDB's MDB_NOSYNC
+                    // keeps the file whole only where the filesystem writes pages in order,
+                    // which ext4 and XFS do not promise (lmdb.h). After such a crash, check the
+                    // database (cairnd --verify) before serving it. docs/storage.md,
+                    // "Durability modes".
 };
 
 struct Options {
