@@ -752,6 +752,22 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
     uint64_t time_ms;
   };
   std::vector<PendingKey> pending;
+  // Which of `pending` committed in this batch, found by hash: an open-addressing table
+  // (indexes into `pending`, linear probing, at most half full), made on the batch's first
+  // keyed transaction.
+  std::vector<uint32_t>& slots = batch_key_slots_;
+  size_t slot_mask = 0;
+  auto clear_slots = [&] {
+    if (slot_mask) std::fill(slots.begin(), slots.end(), UINT32_MAX);
+  };
+  auto find_pending = [&](uint64_t hash, std::string_view key) -> const PendingKey* {
+    if (!slot_mask) return nullptr;
+    for (size_t at = hash & slot_mask; slots[at] != UINT32_MAX; at = (at + 1) & slot_mask) {
+      const PendingKey& p = pending[slots[at]];
+      if (p.hash == hash && p.key == key) return &p;
+    }
+    return nullptr;
+  };
   std::vector<size_t> replay_of(txns.size(), SIZE_MAX);
   uint64_t appended = 0;  // bytes of the log entries that stand
   while (true) {
@@ -759,6 +775,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
     commit = last_commit_;
     appended = 0;
     pending.clear();
+    clear_slots();
     std::fill(replay_of.begin(), replay_of.end(), SIZE_MAX);
     bool restart = false;
     for (size_t i = 0; i < txns.size() && !restart; i++) {
@@ -786,10 +803,7 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
         // A transaction seen before, in this batch or an earlier commit: answer with what
         // it got then. It writes nothing (a nested child aborts as it goes).
         idem_hash = internal::IdempotencyHash(idem_key);
-        auto same = std::find_if(pending.begin(), pending.end(), [&](const PendingKey& p) {
-          return p.hash == idem_hash && p.key == idem_key;
-        });
-        if (same != pending.end()) {
+        if (const PendingKey* same = find_pending(idem_hash, idem_key)) {
           r = results[same->index];
           r.replayed = true;
           replay_of[i] = same->index;
@@ -843,6 +857,17 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       if (wrote) {
         r.commit = ++commit;
         appended += entry_bytes;
+        if (!pending.empty() && pending.back().index == i) {
+          if (!slot_mask) {
+            size_t size = 16;
+            while (size < 2 * txns.size()) size *= 2;
+            slots.assign(size, UINT32_MAX);
+            slot_mask = size - 1;
+          }
+          size_t at = pending.back().hash & slot_mask;
+          while (slots[at] != UINT32_MAX) at = (at + 1) & slot_mask;
+          slots[at] = uint32_t(pending.size() - 1);
+        }
       }
     }
     if (!restart) break;

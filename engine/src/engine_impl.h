@@ -432,6 +432,7 @@ class Engine::Impl {
   // Keys stamped before this are past Options::idempotency_retention.
   uint64_t IdempotencyHorizon();
   std::string remembered_;  // a keyed transaction's result, encoded for its log entry
+  std::vector<uint32_t> batch_key_slots_;  // ExecuteBatch's table of the batch's keys
   // Forgets idempotency keys past their retention, the key cap, or the log (first commit
   // still in it).
   void TrimIdempotency(uint64_t first_commit);

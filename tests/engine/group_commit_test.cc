@@ -947,6 +947,54 @@ TEST(IdempotencyTest, RetryWithTheSameKeyReturnsTheFirstResultAndWritesNothing) 
   EXPECT_TRUE(db->Verify().ok());
 }
 
+// Many keyed transactions in one batch, keys repeating: each key applies once, at its
+// first transaction that succeeds; a failed one leaves its key to the next that carries it.
+TEST(IdempotencyTest, KeysRepeatedWithinABatchApplyOnceEach) {
+  TempDir dir;
+  auto db = OpenOrDie(dir.path());
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string d = Doc("{}");
+  constexpr int kTxns = 300, kKeys = 40;
+  std::vector<std::string> keys, rec;
+  for (int i = 0; i < kTxns; i++) {
+    keys.push_back("key-" + std::to_string(i % kKeys));
+    rec.push_back("r" + std::to_string(i));
+  }
+  std::vector<Transaction> txns(kTxns);
+  std::vector<const Transaction*> batch;
+  for (int i = 0; i < kTxns; i++) {
+    txns[i].ops = {PutOp{"c", rec[i], d}};
+    // The first transaction of keys 0-9 fails (a condition on a record nobody writes).
+    if (i < 10) txns[i].conditions = {{Condition::kPresent, "c", "missing"}};
+    txns[i].idempotency_key = keys[i];
+    batch.push_back(&txns[i]);
+  }
+  uint64_t before = db->LastCommit();
+  auto results = db->ExecuteBatch(batch);
+  std::map<std::string, int> first_ok;  // key -> the transaction that applied it
+  for (int i = 0; i < kTxns; i++) {
+    if (i < 10) {
+      EXPECT_EQ(results[i].status.code(), Code::kConditionFailed) << i;
+      continue;
+    }
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.ToString();
+    auto [it, fresh] = first_ok.emplace(keys[i], i);
+    EXPECT_EQ(results[i].replayed, !fresh) << i;
+    EXPECT_EQ(results[i].commit, results[it->second].commit) << i;
+  }
+  EXPECT_EQ(first_ok.size(), size_t(kKeys));
+  EXPECT_EQ(db->LastCommit(), before + kKeys);
+  auto read = db->BeginRead();
+  ASSERT_TRUE(read.ok());
+  for (int i = 0; i < kTxns; i++) {
+    RecordView rv;
+    bool found = false;
+    ASSERT_TRUE(read->Get("c", rec[i], &rv, &found).ok());
+    bool applied = i >= 10 && first_ok[keys[i]] == i;
+    EXPECT_EQ(found, applied) << i;
+  }
+}
+
 TEST(IdempotencyTest, FailedTransactionsAreNotRemembered) {
   TempDir dir;
   auto db = OpenOrDie(dir.path());
