@@ -311,8 +311,13 @@ void Merge::SettleBackward() {
   }
 }
 
+// LMDB alone (no overlay: every read until the write-ahead log is in the write path)
+// has nothing to merge: its cursor's moves are the cursor's.
+void Merge::SettleLmdbOnly() { current_ = status_.ok() && sources_[0].valid ? 0 : -1; }
+
 void Merge::SeekToFirst() {
   if (!status_.ok()) return;
+  if (iterators_.empty()) return SourceFirst(0), SettleLmdbOnly();
   for (size_t i = 0; i < sources_.size(); i++) SourceFirst(i);
   forward_ = true;
   SettleForward();
@@ -320,6 +325,7 @@ void Merge::SeekToFirst() {
 
 void Merge::SeekToLast() {
   if (!status_.ok()) return;
+  if (iterators_.empty()) return SourceLast(0), SettleLmdbOnly();
   for (size_t i = 0; i < sources_.size(); i++) SourceLast(i);
   forward_ = false;
   SettleBackward();
@@ -330,6 +336,7 @@ void Merge::SeekToLast() {
 // or by `key`, which then views LMDB's or an overlay's memory, neither changed by a seek.
 void Merge::Seek(std::string_view key, std::string_view data) {
   if (!status_.ok()) return;
+  if (iterators_.empty()) return SourceSeek(0, key, data), SettleLmdbOnly();
   if (dup_) EncodeDupKey(key, data, &target_);
   SourceSeek(lmdb(), key, data);
   for (size_t i = 0; i < lmdb(); i++) SourceSeek(i, key, data);
@@ -339,6 +346,7 @@ void Merge::Seek(std::string_view key, std::string_view data) {
 
 void Merge::SeekForPrev(std::string_view key, std::string_view data) {
   if (!status_.ok()) return;
+  if (iterators_.empty()) return SourceSeekForPrev(0, key, data), SettleLmdbOnly();
   if (dup_) EncodeDupKey(key, data, &target_);
   SourceSeekForPrev(lmdb(), key, data);
   for (size_t i = 0; i < lmdb(); i++) SourceSeekForPrev(i, key, data);
@@ -348,6 +356,7 @@ void Merge::SeekForPrev(std::string_view key, std::string_view data) {
 
 void Merge::Next() {
   if (!Valid()) return;
+  if (iterators_.empty()) return SourceNext(0), SettleLmdbOnly();
   if (forward_) {
     // Every source is at its first entry >= the current one: those at it move on.
     for (size_t i = 0; i < sources_.size(); i++) {
@@ -370,6 +379,7 @@ void Merge::Next() {
 
 void Merge::Prev() {
   if (!Valid()) return;
+  if (iterators_.empty()) return SourcePrev(0), SettleLmdbOnly();
   if (!forward_) {
     for (size_t i = 0; i < sources_.size(); i++) {
       if (sources_[i].at_current) SourcePrev(i);

@@ -20,6 +20,7 @@
 #include <lmdb.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -120,12 +121,32 @@ class Merge {
   // Chooses the current entry from the sources' positions (least or greatest).
   void SettleForward();
   void SettleBackward();
+  void SettleLmdbOnly();
   void Fail(Status s);
 
   const bool dup_;
   MDB_cursor* cursor_ = nullptr;
   std::vector<Overlay::Iterator> iterators_;
-  std::vector<Source> sources_;  // iterators_.size() + 1: the overlays, then LMDB
+  // The overlays' sources, then LMDB's: inline up to three, so that a cursor allocates
+  // nothing when made (a scan or a query makes one).
+  class Sources {
+   public:
+    explicit Sources(size_t n)
+        : heap_(n > kInline ? std::make_unique<Source[]>(n) : nullptr),
+          p_(heap_ ? heap_.get() : inline_),
+          n_(n) {}
+    Source& operator[](size_t i) { return p_[i]; }
+    const Source& operator[](size_t i) const { return p_[i]; }
+    size_t size() const { return n_; }
+
+   private:
+    static constexpr size_t kInline = 3;
+    Source inline_[kInline];
+    std::unique_ptr<Source[]> heap_;
+    Source* p_;
+    size_t n_;
+  };
+  Sources sources_;  // iterators_.size() + 1
   int current_ = -1;             // the source of the current entry, -1 if not valid
   bool forward_ = true;
   std::string target_;  // DUPSORT: a seek target's encoding
