@@ -23,6 +23,7 @@
 #include "catalog.h"
 #include "changelog.h"
 #include "idempotency.h"
+#include "merged.h"
 #include "space.h"
 
 namespace cairn::internal {
@@ -191,6 +192,10 @@ struct Ctx {
   bool replay = false;
   // Counts reads that met damaged data and answered kCorrupted (EngineStats).
   std::atomic<uint64_t>* corrupted = nullptr;
+  // Commits not yet in LMDB, newest first, that reads see over `txn` (merged.h); each
+  // table's overlay id is its MDB_dbi. Empty until the write-ahead log is in the write
+  // path; writes (PutRecord) need it empty.
+  std::span<const OverlayAt> overlays;
 };
 
 // The kCorrupted answer for a damaged record (counted in ctx.corrupted): names the

@@ -161,15 +161,13 @@ Status GetRecord(const Ctx& ctx, const CollectionDesc& c, std::string_view key, 
                  bool* found) {
   if (Status s = CheckKey(key); !s.ok()) return s;
   RecordKey rk(c.id, key);
-  MDB_val k = rk.val(), v;
-  int rc = mdb_get(ctx.txn, ctx.dbs->records, &k, &v);
-  if (rc == MDB_NOTFOUND) {
-    *found = false;
-    return Status::Ok();
+  std::string_view stored;
+  if (Status s = MergedGet(ctx.txn, ctx.dbs->records, ctx.overlays, ctx.dbs->records, rk.view(),
+                           &stored, found);
+      !s.ok() || !*found) {
+    return s;
   }
-  if (rc != 0) return MdbStatus(rc, "get");
-  *found = true;
-  if (!DecodeRecord(*ctx.catalog, rk.view(), View(v), out)) return DamagedRecord(ctx, c, key);
+  if (!DecodeRecord(*ctx.catalog, rk.view(), stored, out)) return DamagedRecord(ctx, c, key);
   out->key = key;  // the caller's, not rk's: rk dies on return
   return Status::Ok();
 }
@@ -219,25 +217,19 @@ Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor&
   auto above_lo = [&](std::string_view k) { return lo_inclusive ? k >= lo : k > lo; };
   auto below_hi = [&](std::string_view k) { return hi_inclusive ? k <= hi : k < hi; };
 
-  Cursor cur(ctx.txn, ctx.dbs->records);
-  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
-  int rc;
+  MergedCursor cur(ctx.txn, ctx.dbs->records, ctx.overlays, ctx.dbs->records);
   if (!spec.reverse) {
-    rc = cur.Seek(MDB_SET_RANGE, lo);
-    if (rc == 0 && !above_lo(cur.key())) rc = cur.Get(MDB_NEXT);
+    cur.Seek(lo);
+    if (cur.Valid() && !above_lo(cur.key())) cur.Next();
   } else {
-    rc = cur.Seek(MDB_SET_RANGE, hi);
-    if (rc == MDB_NOTFOUND) {
-      rc = cur.Get(MDB_LAST);
-    } else if (rc == 0 && !below_hi(cur.key())) {
-      rc = cur.Get(MDB_PREV);
-    }
+    cur.SeekForPrev(hi);
+    if (cur.Valid() && !below_hi(cur.key())) cur.Prev();
   }
 
   uint64_t n = 0;
   size_t bytes = 0;
-  std::string_view last;
-  for (; rc == 0; rc = cur.Get(spec.reverse ? MDB_PREV : MDB_NEXT)) {
+  std::string_view last;  // LMDB's or an overlay's: valid while the transaction is
+  for (; cur.Valid(); spec.reverse ? cur.Prev() : cur.Next()) {
     std::string_view k = cur.key();
     if (spec.reverse ? !above_lo(k) : !below_hi(k)) break;
     if (count_only) {
@@ -255,7 +247,7 @@ Status ScanRecords(const Ctx& ctx, const ScanSpec& spec, const ReadTxn::Visitor&
     bytes += k.size() - 4 + rv.value.size();
     last = k;
   }
-  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "scan");
+  if (!cur.status().ok()) return cur.status();
   if (count_only) *count_only = n;
   return Status::Ok();
 }
@@ -359,9 +351,7 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
     return lo_exact ? Compare(k, lo) < 0 : Compare(k.substr(0, kIndexComparable), lo_cmp) < 0;
   };
 
-  Cursor cur(ctx.txn, ctx.dbs->index);
-  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
-  int rc;
+  MergedDupCursor cur(ctx.txn, ctx.dbs->index, ctx.overlays, ctx.dbs->index);
   if (!spec.continuation.empty()) {
     ByteReader r(spec.continuation);
     uint8_t kind;
@@ -371,52 +361,49 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
         !r.Bytes(&at_key) || !StartsWith(at_key, std::string_view(prefix).substr(0, 4))) {
       return BadToken();
     }
-    // The position is an index entry (its key, then a primary key): of sizes LMDB can
-    // seek, else the seek fails with kTooLarge rather than the token being refused.
+    // The position is an index entry (its key, then a primary key), of sizes LMDB holds.
     if (at_key.size() > kMaxIndexKey || r.rest().empty() || r.rest().size() > kMaxKeySize) {
       return BadToken();
     }
     // A token names the last entry returned, which lies inside this query's range.
     if (before_lo(at_key) || past_hi(at_key)) return BadToken();
-    std::string at_pk(r.rest());
-    std::string at(at_key);
-    // Position just after (forward) or before (reverse) the entry (at, at_pk).
-    rc = cur.SeekBoth(MDB_GET_BOTH_RANGE, at, at_pk);
-    // GET_BOTH_RANGE leaves the cursor's key pointing at `at`: read the entry back.
-    if (rc == 0) rc = cur.Get(MDB_GET_CURRENT);
-    if (rc == 0) {
-      if (spec.reverse) {
-        rc = cur.Get(MDB_PREV);
-      } else if (cur.value() == at_pk) {
-        rc = cur.Get(MDB_NEXT);
-      }
-    } else if (rc == MDB_NOTFOUND) {
-      rc = cur.Seek(MDB_SET_RANGE, at);
-      if (rc == 0 && cur.key() == at) {
-        rc = cur.Get(spec.reverse ? MDB_LAST_DUP : MDB_NEXT_NODUP);
-      } else if (spec.reverse) {
-        rc = rc == MDB_NOTFOUND ? cur.Get(MDB_LAST) : cur.Get(MDB_PREV);
-      }
+    // Just after (forward) or before (reverse) the entry (at_key, at_pk), which may be
+    // gone since.
+    std::string_view at_pk = r.rest();
+    if (!spec.reverse) {
+      cur.Seek(at_key, at_pk);
+      if (cur.Valid() && cur.key() == at_key && cur.data() == at_pk) cur.Next();
+    } else {
+      cur.SeekForPrev(at_key, at_pk);
+      if (cur.Valid() && cur.key() == at_key && cur.data() == at_pk) cur.Prev();
     }
   } else if (!spec.reverse) {
-    rc = cur.Seek(MDB_SET_RANGE, lo_exact ? std::string_view(lo) : lo_cmp);
+    cur.Seek(lo_exact ? std::string_view(lo) : lo_cmp);
   } else {
+    // The last entry whose key is below the upper bound (of stored keys, for an inexact
+    // one: below the successor of its comparable prefix).
     std::string start;
     bool bounded = has_hi;
     if (has_hi) {
       start = hi_exact ? hi : std::string(hi_cmp);
       if (!hi_exact) bounded = PrefixSuccessor(&start);
     }
-    rc = bounded ? cur.Seek(MDB_SET_RANGE, start) : MDB_NOTFOUND;
-    rc = rc == MDB_NOTFOUND ? cur.Get(MDB_LAST) : rc == 0 ? cur.Get(MDB_PREV) : rc;
+    if (bounded) {
+      cur.SeekForPrev(start);
+    } else {
+      cur.SeekToLast();
+    }
   }
 
   uint64_t n = 0;
   size_t bytes = 0;
+  // The last entry returned, for a continuation: views into LMDB last as long as the
+  // transaction, those of an overlay's entry only until the cursor moves (then copied).
   std::string_view last_key, last_pk;
+  std::string last_key_copy, last_pk_copy;
   std::string full;
-  for (; rc == 0; rc = cur.Get(spec.reverse ? MDB_PREV : MDB_NEXT)) {
-    std::string_view k = cur.key(), pk = cur.value();
+  for (; cur.Valid(); spec.reverse ? cur.Prev() : cur.Next()) {
+    std::string_view k = cur.key(), pk = cur.data();
     if (spec.reverse ? before_lo(k) : past_hi(k)) break;
     // Exact membership: needed only for entries near an inexact bound.
     if (!lo_exact || !hi_exact) {
@@ -446,8 +433,12 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
     bytes += pk.size() + rv.value.size();
     last_key = k;
     last_pk = pk;
+    if (!ctx.overlays.empty()) {
+      last_key = last_key_copy.assign(k);
+      last_pk = last_pk_copy.assign(pk);
+    }
   }
-  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "query");
+  if (!cur.status().ok()) return cur.status();
   if (count_only) *count_only = n;
   return Status::Ok();
 }
@@ -458,12 +449,11 @@ Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc
                         std::string_view index_key, std::string_view encoded,
                         std::string_view key, std::string* holder) {
   holder->clear();
-  Cursor cur(ctx.txn, ctx.dbs->index);
-  if (cur.open_rc() != 0) return MdbStatus(cur.open_rc(), "cursor");
-  int rc = cur.Seek(MDB_SET, index_key);
+  MergedDupCursor cur(ctx.txn, ctx.dbs->index, ctx.overlays, ctx.dbs->index);
+  cur.Seek(index_key);
   std::string full;
-  for (; rc == 0; rc = cur.Get(MDB_NEXT_DUP)) {
-    std::string_view pk = cur.value();
+  for (; cur.Valid() && cur.key() == index_key; cur.Next()) {
+    std::string_view pk = cur.data();
     if (pk == key) continue;
     if (!IsTruncatedIndexKey(index_key)) {
       holder->assign(pk);
@@ -477,8 +467,7 @@ Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc
       return Status::Ok();
     }
   }
-  if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "unique check");
-  return Status::Ok();
+  return cur.status();
 }
 
 Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view key,
@@ -558,7 +547,8 @@ Status PutRecord(const Ctx& ctx, const PutOp& op, bool document_checked, OpResul
   }
 
   // A cursor finds the old record, then writes there: one descent of the B+tree when the
-  // record exists.
+  // record exists. (LMDB's record: the writer runs without overlays.)
+  assert(ctx.overlays.empty());
   RecordKey rk(c->id, op.key);
   MDB_val k = rk.val(), v;
   MDB_cursor* cur;
