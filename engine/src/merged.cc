@@ -108,6 +108,33 @@ bool DecodeDupKey(std::string_view encoded, std::string* scratch, std::string_vi
   return true;
 }
 
+Status ApplyOverlay(MDB_txn* txn, MDB_dbi dbi, bool dup, const Overlay& overlay, uint32_t table,
+                    uint64_t at, uint64_t* applied) {
+  uint64_t n = 0;
+  std::string scratch;
+  Overlay::Iterator it = overlay.NewIterator(table, at);
+  for (it.SeekToFirst(); it.Valid(); it.Next(), n++) {
+    Overlay::Found f = it.found();
+    std::string_view key = it.key(), data = f.value;
+    if (dup && !DecodeDupKey(it.key(), &scratch, &key, &data)) {
+      return Status(Code::kInternal, "checkpoint: an overlay key of a DUPSORT table is no pair");
+    }
+    if (key.empty()) return Status(Code::kInternal, "checkpoint: an empty key in the overlay");
+    MDB_val k = Val(key), v = Val(data);
+    int rc;
+    if (f.state == Overlay::State::kValue) {
+      rc = mdb_put(txn, dbi, &k, &v, dup ? MDB_NODUPDATA : 0);
+      if (rc == MDB_KEYEXIST) rc = 0;  // the pair is there already
+    } else {
+      rc = mdb_del(txn, dbi, &k, dup ? &v : nullptr);
+      if (rc == MDB_NOTFOUND) rc = 0;
+    }
+    if (rc != 0) return MdbStatus(rc, "checkpoint");
+  }
+  if (applied) *applied = n;
+  return Status::Ok();
+}
+
 namespace merged_detail {
 
 Merge::Merge(MDB_txn* txn, MDB_dbi dbi, std::span<const OverlayAt> overlays, uint32_t table,

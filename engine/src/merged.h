@@ -55,6 +55,15 @@ void EncodeDupKey(std::string_view key, std::string_view data, std::string* out)
 bool DecodeDupKey(std::string_view encoded, std::string* scratch, std::string_view* key,
                   std::string_view* data);
 
+// The checkpoint's step, for one table: writes into LMDB, through the write transaction
+// `txn`, the version at `at` of every entry `overlay` holds for `table` (values put,
+// tombstones deleted; deleting what is absent is no error). Afterwards `txn` read alone
+// shows what `overlay` at `at` over it showed. In a DUPSORT table (`dup`) the overlay's
+// keys are pairs (EncodeDupKey). *applied (if given) counts the entries written. An LMDB
+// error stops it, the transaction then to be aborted.
+Status ApplyOverlay(MDB_txn* txn, MDB_dbi dbi, bool dup, const Overlay& overlay, uint32_t table,
+                    uint64_t at, uint64_t* applied = nullptr);
+
 namespace merged_detail {
 
 // The merge shared by both cursors. Sources are the overlays, newest first, then LMDB

@@ -314,6 +314,7 @@ struct Coverage {
   size_t newer_reputs = 0;          // the newer overlay puts what the older deleted
   size_t newer_deletes = 0;         // the newer overlay deletes what the older put
   size_t older_overrides_lmdb = 0;  // an overlay's value replaces LMDB's (plain)
+  size_t checkpoints = 0;           // overlays applied to LMDB (ApplyOverlay) and read back
 };
 
 // One split of a history: LMDB holds 1..k; with two overlays, the older one k+1..m and the
@@ -401,6 +402,44 @@ void RunSplit(Lmdb& db, bool dup, const History& h, size_t k, size_t m, int over
     if (::testing::Test::HasFatalFailure()) return;
   }
   cov->cases++;
+  if (overlays == 0 || read_in_write_txn) return;
+
+  // The checkpoint: the older overlay applied at m, then the newer at a commit c, make
+  // LMDB alone the state at c, and the overlays over it still show that state.
+  txn.reset();
+  const size_t lo = overlays == 2 ? m : k;
+  const size_t c = lo + rng() % (n - lo + 1);
+  {
+    Txn w(db.env(), false);
+    uint64_t applied = 0, total = 0;
+    if (overlays == 2) {
+      ASSERT_TRUE(ApplyOverlay(w.get(), dbi, dup, older, table, m, &applied).ok());
+      total += applied;
+    }
+    ASSERT_TRUE(ApplyOverlay(w.get(), dbi, dup, newer, table, c, &applied).ok());
+    total += applied;
+    EXPECT_EQ(total, LastWrites(dup, h, k + 1, std::min(c, m)).size() +
+                         (overlays == 2 ? LastWrites(dup, h, m + 1, c).size() : 0))
+        << where;
+    w.Commit();
+  }
+  Txn r(db.env(), true);
+  std::string in = where + " k=" + std::to_string(k) + " m=" + std::to_string(m) +
+                   " overlays=" + std::to_string(overlays) + " checkpointed at " +
+                   std::to_string(c);
+  CheckReads<Cursor>(r.get(), dbi, {}, table, dup, ModelView(dup, h, c), probes, rng,
+                     in + ", LMDB alone");
+  if (::testing::Test::HasFatalFailure()) return;
+  std::vector<OverlayAt> ov;
+  if (overlays == 2) {
+    ov.push_back({&newer, c});
+    ov.push_back({&older, m});
+  } else {
+    ov.push_back({&newer, c});
+  }
+  CheckReads<Cursor>(r.get(), dbi, ov, table, dup, ModelView(dup, h, c), probes, rng,
+                     in + ", under the overlays");
+  cov->checkpoints++;
 }
 
 std::string RandomBytes(std::mt19937_64& rng, size_t n) {
@@ -503,6 +542,7 @@ void RunModel(bool dup, std::string_view name) {
   EXPECT_GT(cov.lmdb_hidden, 100u);
   EXPECT_GT(cov.newer_reputs, 50u);
   EXPECT_GT(cov.newer_deletes, 50u);
+  EXPECT_GT(cov.checkpoints, 200u);
   if (!dup) {
     EXPECT_GT(cov.older_overrides_lmdb, 100u);
   }
