@@ -79,7 +79,10 @@ class Wal {
   Wal& operator=(const Wal&) = delete;
 
   // Adds a record to the batch that the next Write writes. `commit` must follow the last
-  // one appended (any number, if the log has none); `type` is nonzero.
+  // one appended (any number, if the log has none); `type` is nonzero. Records appended
+  // but not written when the log is destroyed are dropped, as a crash would drop them.
+  // (A record that does not fit in the segment writes and syncs the batch before it, to
+  // finish the segment.)
   Status Append(uint64_t commit, uint32_t type, std::string_view payload);
   // Writes the batch (one pwrite while it fits in the segment); with `sync`, then
   // fdatasyncs it: on success every record appended so far is on disk. On failure the
