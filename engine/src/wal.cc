@@ -188,7 +188,6 @@ Status Wal::Recover(WalRecovery* recovery) {
     }
   }
   ::closedir(d);
-  for (const std::string& name : leftovers) ::unlink((dir_ + "/" + name).c_str());
   std::sort(found.begin(), found.end());
 
   for (auto& [first, name] : found) {
@@ -204,17 +203,19 @@ Status Wal::Recover(WalRecovery* recovery) {
   for (size_t i = 0; i < segments_.size(); i++) {
     if (Status s = RecoverSegment(i, &expected, recovery); !s.ok()) return s;
   }
+  for (const std::string& name : leftovers) ::unlink((dir_ + "/" + name).c_str());
   if (segments_.empty()) return Status::Ok();
-  last_commit_ = written_commit_ = synced_commit_ = expected - 1;
-  first_commit_ = expected > segments_.front()->first_commit ? segments_.front()->first_commit : 0;
-  if (first_commit_ == 0) {
-    // Segments without a record (made just before a crash): the first Append decides
-    // where the log starts.
-    for (auto& seg : segments_) ::unlink((dir_ + "/" + seg->name).c_str());
-    segments_.clear();
-    last_commit_ = written_commit_ = synced_commit_ = 0;
-    return SyncDir(dir_);
+  // A last segment without a record (made just before a crash, or whose first record was
+  // torn) goes: the next record's segment takes its name.
+  if (segments_.back()->end == kWalSegmentHeader) {
+    const std::string path = dir_ + "/" + segments_.back()->name;
+    if (::unlink(path.c_str()) != 0) return Errno("cannot delete", path);
+    segments_.pop_back();
+    if (Status s = SyncDir(dir_); !s.ok()) return s;
+    if (segments_.empty()) return Status::Ok();  // the first Append decides where it starts
   }
+  last_commit_ = written_commit_ = synced_commit_ = expected - 1;
+  first_commit_ = segments_.front()->first_commit;
   for (auto& seg : segments_) bytes_ += seg->end;
   tail_ = segments_.back()->end;
   // What survived a crash of the process alone may still be only in the page cache.
@@ -356,6 +357,11 @@ Status Wal::StartSegment(uint64_t first_commit, uint64_t min_size) {
   seg->first_commit = first_commit;
   seg->size = size;
   const std::string path = dir_ + "/" + seg->name;
+  if (!segments_.empty() && segments_.back()->first_commit >= first_commit) {
+    return Status(Code::kInternal, "write-ahead log: a segment for commit " +
+                                       std::to_string(first_commit) + " after one for " +
+                                       std::to_string(segments_.back()->first_commit));
+  }
   const std::string from = path + ".tmp";
   bool spare = false;
   {
@@ -467,23 +473,31 @@ Status Wal::Write(bool sync) {
 Status Wal::Sync() { return Write(true); }
 
 Status Wal::TrimBefore(uint64_t commit) {
-  std::vector<std::shared_ptr<Segment>> gone;
+  size_t n = 0;
+  while (n + 1 < segments_.size() && segments_[n + 1]->first_commit <= commit) n++;
+  if (n == 0) return Status::Ok();
+  // Oldest first, so that a failure leaves the log whole from where it stopped. Readers
+  // that hold a segment keep its descriptor until they are done with it.
+  size_t gone = 0;
+  Status s;
+  for (; gone < n; gone++) {
+    std::string path = dir_ + "/" + segments_[gone]->name;
+    if (::unlink(path.c_str()) != 0) {
+      s = Errno("cannot delete", path);
+      break;
+    }
+  }
   {
     std::lock_guard lock(mu_);
-    size_t n = 0;
-    while (n + 1 < segments_.size() && segments_[n + 1]->first_commit <= commit) n++;
-    if (n == 0) return Status::Ok();
-    gone.assign(segments_.begin(), segments_.begin() + ptrdiff_t(n));
-    segments_.erase(segments_.begin(), segments_.begin() + ptrdiff_t(n));
-    for (auto& seg : gone) bytes_ -= seg->end;
+    for (size_t i = 0; i < gone; i++) bytes_ -= segments_[i]->end;
+    segments_.erase(segments_.begin(), segments_.begin() + ptrdiff_t(gone));
     first_commit_ = segments_.front()->first_commit;
   }
-  // Readers that hold a segment keep its descriptor until they are done with it.
-  for (auto& seg : gone) {
-    std::string path = dir_ + "/" + seg->name;
-    if (::unlink(path.c_str()) != 0) return Errno("cannot delete", path);
-  }
-  return Status::Ok();
+  // Unlinked oldest first: where the filesystem keeps the order of its metadata changes
+  // (ext4, XFS), a crash may bring back the oldest segments, which are whole, but never
+  // leaves a gap. Synced, so that the space is freed for good.
+  if (s.ok()) s = SyncDir(dir_);
+  return s;
 }
 
 Status Wal::Read(uint64_t from, const Visitor& visit) const {
@@ -569,6 +583,10 @@ size_t Wal::segments() const {
 uint64_t Wal::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;
+}
+bool Wal::spare_ready() const {
+  std::lock_guard lock(spare_mu_);
+  return spare_ready_;
 }
 
 }  // namespace cairn::internal

@@ -4,8 +4,9 @@
 // crash by cutting a torn tail at its last whole record. docs/storage.md, "The
 // write-ahead log", describes the format in prose.
 //
-// What a record holds is the caller's (the engine's after-images); the log knows only
-// its type (a nonzero number the caller defines) and bytes.
+// What a record holds is the caller's (the engine's change-log entries; architecture.md,
+// "The write path to come"); the log knows only its type (a nonzero number the caller
+// defines) and bytes.
 //
 // Torn tails and damage. A power loss may persist any subset of the pages written since
 // the last fdatasync, in any order; damage to what had been synced is something else and
@@ -61,7 +62,7 @@ struct WalRecovery {
   uint64_t last_commit = 0;
   size_t segments = 0;
   // A torn tail that was cut: where (segment file name and offset), and how many bytes
-  // past it were not zero.
+  // were cleared (from the cut to the last byte that was not zero).
   bool cut = false;
   std::string cut_segment;
   uint64_t cut_offset = 0;
@@ -86,8 +87,11 @@ class Wal {
   Status Append(uint64_t commit, uint32_t type, std::string_view payload);
   // Writes the batch (one pwrite while it fits in the segment); with `sync`, then
   // fdatasyncs it: on success every record appended so far is on disk. On failure the
-  // records of the batch may or may not be on disk, and the log refuses further writes
-  // (the caller must treat the batch as failed and reopen to find out).
+  // records of the batch may or may not be on disk, and the log refuses further writes.
+  // Reopening in the same process does not tell: after a failed fdatasync Linux may keep
+  // the pages in its cache marked clean, so recovery would read back, and a new
+  // fdatasync pass, records that never reached the disk. The caller must treat a failure
+  // as fatal to the process (as PostgreSQL does since its fsync trouble of 2018).
   Status Write(bool sync);
   // Write(true): the periodic flush of a mode that does not sync per batch.
   Status Sync();
@@ -103,11 +107,13 @@ class Wal {
   Status Read(uint64_t from, const Visitor& visit) const;
 
   uint64_t first_commit() const;    // 0 if empty
-  uint64_t last_commit() const;     // the last appended (0 if none)
+  uint64_t last_commit() const;     // the last appended (0 if none); the writer's only
   uint64_t written_commit() const;  // the last written by Write
   uint64_t synced_commit() const;   // the last known on disk
   size_t segments() const;
   uint64_t bytes() const;  // the records' bytes in all segments, headers included
+  // Whether the next segment has been prepared (prepare_ahead), for benchmarks and tests.
+  bool spare_ready() const;
 
   struct Segment;
 
@@ -139,7 +145,7 @@ class Wal {
   Status broken_;
 
   // The spare segment, prepared ahead.
-  std::mutex spare_mu_;
+  mutable std::mutex spare_mu_;
   std::condition_variable spare_cv_;
   bool spare_wanted_ = false;
   bool spare_ready_ = false;

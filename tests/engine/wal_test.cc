@@ -5,10 +5,12 @@
 #include "wal.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -235,6 +237,81 @@ TEST(Wal, ReadersRunWhileTheWriterAppends) {
   }
   done = true;
   reader.join();
+  ExpectRecords(ReadAll(*wal), 1, 2000, SmallSize);
+}
+
+TEST(Wal, TheNextSegmentIsTheOnePreparedAhead) {
+  TempDir dir;
+  WalOptions o;
+  o.segment_size = 4 << 10;
+  auto wal = OpenOk(dir.path(), o);
+  AppendRange(*wal, 1, 1, SmallSize);
+  ASSERT_TRUE(wal->Write(true).ok());
+  for (int i = 0; i < 500 && !wal->spare_ready(); i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(wal->spare_ready());
+  struct stat spare;
+  ASSERT_EQ(::stat(dir.Sub("spare.tmp").c_str(), &spare), 0);
+  uint64_t c = 2;
+  while (wal->segments() < 2) {
+    AppendRange(*wal, c, c, SmallSize);
+    ASSERT_TRUE(wal->Write(false).ok());
+    c++;
+  }
+  struct stat used;
+  ASSERT_EQ(::stat(Segments(dir.path()).back().c_str(), &used), 0);
+  EXPECT_EQ(used.st_ino, spare.st_ino) << "the new segment is the spare, renamed";
+  ExpectRecords(ReadAll(*wal), 1, c - 1, SmallSize);
+}
+
+// A crash just after a new segment was made (or while its first record was written)
+// leaves a last segment without a record: recovery deletes it, and the segment made for
+// the next record, under the same name, is the only one of that name.
+TEST(WalRecovery, ALastSegmentWithoutRecordsIsReplacedNotDoubled) {
+  TempDir dir;
+  WalOptions o;
+  o.segment_size = 4 << 10;
+  o.prepare_ahead = false;
+  uint64_t c = 1;
+  {
+    auto wal = OpenOk(dir.path(), o);
+    while (wal->segments() < 2) {
+      AppendRange(*wal, c, c, SmallSize);
+      c++;
+    }
+    ASSERT_TRUE(wal->Write(true).ok());
+  }
+  auto segs = Segments(dir.path());
+  ASSERT_EQ(segs.size(), 2u);
+  const uint64_t next = c - 1;  // the first (and only) commit of the second segment
+  std::string second = ReadFile(segs[1]);
+  std::fill(second.begin() + kWalSegmentHeader, second.end(), '\0');  // its record torn
+  WriteFile(segs[1], second);
+  WalRecovery rec;
+  auto wal = OpenOk(dir.path(), o, &rec);
+  ASSERT_TRUE(wal);
+  EXPECT_EQ(rec.last_commit, next - 1);
+  EXPECT_EQ(Segments(dir.path()).size(), 1u) << "the empty segment is gone";
+  // A record too large for what is left of the first segment gets a segment under the
+  // name the deleted one had.
+  std::string big = Payload(next, 8000);
+  ASSERT_TRUE(wal->Append(next, 1, big).ok());
+  AppendRange(*wal, next + 1, next + 2, SmallSize);
+  ASSERT_TRUE(wal->Write(true).ok());
+  ASSERT_EQ(wal->segments(), 3u);  // the first, the big record's, and the next
+  // Trims the first segment only: had the deleted segment stayed on the list, its name
+  // would have taken the big record's file with it.
+  ASSERT_TRUE(wal->TrimBefore(next).ok());
+  EXPECT_EQ(wal->segments(), 2u);
+  EXPECT_EQ(Segments(dir.path()).size(), 2u);
+  wal.reset();
+  wal = OpenOk(dir.path(), o, &rec);
+  EXPECT_EQ(rec.first_commit, next);
+  EXPECT_EQ(rec.last_commit, next + 2);
+  auto got = ReadAll(*wal, next);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].payload, big);
 }
 
 // --- Power loss and damage. One segment holds `synced` records on disk and then
@@ -443,10 +520,23 @@ TEST(WalRecovery, LeftoverSpareAndTemporaryFilesAreRemoved) {
   o.segment_size = 4 << 10;
   {
     auto wal = OpenOk(dir.path(), o);
-    AppendRange(*wal, 1, 50, SmallSize);
+    AppendRange(*wal, 1, 25, SmallSize);
+    ASSERT_TRUE(wal->Write(true).ok());
+    AppendRange(*wal, 26, 50, SmallSize);  // written once 1-25 were synced: they vouch
     ASSERT_TRUE(wal->Write(true).ok());
   }
   WriteFile(dir.Sub("00000000000000000999.wal.tmp"), "half made");
+  WriteFile(dir.Sub("spare.tmp"), "half made too");
+  // Not while the log is refused: an open that fails changes nothing.
+  auto segs = Segments(dir.path());
+  std::string first = ReadFile(segs[0]);
+  std::string damaged = first;
+  damaged[kWalSegmentHeader + kWalRecordHeader] ^= 1;
+  WriteFile(segs[0], damaged);
+  std::unique_ptr<Wal> refused;
+  ASSERT_EQ(Wal::Open(dir.path(), o, &refused, nullptr).code(), Code::kCorrupted);
+  EXPECT_TRUE(fs::exists(dir.Sub("spare.tmp")));
+  WriteFile(segs[0], first);
   auto wal = OpenOk(dir.path(), o);
   EXPECT_FALSE(fs::exists(dir.Sub("00000000000000000999.wal.tmp")));
   ExpectRecords(ReadAll(*wal), 1, 50, SmallSize);
