@@ -87,18 +87,23 @@ Overlay::Overlay() : rng_(0x2545f4914f6cdd1dull) {
 
 Overlay::~Overlay() = default;  // the blocks go; nothing in them has a destructor to run
 
+// Geometric: reserve(size() + 1) would copy the whole list at every block.
+void Overlay::ReserveBlockSlot() {
+  if (blocks_.size() == blocks_.capacity()) blocks_.reserve(2 * blocks_.capacity() + 16);
+}
+
 char* Overlay::Allocate(size_t bytes) {
   bytes = (bytes + 7) & ~size_t(7);
   if (bytes > kLargeAllocation) {
-    // Its own allocation: a large value would otherwise waste most of a block. Reserve the
-    // slot first, so that a failing push_back cannot leak the allocation.
-    blocks_.reserve(blocks_.size() + 1);
+    // Its own allocation: a large value would otherwise waste most of a block. Room for
+    // the slot first, so that a failing push_back cannot leak the allocation.
+    ReserveBlockSlot();
     blocks_.emplace_back(new char[bytes]);
     memory_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     return blocks_.back().get();
   }
   if (bytes > block_left_) {
-    blocks_.reserve(blocks_.size() + 1);
+    ReserveBlockSlot();
     blocks_.emplace_back(new char[kBlockSize]);
     memory_bytes_.fetch_add(kBlockSize, std::memory_order_relaxed);
     block_free_ = blocks_.back().get();

@@ -120,6 +120,7 @@ class Overlay {
              uint64_t commit);
   // Arena memory, aligned for any of the overlay's structures (8 bytes). Writer only.
   char* Allocate(size_t bytes);
+  void ReserveBlockSlot();
   int RandomHeight();
   const Version* NewVersion(std::string_view value, bool deleted, uint64_t commit,
                             const Version* older);
