@@ -170,8 +170,9 @@ class Merge {
 // Valid() (they do nothing otherwise) and may change direction freely. A seek's target may
 // be a view of the cursor's own key() (and data()).
 //
-// key() and value() need Valid(); they are views into LMDB (valid until the cursor moves)
-// or into an overlay (valid while it lives). On an LMDB error (opening the cursor, or any
+// key() and value() need Valid(); they are views into LMDB (valid as long as LMDB's own:
+// for the transaction, in a write transaction until its next write) or into an overlay
+// (valid while it lives). On an LMDB error (opening the cursor, or any
 // mdb_cursor_get result other than MDB_NOTFOUND) the cursor becomes not valid and status()
 // holds the error; it then stays not valid whatever it is asked. The transaction and the
 // overlays must outlive the cursor, and a write through `txn` while it is open is not
