@@ -240,6 +240,48 @@ TEST(Wal, ReadersRunWhileTheWriterAppends) {
   ExpectRecords(ReadAll(*wal), 1, 2000, SmallSize);
 }
 
+// Trims beside readers: a reader that started before a trim reads its segments to the end
+// (it holds their descriptors); one that asks for a trimmed commit is told so.
+TEST(Wal, ReadersRunWhileTheWriterTrims) {
+  TempDir dir;
+  WalOptions o;
+  o.segment_size = 4 << 10;
+  auto wal = OpenOk(dir.path(), o);
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> reads{0}, truncated{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      uint64_t from = wal->first_commit();
+      if (from == 0) continue;
+      uint64_t expect = from;
+      Status s = wal->Read(from, [&](uint64_t c, uint32_t, std::string_view p) {
+        EXPECT_EQ(c, expect++);
+        EXPECT_EQ(p, Payload(c, SmallSize(c)));
+        return true;
+      });
+      if (s.code() == Code::kLogTruncated) {
+        truncated++;  // trimmed between first_commit() and Read
+      } else {
+        EXPECT_TRUE(s.ok()) << s.ToString();
+        reads++;
+      }
+    }
+  });
+  for (uint64_t c = 1; c <= 3000 && !HasFailure(); c += 10) {
+    AppendRange(*wal, c, c + 9, SmallSize);
+    EXPECT_TRUE(wal->Write(false).ok());
+    if (c > 500) {
+      EXPECT_TRUE(wal->TrimBefore(c - 400).ok());
+    }
+  }
+  done = true;
+  reader.join();
+  EXPECT_GT(reads.load(), 0u);
+  const uint64_t first = wal->first_commit();
+  EXPECT_GT(first, 1u);
+  ExpectRecords(ReadAll(*wal, first), first, 3000, SmallSize);
+}
+
 TEST(Wal, TheNextSegmentIsTheOnePreparedAhead) {
   TempDir dir;
   WalOptions o;
