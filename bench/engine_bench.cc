@@ -982,7 +982,8 @@ BENCHMARK_DEFINE_F(BM_GroupCommit, execute)(benchmark::State& state) {
 
 // The write-ahead log's share of a durable group commit (engine/src/wal.h): `batch`
 // records of 200 bytes (a put's change-log entry) appended, written and fdatasynced, in
-// segments prepared ahead by zero-fill (0), fallocate (1) or not at all (2, the file grows).
+// segments prepared ahead by zero-fill (0), fallocate (1) or not at all (2, the file grows);
+// dsync:1 writes a synced batch through an O_DSYNC descriptor instead of pwrite + fdatasync.
 // Set against BM_GroupCommit/engine at the same batch (the engine's whole durable
 // ExecuteBatch today): what the flush would cost. The first segment and its spare are
 // made before the timing starts. Items are records.
@@ -990,6 +991,7 @@ void BM_GroupCommitWal(benchmark::State& state) {
   TempDir dir;
   internal::WalOptions o;
   o.preallocate = internal::WalOptions::Preallocate(state.range(1));
+  o.dsync_writes = state.range(2) != 0;
   std::unique_ptr<internal::Wal> wal;
   CheckOk(internal::Wal::Open(dir.Sub("wal"), o, &wal, nullptr), "open the log");
   const std::string record(200, 'r');
@@ -1007,8 +1009,9 @@ void BM_GroupCommitWal(benchmark::State& state) {
   ReportWrittenBytesPerWrite(state, written, batch);
 }
 BENCHMARK(BM_GroupCommitWal)
-    ->ArgNames({"batch", "preallocate"})
-    ->ArgsProduct({{1, 8, 64}, {0, 1, 2}})
+    ->ArgNames({"batch", "preallocate", "dsync"})
+    ->ArgsProduct({{1, 8, 64}, {0, 1, 2}, {0}})
+    ->ArgsProduct({{1, 8, 64}, {0}, {1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -24,9 +24,11 @@ struct Wal::Segment {
   uint64_t first_commit = 0;
   uint64_t size = 0;  // the size it was made with (its header says so)
   int fd = -1;
+  int dsync_fd = -1;  // WalOptions::dsync_writes: the same file opened with O_DSYNC
   uint64_t end = 0;  // where its records end; guarded by Wal::mu_
   ~Segment() {
     if (fd >= 0) ::close(fd);
+    if (dsync_fd >= 0) ::close(dsync_fd);
   }
 };
 
@@ -443,8 +445,18 @@ Status Wal::Append(uint64_t commit, uint32_t type, std::string_view payload) {
 
 Status Wal::FlushBatch(bool sync) {
   Segment& seg = *segments_.back();
+  const std::string path = dir_ + "/" + seg.name;
+  // With O_DSYNC the batch's own pwrite makes it durable, but nothing written before it:
+  // only when everything before is synced.
+  bool dsync = sync && options_.dsync_writes && !batch_.empty() &&
+               synced_commit_ == written_commit_;
+  if (dsync && seg.dsync_fd < 0) {
+    seg.dsync_fd = ::open(path.c_str(), O_RDWR | O_DSYNC | O_CLOEXEC);
+    if (seg.dsync_fd < 0) return Errno("cannot open", path);
+  }
   if (!batch_.empty()) {
-    if (Status s = PWriteAll(seg.fd, batch_.data(), batch_.size(), tail_, dir_ + "/" + seg.name);
+    if (Status s = PWriteAll(dsync ? seg.dsync_fd : seg.fd, batch_.data(), batch_.size(), tail_,
+                             path);
         !s.ok()) {
       return s;
     }
@@ -456,7 +468,7 @@ Status Wal::FlushBatch(bool sync) {
     batch_.clear();
   }
   if (sync && synced_commit_ < written_commit_) {
-    if (::fdatasync(seg.fd) != 0) return Errno("cannot sync", dir_ + "/" + seg.name);
+    if (!dsync && ::fdatasync(seg.fd) != 0) return Errno("cannot sync", path);
     std::lock_guard lock(mu_);
     synced_commit_ = written_commit_;
   }

@@ -54,6 +54,10 @@ struct WalOptions {
   // Prepare the next segment on a thread of the log's own while the current one fills,
   // so that moving to a new segment does not wait for its preallocation.
   bool prepare_ahead = true;
+  // A synced batch is written through a descriptor opened with O_DSYNC (one pwrite that
+  // returns once the data is on disk) instead of pwrite then fdatasync. Under test: which
+  // is faster depends on the kernel and the disk (docs/benchmarks.md).
+  bool dsync_writes = false;
 };
 
 // What Open found.

@@ -143,6 +143,31 @@ INSTANTIATE_TEST_SUITE_P(Preallocate, WalModes,
                                            WalOptions::Preallocate::kFallocate,
                                            WalOptions::Preallocate::kNone));
 
+// O_DSYNC writes for synced batches, unsynced ones between them: the same log.
+TEST(Wal, DsyncWritesMakeTheSameLog) {
+  TempDir dir;
+  WalOptions o;
+  o.segment_size = 8 << 10;
+  o.dsync_writes = true;
+  {
+    auto wal = OpenOk(dir.path(), o);
+    for (uint64_t c = 1; c <= 300; c += 10) {
+      AppendRange(*wal, c, c + 9, VariedSize);
+      bool sync = c % 20 == 1;
+      ASSERT_TRUE(wal->Write(sync).ok());
+      if (sync) {
+        EXPECT_EQ(wal->synced_commit(), c + 9);
+      }
+    }
+    ASSERT_TRUE(wal->Sync().ok());
+    EXPECT_EQ(wal->synced_commit(), 300u);
+  }
+  WalRecovery rec;
+  auto wal = OpenOk(dir.path(), o, &rec);
+  EXPECT_FALSE(rec.cut);
+  ExpectRecords(ReadAll(*wal), 1, 300, VariedSize);
+}
+
 TEST(Wal, ARecordLargerThanASegmentGetsASegmentOfItsOwn) {
   TempDir dir;
   WalOptions o;
