@@ -28,6 +28,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 #include <chrono>
@@ -35,6 +36,8 @@
 
 #include "cairn/engine/engine.h"
 #include "flatbuffers/flexbuffers.h"
+#include "merged.h"
+#include "overlay.h"
 #include "wal.h"
 
 namespace cairn {
@@ -924,8 +927,50 @@ BENCHMARK_DEFINE_F(BM_Scan, raw_lmdb)(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kRangeSize);
 }
 
+// The raw twin's scan through MergedCursor (engine/src/merged.h): `range(0)` 0, no overlay
+// (the LMDB-only path every read takes today); 1, one empty overlay (the general merge
+// with nothing to merge); 2, one overlay holding a new version of every 100th record
+// (what a reader pays while commits wait for a checkpoint).
+BENCHMARK_DEFINE_F(BM_Scan, merged)(benchmark::State& state) {
+  const int mode = int(state.range(0));
+  internal::Overlay overlay;
+  if (mode == 2) {
+    const auto& raw_keys = RawKeys();
+    for (size_t i = 0; i < raw_keys.size(); i += 100) {
+      overlay.Put(d_->raw->records(), raw_keys[i], std::string(120, 'o'), 1);
+    }
+  }
+  internal::OverlayAt at{&overlay, 1};
+  std::span<const internal::OverlayAt> overlays;
+  if (mode > 0) overlays = std::span(&at, 1);
+  MDB_txn* txn;
+  CheckMdb(mdb_txn_begin(d_->raw->env(), nullptr, MDB_RDONLY, &txn), "read begin");
+  mdb_txn_reset(txn);
+  const auto& raw_keys = RawKeys();
+  size_t i = 0;
+  for (auto _ : state) {
+    CheckMdb(mdb_txn_renew(txn), "renew");
+    uint32_t n = 0;
+    {
+      internal::MergedCursor cur(txn, d_->raw->records(), overlays, d_->raw->records());
+      for (cur.Seek(raw_keys[d_->range_order[i++ & kOrderMask]]); cur.Valid(); cur.Next()) {
+        benchmark::DoNotOptimize(cur.value().data());
+        if (++n == kRangeSize) break;
+      }
+    }
+    mdb_txn_reset(txn);
+    if (n != kRangeSize) {
+      state.SkipWithError("scan failed");
+      break;
+    }
+  }
+  mdb_txn_abort(txn);
+  state.SetItemsProcessed(state.iterations() * kRangeSize);
+}
+
 BENCHMARK_REGISTER_F(BM_Scan, engine);
 BENCHMARK_REGISTER_F(BM_Scan, raw_lmdb);
+BENCHMARK_REGISTER_F(BM_Scan, merged)->ArgName("overlays")->Arg(0)->Arg(1)->Arg(2);
 
 // --- Group commit under kSync (fsync at every LMDB commit): ExecuteBatch of 1, 8 or 64
 // single-put transactions, against 64 separate durable raw commits of one put each.
