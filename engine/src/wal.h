@@ -145,7 +145,6 @@ class Wal {
   uint64_t last_commit_ = 0;
   uint64_t tail_ = 0;  // where the next record of the last segment goes
   std::string batch_;  // encoded records not yet written, for the last segment
-  uint64_t batch_first_ = 0;
   Status broken_;
 
   // The spare segment, prepared ahead.
