@@ -195,6 +195,12 @@ void Merge::LoadLmdb(int rc, const MDB_val& k, const MDB_val& v, const char* wha
   }
 }
 
+void Merge::LmdbMove(MDB_cursor_op op, const char* what) {
+  MDB_val k{}, v{};
+  int rc = mdb_cursor_get(cursor_, &k, &v, op);
+  LoadLmdb(rc, k, v, what);
+}
+
 void Merge::LmdbLowerBound(std::string_view key, std::string_view data) {
   MDB_val k{}, v{};
   int rc = SeekAtLeast(cursor_, dup_, key, data, &k, &v);
@@ -208,9 +214,7 @@ void Merge::SourceFirst(size_t i) {
     iterators_[i].SeekToFirst();
     return LoadOverlay(i);
   }
-  MDB_val k{}, v{};
-  int rc = mdb_cursor_get(cursor_, &k, &v, MDB_FIRST);
-  LoadLmdb(rc, k, v, "merged cursor first");
+  LmdbMove(MDB_FIRST, "merged cursor first");
 }
 
 void Merge::SourceLast(size_t i) {
@@ -218,9 +222,7 @@ void Merge::SourceLast(size_t i) {
     iterators_[i].SeekToLast();
     return LoadOverlay(i);
   }
-  MDB_val k{}, v{};
-  int rc = mdb_cursor_get(cursor_, &k, &v, MDB_LAST);
-  LoadLmdb(rc, k, v, "merged cursor last");
+  LmdbMove(MDB_LAST, "merged cursor last");
 }
 
 void Merge::SourceSeek(size_t i, std::string_view key, std::string_view data) {
@@ -257,9 +259,7 @@ void Merge::SourceNext(size_t i) {
     iterators_[i].Next();
     return LoadOverlay(i);
   }
-  MDB_val k{}, v{};
-  int rc = mdb_cursor_get(cursor_, &k, &v, MDB_NEXT);
-  LoadLmdb(rc, k, v, "merged cursor next");
+  LmdbMove(MDB_NEXT, "merged cursor next");
 }
 
 void Merge::SourcePrev(size_t i) {
@@ -267,47 +267,15 @@ void Merge::SourcePrev(size_t i) {
     iterators_[i].Prev();
     return LoadOverlay(i);
   }
-  MDB_val k{}, v{};
-  int rc = mdb_cursor_get(cursor_, &k, &v, MDB_PREV);
-  LoadLmdb(rc, k, v, "merged cursor prev");
+  LmdbMove(MDB_PREV, "merged cursor prev");
 }
 
 // --- The merge.
 
-void Merge::SettleForward() {
-  for (;;) {
-    if (!status_.ok()) {
-      current_ = -1;
-      return;
-    }
-    // The least entry; among equals, the newest source (the lowest index).
-    int best = -1;
-    for (size_t i = 0; i < sources_.size(); i++) {
-      if (sources_[i].valid && (best < 0 || Compare(sources_[i], sources_[size_t(best)]) < 0)) {
-        best = int(i);
-      }
-    }
-    if (best < 0) {
-      current_ = -1;
-      return;
-    }
-    const Source& b = sources_[size_t(best)];
-    for (size_t i = 0; i < sources_.size(); i++) {
-      Source& s = sources_[i];
-      s.at_current = s.valid && (&s == &b || Compare(s, b) == 0);
-    }
-    if (!b.deleted) {
-      current_ = best;
-      return;
-    }
-    // A tombstone hides the entry in every older source: all at it move past it.
-    for (size_t i = 0; i < sources_.size(); i++) {
-      if (sources_[i].at_current) SourceNext(i);
-    }
-  }
-}
-
-void Merge::SettleBackward() {
+// The least (forward) or greatest entry of the sources; among equals, the newest source
+// (the lowest index). A tombstone there hides the entry in every older source: all at it
+// move past it, and the choice is made again.
+void Merge::Settle(bool forward) {
   for (;;) {
     if (!status_.ok()) {
       current_ = -1;
@@ -315,9 +283,13 @@ void Merge::SettleBackward() {
     }
     int best = -1;
     for (size_t i = 0; i < sources_.size(); i++) {
-      if (sources_[i].valid && (best < 0 || Compare(sources_[i], sources_[size_t(best)]) > 0)) {
+      if (!sources_[i].valid) continue;
+      if (best < 0) {
         best = int(i);
+        continue;
       }
+      int c = Compare(sources_[i], sources_[size_t(best)]);
+      if (forward ? c < 0 : c > 0) best = int(i);
     }
     if (best < 0) {
       current_ = -1;
@@ -333,7 +305,12 @@ void Merge::SettleBackward() {
       return;
     }
     for (size_t i = 0; i < sources_.size(); i++) {
-      if (sources_[i].at_current) SourcePrev(i);
+      if (!sources_[i].at_current) continue;
+      if (forward) {
+        SourceNext(i);
+      } else {
+        SourcePrev(i);
+      }
     }
   }
 }
@@ -347,7 +324,7 @@ void Merge::SeekToFirst() {
   if (iterators_.empty()) return SourceFirst(0), SettleLmdbOnly();
   for (size_t i = 0; i < sources_.size(); i++) SourceFirst(i);
   forward_ = true;
-  SettleForward();
+  Settle(/*forward=*/true);
 }
 
 void Merge::SeekToLast() {
@@ -355,7 +332,7 @@ void Merge::SeekToLast() {
   if (iterators_.empty()) return SourceLast(0), SettleLmdbOnly();
   for (size_t i = 0; i < sources_.size(); i++) SourceLast(i);
   forward_ = false;
-  SettleBackward();
+  Settle(/*forward=*/false);
 }
 
 // The target may be a view of this cursor's own key() and data(): LMDB is positioned
@@ -368,7 +345,7 @@ void Merge::Seek(std::string_view key, std::string_view data) {
   SourceSeek(lmdb(), key, data);
   for (size_t i = 0; i < lmdb(); i++) SourceSeek(i, key, data);
   forward_ = true;
-  SettleForward();
+  Settle(/*forward=*/true);
 }
 
 void Merge::SeekForPrev(std::string_view key, std::string_view data) {
@@ -378,7 +355,7 @@ void Merge::SeekForPrev(std::string_view key, std::string_view data) {
   SourceSeekForPrev(lmdb(), key, data);
   for (size_t i = 0; i < lmdb(); i++) SourceSeekForPrev(i, key, data);
   forward_ = false;
-  SettleBackward();
+  Settle(/*forward=*/false);
 }
 
 void Merge::Next() {
@@ -401,7 +378,7 @@ void Merge::Next() {
     }
     forward_ = true;
   }
-  SettleForward();
+  Settle(/*forward=*/true);
 }
 
 void Merge::Prev() {
@@ -423,7 +400,7 @@ void Merge::Prev() {
     }
     forward_ = false;
   }
-  SettleBackward();
+  Settle(/*forward=*/false);
 }
 
 }  // namespace merged_detail

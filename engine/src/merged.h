@@ -125,11 +125,12 @@ class Merge {
   void LoadOverlay(size_t i);
   // LMDB's source after an mdb_cursor_get that gave rc and, if 0, k and v.
   void LoadLmdb(int rc, const MDB_val& k, const MDB_val& v, const char* what);
+  // Moves LMDB's cursor by `op` and loads its source.
+  void LmdbMove(MDB_cursor_op op, const char* what);
   // Positions LMDB's source at its first entry >= (key, data).
   void LmdbLowerBound(std::string_view key, std::string_view data);
   // Chooses the current entry from the sources' positions (least or greatest).
-  void SettleForward();
-  void SettleBackward();
+  void Settle(bool forward);
   void SettleLmdbOnly();
   void Fail(Status s);
 
