@@ -256,8 +256,16 @@ TEST(ClientAuthTest, EveryWaitingCallFailsWithAuthFailed) {
   f.script.SetPassword("new pw");
   EXPECT_THROW(client->Stats(), Error);  // "not served", and the fake closes
   int before = f.script.starts;
+  // The five calls are made in one step of the client's IO thread, so that all of them
+  // wait for the same reconnection: made one by one from this thread, a late one could
+  // come after that attempt failed and rightly start another.
   std::vector<std::future<bool>> calls;
-  for (int i = 0; i < 5; i++) calls.push_back(client->AsyncPing(asio::use_future));
+  std::promise<void> submitted;
+  asio::post(client->executor(), [&] {
+    for (int i = 0; i < 5; i++) calls.push_back(client->AsyncPing(asio::use_future));
+    submitted.set_value();
+  });
+  submitted.get_future().wait();
   for (auto& c : calls) {
     try {
       c.get();
