@@ -198,11 +198,20 @@ bool Overlay::Write(uint32_t table, std::string_view key, std::string_view value
       key.size() > UINT32_MAX) {
     return false;
   }
+  if (commit != touched_commit_) {
+    touched_.clear();
+    touched_commit_ = commit;
+    before_touched_ = last_commit_.load(std::memory_order_relaxed);
+  }
+  // Room for the entry in touched_ first, so that a failing push_back cannot leave a
+  // version Undo would not know of.
+  if (touched_.size() == touched_.capacity()) touched_.reserve(2 * touched_.capacity() + 16);
   Node* prev[kMaxHeight];
   Target t{table, key};
   Node* n = FindGreaterOrEqual(t, prev);
   if (n != nullptr && Compare(n, t) == 0) {
     const Version* newest = n->newest.load(std::memory_order_relaxed);
+    if (newest == nullptr || newest->commit != commit) touched_.push_back(n);
     // A second write to the key by the same commit replaces that commit's version: the
     // new one links past it to the older chain. A reader at an older commit sees either
     // version, both newer than what it reads at, and follows the same older chain; no
@@ -230,8 +239,26 @@ bool Overlay::Write(uint32_t table, std::string_view key, std::string_view value
       prev[i]->links()[i].store(n, std::memory_order_release);
     }
     entries_.fetch_add(1, std::memory_order_relaxed);
+    touched_.push_back(n);
   }
   last_commit_.store(commit, std::memory_order_relaxed);
+  return true;
+}
+
+bool Overlay::Undo(uint64_t commit) {
+  if (commit == 0 || commit != last_commit_.load(std::memory_order_relaxed) ||
+      commit != touched_commit_) {
+    return false;
+  }
+  for (Node* n : touched_) {
+    const Version* newest = n->newest.load(std::memory_order_relaxed);
+    // A reader at an older commit passed this version anyway; now it starts one later.
+    if (newest != nullptr && newest->commit == commit) {
+      n->newest.store(newest->older, std::memory_order_release);
+    }
+  }
+  touched_.clear();
+  last_commit_.store(before_touched_, std::memory_order_relaxed);
   return true;
 }
 

@@ -44,6 +44,14 @@ class Overlay {
   // std::bad_alloc, and then the overlay is as before the call.
   bool Put(uint32_t table, std::string_view key, std::string_view value, uint64_t commit);
   bool Delete(uint32_t table, std::string_view key, uint64_t commit);
+  // Writer only: takes back every write of `commit`, the newest commit written, which no
+  // reader may be reading at (it was never published): each key it wrote shows again
+  // what it showed before, and the commit may be written anew. This is how a transaction
+  // that fails after some of its writes leaves nothing behind. False (and nothing done)
+  // if `commit` is not the newest commit written, or was taken back already. The keys it added stay as entries
+  // without versions, which reads and iterators pass over; their memory stays in the
+  // arena until the overlay goes.
+  bool Undo(uint64_t commit);
 
   enum class State : uint8_t {
     kAbsent,   // no version at the commit read: the caller falls back to LMDB
@@ -133,6 +141,11 @@ class Overlay {
   // The newest version of n with commit <= at, or nullptr.
   static const Version* VersionAt(const Node* n, uint64_t at);
   static Found ToFound(const Version* v);
+
+  // The entries `touched_commit_` wrote, each once: what Undo takes back. Writer only.
+  std::vector<Node*> touched_;
+  uint64_t touched_commit_ = 0;
+  uint64_t before_touched_ = 0;  // last_commit_ before touched_commit_'s first write
 
   // The arena.
   std::vector<std::unique_ptr<char[]>> blocks_;

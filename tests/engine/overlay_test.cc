@@ -136,19 +136,27 @@ TEST(OverlayTest, MatchesAModel) {
 
   Overlay o;
   Model model;
-  uint64_t commit = 0;
-  size_t large = 0, same_commit_rewrites = 0, checks = 0;
+  uint64_t commit = 0, kept = 0;  // kept: the newest commit not undone
+  bool reuse = false;             // write the commit just undone anew
+  size_t large = 0, same_commit_rewrites = 0, checks = 0, undos = 0, reused = 0;
   for (int step = 0; step < 4000; step++) {
-    commit += 1 + (rng() % 8 == 0 ? rng() % 5 : 0);  // sometimes gaps between commits
+    if (reuse) {
+      reused++;
+    } else {
+      commit += 1 + (rng() % 8 == 0 ? rng() % 5 : 0);  // sometimes gaps between commits
+    }
+    reuse = false;
     int writes = 1 + int(rng() % 4);
     uint32_t table = 0;
     std::string key;
+    std::vector<std::pair<uint32_t, std::string>> written;
     for (int w = 0; w < writes; w++) {
       // Now and then write again the key this commit just wrote, so the commit rewrites it.
       if (w == 0 || rng() % 3 != 0) {
         table = tables[rng() % std::size(tables)];
         key = keys[rng() % keys.size()];
       }
+      written.emplace_back(table, key);
       Versions& versions = model[{table, key}];
       if (versions.count(commit)) same_commit_rewrites++;
       if (rng() % 4 == 0) {
@@ -162,7 +170,20 @@ TEST(OverlayTest, MatchesAModel) {
         versions[commit] = value;
       }
     }
-    if (rng() % 10 == 0) {
+    if (rng() % 8 == 0) {
+      // A transaction that failed after writing: its commit is taken back (the keys it
+      // added stay, without versions), and is sometimes written anew.
+      ASSERT_FALSE(o.Undo(commit - 1));
+      ASSERT_TRUE(o.Undo(commit));
+      ASSERT_FALSE(o.Undo(commit));
+      for (const auto& tk : written) model[tk].erase(commit);
+      ASSERT_EQ(o.last_commit(), kept);
+      undos++;
+      reuse = rng() % 2 == 0;
+    } else {
+      kept = commit;
+    }
+    if (rng() % 10 == 0 && kept == commit) {
       // An older commit is refused and changes nothing.
       size_t entries = o.entries(), memory = o.memory_bytes();
       ASSERT_FALSE(o.Put(tables[0], "never", "x", commit - 1));
@@ -173,7 +194,7 @@ TEST(OverlayTest, MatchesAModel) {
       ASSERT_EQ(o.Get(tables[0], "never", UINT64_MAX).state, State::kAbsent);
     }
     ASSERT_EQ(o.entries(), model.size());
-    ASSERT_EQ(o.last_commit(), commit);
+    ASSERT_EQ(o.last_commit(), kept);
     if (rng() % 25 != 0 && step != 3999) continue;
 
     checks++;
@@ -215,6 +236,8 @@ TEST(OverlayTest, MatchesAModel) {
   EXPECT_GT(large, 5u);
   EXPECT_GT(same_commit_rewrites, 100u);
   EXPECT_GT(checks, 100u);
+  EXPECT_GT(undos, 300u);
+  EXPECT_GT(reused, 100u);
 }
 
 // The writes of commit c, the same for the writer and for the readers replaying them:
@@ -453,6 +476,36 @@ TEST(OverlayTest, RewritesByOneCommitKeepTheLast) {
   EXPECT_EQ(Forward(o, 3, 1), (View{{"k", {State::kValue, "one", 1}}}));
   EXPECT_EQ(Forward(o, 3, 2),
             (View{{"j", {State::kDeleted, "", 2}}, {"k", {State::kValue, "two, last", 2}}}));
+}
+
+TEST(OverlayTest, UndoTakesBackTheNewestCommitOnly) {
+  Overlay o;
+  ASSERT_TRUE(o.Put(3, "k", "one", 1));
+  ASSERT_TRUE(o.Put(3, "k", "two", 2));
+  ASSERT_TRUE(o.Delete(3, "k", 2));  // rewritten by the same commit
+  ASSERT_TRUE(o.Put(3, "new", "x", 2));
+  ASSERT_TRUE(o.Delete(4, "gone", 2));
+  EXPECT_FALSE(o.Undo(1));  // not the newest
+  ASSERT_TRUE(o.Undo(2));
+  EXPECT_EQ(o.last_commit(), 1u);
+  EXPECT_EQ(ToSeen(o.Get(3, "k", 2)), (Seen{State::kValue, "one", 1}));
+  EXPECT_EQ(o.Get(3, "new", UINT64_MAX).state, State::kAbsent);
+  EXPECT_EQ(o.Get(4, "gone", UINT64_MAX).state, State::kAbsent);
+  // The added keys stay as entries, and iterations pass over them both ways.
+  EXPECT_EQ(o.entries(), 3u);
+  EXPECT_EQ(Forward(o, 3, UINT64_MAX), (View{{"k", {State::kValue, "one", 1}}}));
+  EXPECT_EQ(Backward(o, 3, UINT64_MAX), (View{{"k", {State::kValue, "one", 1}}}));
+  EXPECT_TRUE(Forward(o, 4, UINT64_MAX).empty());
+  // The commit number is free again, and an older one is still refused.
+  EXPECT_FALSE(o.Put(3, "k", "zero", 0));
+  ASSERT_TRUE(o.Put(3, "new", "again", 2));
+  EXPECT_EQ(ToSeen(o.Get(3, "new", 2)), (Seen{State::kValue, "again", 2}));
+  EXPECT_EQ(ToSeen(o.Get(3, "k", 2)), (Seen{State::kValue, "one", 1}));
+  EXPECT_EQ(o.entries(), 3u);
+  // Undoing a commit that wrote nothing since: refused.
+  ASSERT_TRUE(o.Undo(2));
+  EXPECT_FALSE(o.Undo(2));
+  EXPECT_FALSE(o.Undo(1));  // the newest again, but finished before: Undo reaches back one commit
 }
 
 TEST(OverlayTest, MemoryGrowsWithData) {
