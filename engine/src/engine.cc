@@ -55,13 +55,13 @@ Status DelMeta(MDB_txn* txn, MDB_dbi meta, std::string_view key) {
   return rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "meta delete");
 }
 
-// Adds the entry's size to *bytes.
+// A catalog change's entry (transactions' entries are written by CommitGroup). Adds the
+// entry's size to *bytes.
 Status AppendLogEntry(MDB_txn* txn, MDB_dbi log, uint64_t commit, LogEntryBuilder& b,
-                      uint64_t time_ms, uint64_t* bytes, std::string_view idempotency_key = {},
-                      std::string_view remembered = {}) {
+                      uint64_t time_ms, uint64_t* bytes) {
   char key[8];
   internal::StoreU64BE(key, commit);
-  std::string_view entry = b.Finish(commit, time_ms, idempotency_key, remembered);
+  std::string_view entry = b.Finish(commit, time_ms);
   MDB_val k{8, key}, v = Val(entry);
   *bytes += entry.size();
   return MdbStatus(mdb_put(txn, log, &k, &v, MDB_APPEND), "change log");
@@ -443,23 +443,6 @@ Status Engine::Impl::FatalStatus(int rc) const {
   }
 }
 
-// Whether a transaction, run outside a nested transaction, fails (if it fails for a
-// reason of its own) before changing anything: it has at most one write, and that write
-// is its last operation. Conditions and reads come before; every check of a write
-// precedes its first change (records.cc).
-bool FailsBeforeWriting(const Transaction& t) {
-  size_t writes = 0;
-  for (const Op& op : t.ops) writes += IsWrite(op);
-  return writes == 0 || (writes == 1 && IsWrite(t.ops.back()));
-}
-
-// Errors that can strike in the middle of a write (storage errors, limits of LMDB's
-// transaction), as opposed to the checks that precede it.
-bool MayHaveWritten(Code code) {
-  return code == Code::kDatabaseFull || code == Code::kInternal || code == Code::kTooLarge ||
-         code == Code::kUnavailable || code == Code::kReadOnly;
-}
-
 // --- Catalog.
 
 Status Engine::Impl::CommitCatalogChange(const CatalogEdit& fn, uint64_t need) {
@@ -730,19 +713,43 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
       }
     }
   }
-  auto catalog = this->catalog();
-  WriteTxn parent;
-  uint64_t commit = last_commit_;
-  // Each transaction of a batch must fail alone. Most can run straight in the top
-  // transaction: those with at most one write, as their last operation, fail (if at all)
-  // before they change anything (every check of an operation precedes its first
-  // change). The others run in a nested transaction of their own, which costs LMDB a
-  // dirty-page list per transaction. A batch of one needs neither: its failure aborts
-  // the top transaction. If a storage error (full map, I/O) strikes a transaction
-  // running in the top transaction, it may have written half: the batch starts over
-  // with every transaction nested.
+  bool split = false;
+  CommitGroup(txns, refused, results.data(), &split);
+  if (split) {
+    // A storage error (the map full, LMDB's limit of dirty pages) struck the group's
+    // LMDB transaction as a whole: each transaction commits alone instead, so that it
+    // fails alone if at all.
+    for (size_t i = 0; i < txns.size(); i++) {
+      bool ignored;
+      CommitGroup(txns.subspan(i, 1),
+                  refused.empty() ? std::span<const Status>() : std::span(&refused[i], 1),
+                  &results[i], &ignored);
+    }
+  }
+  for (const TxnResult& r : results) replays_ += r.replayed;
+  return results;
+}
+
+void Engine::Impl::CommitGroup(std::span<const Transaction* const> txns,
+                               std::span<const Status> refused, TxnResult* results,
+                               bool* split) {
+  *split = false;
+  auto fail_all = [&](const Status& s) {
+    for (size_t i = 0; i < txns.size(); i++) {
+      if (results[i].status.ok()) results[i] = TxnResult{s, 0, {}};
+    }
+  };
+  // Each transaction of the group must fail alone: its writes go into the group's overlay
+  // at its own commit (Ctx::writes), where the transaction reads them and those of the
+  // group's earlier transactions, and a failure takes them back (Overlay::Undo). Only its
+  // change-log entry goes into LMDB at once; the overlay is applied to LMDB at the end,
+  // in the same LMDB transaction, which commits the group once.
   const bool single = txns.size() == 1;
-  bool force_nested = false;
+  auto catalog = this->catalog();
+  internal::Overlay overlay;
+  WriteTxn top;
+  if (int rc = top.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
+  uint64_t commit = last_commit_;
   // This batch's idempotency keys, added to the index once the batch commits; and which
   // transactions replayed one of them.
   struct PendingKey {
@@ -757,9 +764,6 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   // keyed transaction.
   std::vector<uint32_t>& slots = batch_key_slots_;
   size_t slot_mask = 0;
-  auto clear_slots = [&] {
-    if (slot_mask) std::fill(slots.begin(), slots.end(), UINT32_MAX);
-  };
   auto find_pending = [&](uint64_t hash, std::string_view key) -> const PendingKey* {
     if (!slot_mask) return nullptr;
     for (size_t at = hash & slot_mask; slots[at] != UINT32_MAX; at = (at + 1) & slot_mask) {
@@ -770,126 +774,123 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   };
   std::vector<size_t> replay_of(txns.size(), SIZE_MAX);
   uint64_t appended = 0;  // bytes of the log entries that stand
-  while (true) {
-    if (int rc = parent.Begin(env_); rc != 0) return fail_all(MdbStatus(rc, "begin"));
-    commit = last_commit_;
-    appended = 0;
-    pending.clear();
-    clear_slots();
-    std::fill(replay_of.begin(), replay_of.end(), SIZE_MAX);
-    bool restart = false;
-    for (size_t i = 0; i < txns.size() && !restart; i++) {
-      TxnResult& r = results[i];
-      r = TxnResult();
-      const Transaction& t = *txns[i];
-      const bool flat = single || (!force_nested && FailsBeforeWriting(t));
-      WriteTxn child;
-      MDB_txn* txn = parent.get();
-      if (!flat) {
-        if (int rc = child.Begin(env_, parent.get()); rc != 0) {
-          r.status = MdbStatus(rc, "nested begin");
-          continue;
-        }
-        txn = child.get();
-      }
-      std::string_view idem_key = t.read_only() ? std::string_view() : t.idempotency_key;
-      if (idem_key.size() > internal::kMaxIdempotencyKey) {
-        r.status = Status(Code::kBadRequest, "idempotency keys are at most 64 bytes");
-        if (single) return results;
+  // The group's change-log entries, one after the other, and their sizes: written to LMDB
+  // after the records, so that the records take the pages earlier commits freed (they are
+  // read often; the log's entries seldom).
+  group_log_.clear();
+  if (group_log_.capacity() > (size_t{8} << 20)) std::string().swap(group_log_);  // a big one
+  group_entries_.clear();
+  for (size_t i = 0; i < txns.size(); i++) {
+    TxnResult& r = results[i];
+    r = TxnResult();
+    const Transaction& t = *txns[i];
+    std::string_view idem_key = t.read_only() ? std::string_view() : t.idempotency_key;
+    if (idem_key.size() > internal::kMaxIdempotencyKey) {
+      r.status = Status(Code::kBadRequest, "idempotency keys are at most 64 bytes");
+      continue;
+    }
+    uint64_t idem_hash = 0;
+    if (!idem_key.empty()) {
+      // A transaction seen before, in this batch or an earlier commit: answer with what
+      // it got then. It writes nothing.
+      idem_hash = internal::IdempotencyHash(idem_key);
+      if (const PendingKey* same = find_pending(idem_hash, idem_key)) {
+        r = results[same->index];
+        r.replayed = true;
+        replay_of[i] = same->index;
         continue;
       }
-      uint64_t idem_hash = 0;
+      bool found = false;
+      r.status = FindRemembered(top.get(), idem_key, idem_hash, &found, &r);
+      if (r.status.ok() && found) {
+        r.replayed = true;
+        continue;
+      }
+      if (!r.status.ok()) continue;
+    }
+    if (!refused.empty() && !refused[i].ok()) {
+      r.status = refused[i];
+      continue;
+    }
+    log_builder_.Clear();
+    internal::Ctx ctx = ReadCtx(top.get(), catalog.get());
+    ctx.commit = commit + 1;
+    ctx.log = &log_builder_;
+    const internal::OverlayAt own{&overlay, commit + 1};
+    ctx.overlays = std::span(&own, 1);
+    ctx.writes = &overlay;
+    r.status = internal::RunTransaction(ctx, t, &r);
+    bool wrote = r.status.ok() && !log_builder_.empty();
+    uint64_t entry_bytes = 0;
+    if (wrote) {
+      // The key and the result are remembered in the commit's own log entry.
+      uint64_t now = NextStamp();
+      remembered_.clear();
       if (!idem_key.empty()) {
-        // A transaction seen before, in this batch or an earlier commit: answer with what
-        // it got then. It writes nothing (a nested child aborts as it goes).
-        idem_hash = internal::IdempotencyHash(idem_key);
-        if (const PendingKey* same = find_pending(idem_hash, idem_key)) {
-          r = results[same->index];
-          r.replayed = true;
-          replay_of[i] = same->index;
-          continue;
-        }
-        bool found = false;
-        r.status = FindRemembered(txn, idem_key, idem_hash, &found, &r);
-        if (r.status.ok() && found) {
-          r.replayed = true;
-          continue;
-        }
-        if (!r.status.ok()) {
-          if (single) return results;
-          continue;
-        }
+        internal::EncodeRemembered(r, &remembered_);
+        pending.push_back(PendingKey{idem_hash, idem_key, i, now});
       }
-      if (!refused.empty() && !refused[i].ok()) {
-        r.status = refused[i];
-        if (single) return results;
-        continue;
-      }
-      log_builder_.Clear();
-      internal::Ctx ctx = ReadCtx(txn, catalog.get());
-      ctx.commit = commit + 1;
-      ctx.log = &log_builder_;
-      r.status = internal::RunTransaction(ctx, t, &r);
-      if (r.status.code() == Code::kDatabaseFull) {
-        r.status = r.status.WithContext("database " + dir_);  // LMDB's error names no folder
-      }
-      bool wrote = r.status.ok() && !log_builder_.empty();
-      uint64_t entry_bytes = 0;
-      if (wrote) {
-        // The key and the result are remembered in the commit's own log entry.
-        uint64_t now = NextStamp();
-        remembered_.clear();
-        if (!idem_key.empty()) {
-          internal::EncodeRemembered(r, &remembered_);
-          pending.push_back(PendingKey{idem_hash, idem_key, i, now});
+      std::string_view entry = log_builder_.Finish(commit + 1, now, idem_key, remembered_);
+      group_log_.append(entry);
+      group_entries_.push_back(entry.size());
+      entry_bytes = entry.size();
+    }
+    if (!r.status.ok()) {
+      overlay.Undo(commit + 1);  // false if it wrote nothing: nothing to take back
+      r.results.clear();
+      if (!pending.empty() && pending.back().index == i) pending.pop_back();
+      continue;
+    }
+    if (wrote) {
+      r.commit = ++commit;
+      appended += entry_bytes;
+      if (!pending.empty() && pending.back().index == i) {
+        if (!slot_mask) {
+          size_t size = 16;
+          while (size < 2 * txns.size()) size *= 2;
+          slots.assign(size, UINT32_MAX);
+          slot_mask = size - 1;
         }
-        r.status = AppendLogEntry(txn, dbs_.log, commit + 1, log_builder_, now, &entry_bytes,
-                                  idem_key, remembered_);
-      }
-      if (!flat && r.status.ok()) r.status = CommitStatus(child.Commit(), "nested commit");
-      if (!r.status.ok()) {
-        r.results.clear();
-        if (!pending.empty() && pending.back().index == i) pending.pop_back();
-        if (single) return results;  // the top transaction aborts as `parent` goes
-        if (flat && MayHaveWritten(r.status.code())) restart = true;
-        continue;
-      }
-      if (wrote) {
-        r.commit = ++commit;
-        appended += entry_bytes;
-        if (!pending.empty() && pending.back().index == i) {
-          if (!slot_mask) {
-            size_t size = 16;
-            while (size < 2 * txns.size()) size *= 2;
-            slots.assign(size, UINT32_MAX);
-            slot_mask = size - 1;
-          }
-          size_t at = pending.back().hash & slot_mask;
-          while (slots[at] != UINT32_MAX) at = (at + 1) & slot_mask;
-          slots[at] = uint32_t(pending.size() - 1);
-        }
+        size_t at = pending.back().hash & slot_mask;
+        while (slots[at] != UINT32_MAX) at = (at + 1) & slot_mask;
+        slots[at] = uint32_t(pending.size() - 1);
       }
     }
-    if (!restart) break;
-    parent.Abort();
-    force_nested = true;
   }
-  for (const TxnResult& r : results) replays_ += r.replayed;
 
-  if (commit == last_commit_) return results;  // nothing written: no commit, no fsync
-  uint64_t first = log_first_, trimmed = 0;
-  size_t written = commit - last_commit_;
-  Status s = TrimLog(parent.get(), commit, written, appended, &first, &trimmed);
-  if (s.ok()) s = CommitStatus(parent.Commit(), "commit");
-  if (!s.ok()) {
-    for (size_t i = 0; i < results.size(); i++) {
+  if (commit == last_commit_) return;  // nothing written: no commit, no fsync
+  auto fail_written = [&](const Status& s) {
+    for (size_t i = 0; i < txns.size(); i++) {
       TxnResult& r = results[i];
       // A replay of an earlier batch's commit stands; one of this batch's does not.
       bool earlier_replay = r.replayed && replay_of[i] == SIZE_MAX;
       if (r.status.ok() && r.commit && !earlier_replay) r = TxnResult{s, 0, {}};
     }
-    return results;
+  };
+  Status s = internal::ApplyOverlay(top.get(), dbs_.records, false, overlay, dbs_.records, commit);
+  if (s.ok()) {
+    s = internal::ApplyOverlay(top.get(), dbs_.index, true, overlay, dbs_.index, commit);
   }
+  for (size_t e = 0, offset = 0; e < group_entries_.size() && s.ok(); e++) {
+    char key[8];
+    internal::StoreU64BE(key, last_commit_ + 1 + e);
+    MDB_val k{8, key}, v{group_entries_[e], group_log_.data() + offset};
+    s = MdbStatus(mdb_put(top.get(), dbs_.log, &k, &v, MDB_APPEND), "change log");
+    offset += group_entries_[e];
+  }
+  uint64_t first = log_first_, trimmed = 0;
+  size_t written = commit - last_commit_;
+  if (s.ok()) s = TrimLog(top.get(), commit, written, appended, &first, &trimmed);
+  if (!s.ok()) {
+    if (!single) {
+      *split = true;
+      return;
+    }
+    if (s.code() == Code::kDatabaseFull) s = s.WithContext("database " + dir_);
+    return fail_written(s);
+  }
+  s = CommitStatus(top.Commit(), "commit");
+  if (!s.ok()) return fail_written(s);
   for (const PendingKey& p : pending) idempotency_.Add(p.time_ms, p.hash, results[p.index].commit);
   TrimIdempotency(first);
   CountLogBytes(appended, trimmed);
@@ -897,7 +898,6 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
   last_commit_ = commit;
   commits_ += written;
   group_commits_++;
-  return results;
 }
 
 Status Engine::CheckDocuments(const Transaction& txn) const {

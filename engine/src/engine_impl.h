@@ -193,9 +193,15 @@ struct Ctx {
   // Counts reads that met damaged data and answered kCorrupted (EngineStats).
   std::atomic<uint64_t>* corrupted = nullptr;
   // Commits not yet in LMDB, newest first, that reads see over `txn` (merged.h); each
-  // table's overlay id is its MDB_dbi. Empty until the write-ahead log is in the write
-  // path; writes (PutRecord) need it empty.
+  // table's overlay id is its MDB_dbi.
   std::span<const OverlayAt> overlays;
+  // Where the writes of records and index entries go (PutRecord, DeleteRecord,
+  // UpdateIndexes): when set, into this overlay at `commit`, and `overlays` must begin
+  // with it read at `commit`, so that a transaction reads its own writes; when null,
+  // straight into `txn` (ApplyLog), and `overlays` must be empty. ExecuteBatch writes a
+  // group into one overlay, takes a failed transaction's writes back (Overlay::Undo) and
+  // applies the rest to LMDB before it commits.
+  Overlay* writes = nullptr;
 };
 
 // The kCorrupted answer for a damaged record (counted in ctx.corrupted): names the
@@ -276,6 +282,12 @@ class Engine::Impl {
                      std::string_view index);
 
   std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
+  // One LMDB commit of `txns` (ExecuteBatch's; REQUIRES: write_mu_ held), their results
+  // into results[0..n). `refused`: empty, or for each transaction what admission said.
+  // Sets *split, leaving the results to be made anew, when a storage error voided the
+  // group's LMDB transaction and it holds more than one transaction.
+  void CommitGroup(std::span<const Transaction* const> txns, std::span<const Status> refused,
+                   TxnResult* results, bool* split);
 
   // Engine::Execute's write path: group commit of concurrent callers, as leveldb's
   // DBImpl::Write does it. Each caller queues; the one at the front leads: it takes the
@@ -438,6 +450,8 @@ class Engine::Impl {
   uint64_t IdempotencyHorizon();
   std::string remembered_;  // a keyed transaction's result, encoded for its log entry
   std::vector<uint32_t> batch_key_slots_;  // ExecuteBatch's table of the batch's keys
+  std::string group_log_;                  // CommitGroup's change-log entries, end to end
+  std::vector<size_t> group_entries_;      // and their sizes, by commit from last_commit_ + 1
   // Forgets idempotency keys past their retention, the key cap, or the log (first commit
   // still in it).
   void TrimIdempotency(uint64_t first_commit);

@@ -443,6 +443,38 @@ Status QueryIndex(const Ctx& ctx, const QuerySpec& spec, const ReadTxn::Visitor&
   return Status::Ok();
 }
 
+// --- The writes themselves: into the writer's overlay, or into LMDB (Ctx::writes).
+
+namespace {
+
+Status OverlayFull() {
+  return Status(Code::kInternal, "the overlay refused a write (a commit older than its last)");
+}
+
+Status PutIndexEntry(const Ctx& ctx, std::string_view index_key, std::string_view pk) {
+  if (ctx.writes) {
+    thread_local std::string pair;
+    EncodeDupKey(index_key, pk, &pair);
+    return ctx.writes->Put(ctx.dbs->index, pair, {}, ctx.commit) ? Status::Ok() : OverlayFull();
+  }
+  MDB_val k = Val(index_key), v = Val(pk);
+  int rc = mdb_put(ctx.txn, ctx.dbs->index, &k, &v, MDB_NODUPDATA);
+  return rc == 0 || rc == MDB_KEYEXIST ? Status::Ok() : MdbStatus(rc, "index put");
+}
+
+Status DeleteIndexEntry(const Ctx& ctx, std::string_view index_key, std::string_view pk) {
+  if (ctx.writes) {
+    thread_local std::string pair;
+    EncodeDupKey(index_key, pk, &pair);
+    return ctx.writes->Delete(ctx.dbs->index, pair, ctx.commit) ? Status::Ok() : OverlayFull();
+  }
+  MDB_val k = Val(index_key), v = Val(pk);
+  int rc = mdb_del(ctx.txn, ctx.dbs->index, &k, &v);
+  return rc == 0 || rc == MDB_NOTFOUND ? Status::Ok() : MdbStatus(rc, "index delete");
+}
+
+}  // namespace
+
 // --- Index maintenance.
 
 Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc& ix,
@@ -472,8 +504,9 @@ Status FindUniqueHolder(const Ctx& ctx, const CollectionDesc& c, const IndexDesc
 
 Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view key,
                      const RecordView* old_record, ValueKind new_kind, std::string_view new_value) {
-  // Every check comes before the first change, so that an operation that fails leaves
-  // nothing behind even outside a nested transaction (Engine::Impl::ExecuteBatch).
+  // Every check comes before the first change. The writer's transactions need not rely
+  // on it (a failure takes back the commit's writes: Overlay::Undo), but ApplyLog writes
+  // LMDB directly.
   struct Change {
     uint32_t id;
     std::string old_ik, new_ik;  // empty: no entry before / after
@@ -513,20 +546,56 @@ Status UpdateIndexes(const Ctx& ctx, const CollectionDesc& c, std::string_view k
   }
   for (const Change& ch : changes) {
     if (!ch.old_ik.empty()) {
-      MDB_val k = Val(ch.old_ik), v = Val(key);
-      int rc = mdb_del(ctx.txn, ctx.dbs->index, &k, &v);
-      if (rc != 0 && rc != MDB_NOTFOUND) return MdbStatus(rc, "index delete");
+      if (Status s = DeleteIndexEntry(ctx, ch.old_ik, key); !s.ok()) return s;
     }
     if (!ch.new_ik.empty()) {
-      MDB_val k = Val(ch.new_ik), v = Val(key);
-      int rc = mdb_put(ctx.txn, ctx.dbs->index, &k, &v, MDB_NODUPDATA);
-      if (rc != 0 && rc != MDB_KEYEXIST) return MdbStatus(rc, "index put");
+      if (Status s = PutIndexEntry(ctx, ch.new_ik, key); !s.ok()) return s;
     }
   }
   return Status::Ok();
 }
 
 // --- Writes.
+
+namespace {
+
+Status CheckPutMode(const CollectionDesc& c, const PutOp& op, bool found) {
+  if (found && op.mode == PutMode::kInsert) {
+    return Status(Code::kAlreadyExists,
+                  "record '" + Printable(op.key) + "' already exists in '" + c.name + "'");
+  }
+  if (!found && op.mode == PutMode::kReplace) {
+    return Status(Code::kNotFound,
+                  "record '" + Printable(op.key) + "' does not exist in '" + c.name + "'");
+  }
+  return Status::Ok();
+}
+
+// PutRecord's write into the writer's overlay, after the checks of the value.
+Status PutRecordInOverlay(const Ctx& ctx, const CollectionDesc& c, const PutOp& op,
+                          OpResult* r) {
+  RecordView old;
+  bool found;
+  if (Status s = GetRecord(ctx, c, op.key, &old, &found); !s.ok()) return s;
+  if (Status s = CheckPutMode(c, op, found); !s.ok()) return s;
+  if (!c.indexes.empty()) {
+    if (Status s = UpdateIndexes(ctx, c, op.key, found ? &old : nullptr, op.kind, op.value);
+        !s.ok()) {
+      return s;
+    }
+  }
+  RecordKey rk(c.id, op.key);
+  thread_local std::string stored;
+  stored.resize(StoredRecordSize(op.value.size()));
+  EncodeRecord(rk.view(), ctx.commit, op.kind, op.value, stored.data());
+  if (!ctx.writes->Put(ctx.dbs->records, rk.view(), stored, ctx.commit)) return OverlayFull();
+  ctx.log->Put(c.name, op.key, op.kind, op.value);
+  r->found = found;
+  r->version = ctx.commit;
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status PutRecord(const Ctx& ctx, const PutOp& op, bool document_checked, OpResult* r) {
   const CollectionDesc* c;
@@ -546,8 +615,9 @@ Status PutRecord(const Ctx& ctx, const PutOp& op, bool document_checked, OpResul
     return Status(Code::kBadRequest, "unknown value kind");
   }
 
-  // A cursor finds the old record, then writes there: one descent of the B+tree when the
-  // record exists. (LMDB's record: the writer runs without overlays.)
+  if (ctx.writes) return PutRecordInOverlay(ctx, *c, op, r);
+  // Straight into LMDB: a cursor finds the old record, then writes there, one descent of
+  // the B+tree when the record exists.
   assert(ctx.overlays.empty());
   RecordKey rk(c->id, op.key);
   MDB_val k = rk.val(), v;
@@ -563,14 +633,7 @@ Status PutRecord(const Ctx& ctx, const PutOp& op, bool document_checked, OpResul
   if (found && !DecodeRecord(*ctx.catalog, rk.view(), View(v), &old)) {
     return DamagedRecord(ctx, *c, op.key);
   }
-  if (found && op.mode == PutMode::kInsert) {
-    return Status(Code::kAlreadyExists,
-                  "record '" + Printable(op.key) + "' already exists in '" + c->name + "'");
-  }
-  if (!found && op.mode == PutMode::kReplace) {
-    return Status(Code::kNotFound,
-                  "record '" + Printable(op.key) + "' does not exist in '" + c->name + "'");
-  }
+  if (Status s = CheckPutMode(*c, op, found); !s.ok()) return s;
   if (!c->indexes.empty()) {
     if (Status s = UpdateIndexes(ctx, *c, op.key, found ? &old : nullptr, op.kind, op.value);
         !s.ok()) {
@@ -605,9 +668,13 @@ Status DeleteRecord(const Ctx& ctx, const DeleteOp& op, OpResult* r) {
     }
   }
   RecordKey rk(c->id, op.key);
-  MDB_val k = rk.val();
-  int rc = mdb_del(ctx.txn, ctx.dbs->records, &k, nullptr);
-  if (rc != 0) return MdbStatus(rc, "delete");
+  if (ctx.writes) {
+    if (!ctx.writes->Delete(ctx.dbs->records, rk.view(), ctx.commit)) return OverlayFull();
+  } else {
+    MDB_val k = rk.val();
+    int rc = mdb_del(ctx.txn, ctx.dbs->records, &k, nullptr);
+    if (rc != 0) return MdbStatus(rc, "delete");
+  }
   ctx.log->Delete(c->name, op.key);
   r->version = ctx.commit;
   return Status::Ok();

@@ -1136,6 +1136,59 @@ TEST(GroupCommitFullTest, KeyedTransactionsAcrossARestartedBatchAreRememberedOnc
   EXPECT_TRUE(db->Verify().ok());
 }
 
+TEST(GroupCommitFullTest, AGroupTooBigForTheRoomLeftCommitsEachTransactionAlone) {
+  // Deletes pass admission (they free space), but a group of them touching many leaves
+  // needs a new page per leaf until it commits: more than the reserve at the cap. The
+  // group's LMDB transaction fails as a whole; each delete then commits alone and fits.
+  testing::TempDir dir;
+  Options o;
+  o.max_size = 2 << 20;
+  o.space_reserve = 64 << 10;
+  o.log_retention = 10;  // the log does not hold the cap's pages
+  auto db = testing::OpenOrDie(dir.path(), o);
+  ASSERT_TRUE(db->CreateCollection("c").ok());
+  std::string value(1000, 'v');
+  auto key = [](int i) {
+    char b[16];
+    snprintf(b, sizeof b, "k%05d", i);
+    return std::string(b);
+  };
+  int written = 0;
+  for (;; written++) {
+    TxnResult r = db->Execute(Txn({PutOp{"c", key(written), value, ValueKind::kRaw}}));
+    if (!r.status.ok()) {
+      ASSERT_EQ(r.status.code(), Code::kDatabaseFull) << r.status.ToString();
+      break;
+    }
+  }
+  ASSERT_GT(written, 400);
+  std::vector<std::string> keys;  // the operations' views point here
+  for (int i = 0; i < written; i += 4) keys.push_back(key(i));
+  std::vector<Transaction> txns;
+  for (const std::string& k : keys) txns.push_back(Txn({DeleteOp{"c", k}}));
+  std::vector<const Transaction*> ptrs;
+  for (const Transaction& t : txns) ptrs.push_back(&t);
+  uint64_t groups = db->Stats().group_commits;
+  auto results = db->ExecuteBatch(ptrs);
+  for (size_t i = 0; i < results.size(); i++) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.ToString();
+    EXPECT_TRUE(results[i].results.at(0).found) << i;
+  }
+  // One commit each: the group as one did not fit.
+  EXPECT_EQ(db->Stats().group_commits - groups, txns.size());
+  for (size_t i = 1; i < results.size(); i++) {
+    EXPECT_EQ(results[i].commit, results[i - 1].commit + 1);
+  }
+  TxnResult count = db->Execute(testing::Txn({CountOp{ScanSpec{.collection = "c"}}}));
+  EXPECT_EQ(count.results.at(0).count, uint64_t(written) - txns.size());
+  std::string k0 = key(0), k1 = key(1);
+  TxnResult gone = db->Execute(Txn({GetOp{"c", k0}, GetOp{"c", k1}}));
+  EXPECT_FALSE(gone.results.at(0).found);
+  EXPECT_TRUE(gone.results.at(1).found);
+  VerifyReport v = db->Verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+}
+
 TEST(ChangeLogTest, ACorruptEntryDoesNotKeepTheDatabaseFromOpening) {
   testing::TempDir dir;
   std::string doc = testing::Doc("{}");

@@ -119,8 +119,8 @@ class Engine {
   // own thread and set Transaction::documents_checked.
   Status CheckDocuments(const Transaction& txn) const;
 
-  // Group commit: runs each transaction in its own nested LMDB transaction inside one
-  // write transaction and commits once. A transaction that fails aborts alone; the others
+  // Group commit: runs the transactions in order in one write transaction and commits
+  // once. A transaction that fails leaves nothing behind and fails alone; the others
   // commit, each with its own commit number, in the order given.
   std::vector<TxnResult> ExecuteBatch(std::span<const Transaction* const> txns);
 
