@@ -198,32 +198,38 @@ bool Overlay::Write(uint32_t table, std::string_view key, std::string_view value
       key.size() > UINT32_MAX) {
     return false;
   }
-  if (commit != touched_commit_) {
+  // Every allocation comes before the first change, so that bad_alloc leaves the overlay
+  // as it was (Undo included). First room for the entry in touched_, so that a failing
+  // push_back cannot leave a version Undo would not know of.
+  const bool first_of_commit = commit != touched_commit_;
+  const size_t touched = first_of_commit ? 0 : touched_.size();
+  if (touched == touched_.capacity()) touched_.reserve(2 * touched_.capacity() + 16);
+  auto begin_commit = [&] {
+    if (!first_of_commit) return;
     touched_.clear();
     touched_commit_ = commit;
     before_touched_ = last_commit_.load(std::memory_order_relaxed);
-  }
-  // Room for the entry in touched_ first, so that a failing push_back cannot leave a
-  // version Undo would not know of.
-  if (touched_.size() == touched_.capacity()) touched_.reserve(2 * touched_.capacity() + 16);
+  };
   Node* prev[kMaxHeight];
   Target t{table, key};
   Node* n = FindGreaterOrEqual(t, prev);
   if (n != nullptr && Compare(n, t) == 0) {
     const Version* newest = n->newest.load(std::memory_order_relaxed);
+    const Version* older = newest != nullptr && newest->commit == commit ? newest->older : newest;
+    const Version* v = NewVersion(value, deleted, commit, older);
+    begin_commit();
     if (newest == nullptr || newest->commit != commit) touched_.push_back(n);
     // A second write to the key by the same commit replaces that commit's version: the
     // new one links past it to the older chain. A reader at an older commit sees either
     // version, both newer than what it reads at, and follows the same older chain; no
     // reader is at this commit yet (it is published only once the writer finished it).
     // The replaced version stays in the arena, unreachable to new readers.
-    const Version* older = newest != nullptr && newest->commit == commit ? newest->older : newest;
-    n->newest.store(NewVersion(value, deleted, commit, older), std::memory_order_release);
+    n->newest.store(v, std::memory_order_release);
   } else {
-    // Allocate everything before linking anything, so that bad_alloc leaves no trace.
     int height = RandomHeight();
     char* p = Allocate(Node::SizeFor(key.size(), height));
     n = Node::Make(p, table, key, height, NewVersion(value, deleted, commit, nullptr));
+    begin_commit();
     int old_height = height_.load(std::memory_order_relaxed);
     if (height > old_height) {
       for (int i = old_height; i < height; i++) prev[i] = head_;
