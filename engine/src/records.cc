@@ -27,6 +27,9 @@ RecordKey::RecordKey(uint32_t collection_id, std::string_view key) : size_(4 + k
 
 namespace {
 
+// The largest encoding buffer a thread keeps between writes (PutRecordInOverlay).
+constexpr size_t kKeptEncodeBuffer = size_t{1} << 20;
+
 uint64_t RecordChecksum(std::string_view record_key, std::string_view body) {
   return XXH3_64bits_withSeed(body.data(), body.size(),
                               XXH3_64bits(record_key.data(), record_key.size()));
@@ -585,10 +588,14 @@ Status PutRecordInOverlay(const Ctx& ctx, const CollectionDesc& c, const PutOp& 
     }
   }
   RecordKey rk(c.id, op.key);
+  // Encoded into a buffer the thread keeps, so that a put allocates nothing here; one
+  // that held a large value is given back, so that no thread keeps megabytes for good.
   thread_local std::string stored;
   stored.resize(StoredRecordSize(op.value.size()));
   EncodeRecord(rk.view(), ctx.commit, op.kind, op.value, stored.data());
-  if (!ctx.writes->Put(ctx.dbs->records, rk.view(), stored, ctx.commit)) return OverlayFull();
+  bool put = ctx.writes->Put(ctx.dbs->records, rk.view(), stored, ctx.commit);
+  if (stored.capacity() > kKeptEncodeBuffer) std::string().swap(stored);
+  if (!put) return OverlayFull();
   ctx.log->Put(c.name, op.key, op.kind, op.value);
   r->found = found;
   r->version = ctx.commit;
