@@ -720,6 +720,12 @@ std::vector<TxnResult> Engine::Impl::ExecuteBatch(std::span<const Transaction* c
     // LMDB transaction as a whole: each transaction commits alone instead, so that it
     // fails alone if at all.
     for (size_t i = 0; i < txns.size(); i++) {
+      // An error that latched (CommitStatus) fails the rest unrun, as it fails later
+      // batches.
+      if (int f = fatal_rc_.load()) {
+        results[i] = TxnResult{FatalStatus(f), 0, {}};
+        continue;
+      }
       bool ignored;
       CommitGroup(txns.subspan(i, 1),
                   refused.empty() ? std::span<const Status>() : std::span(&refused[i], 1),
@@ -838,7 +844,6 @@ void Engine::Impl::CommitGroup(std::span<const Transaction* const> txns,
     if (!r.status.ok()) {
       overlay.Undo(commit + 1);  // false if it wrote nothing: nothing to take back
       r.results.clear();
-      if (!pending.empty() && pending.back().index == i) pending.pop_back();
       continue;
     }
     if (wrote) {
